@@ -1,0 +1,311 @@
+"""Which files a command converts, and converting one of them.
+
+``plan`` turns the command line's sources into (input, output) pairs;
+``encode_one``/``decode_one`` convert one pair and run in worker processes,
+so they are module-level and import the codec lazily. Every output is written
+to a hidden temporary file in the destination folder and then renamed into
+place, so a failure or Ctrl-C never leaves a half-written file behind.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from slimcodec.errors import SlimError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
+SLIM_SUFFIX = ".slim"
+
+
+class OutputError(SlimError):
+    """An output file cannot be written (or exists and may not be replaced)."""
+
+
+class OutputExistsError(OutputError):
+    """The output exists and ``--force`` was not given."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """One file to convert.
+
+    Attributes:
+        src (Path): the input file.
+        dst (Path): the output file.
+        weights_path (str | None): weights file; ``None`` = the shipped weights.
+        force (bool): replace ``dst`` if it exists.
+        width (int | None): network width (encode only).
+        metadata (bool): keep ICC profile and EXIF (encode only).
+    """
+
+    src: Path
+    dst: Path
+    weights_path: str | None = None
+    force: bool = False
+    width: int | None = None
+    metadata: bool = True
+
+
+@dataclass(frozen=True)
+class Result:
+    """What converting one file produced (see ``Report.done``)."""
+
+    dst: Path
+    bytes_in: int
+    bytes_out: int
+    pixels: int
+    seconds: float
+
+
+@dataclass
+class Plan:
+    """The outcome of :func:`plan`.
+
+    Attributes:
+        pairs (list[tuple[Path, Path]]): (input, output), inputs in command-line
+            order, folders expanded in sorted order, duplicates removed.
+        problems (list[tuple[Path, str]]): inputs that cannot be converted
+            (missing, or whose output clashes), with the reason.
+        empty_folders (list[Path]): folders in which no input was found.
+        batch (bool): several inputs or a folder were given.
+    """
+
+    pairs: list[tuple[Path, Path]] = field(default_factory=list)
+    problems: list[tuple[Path, str]] = field(default_factory=list)
+    empty_folders: list[Path] = field(default_factory=list)
+    batch: bool = False
+
+
+def scan_folder(folder: Path, suffixes: Iterable[str]) -> list[Path]:
+    """Files under ``folder`` (recursively, sorted) whose suffix is one of ``suffixes``.
+
+    Hidden files and folders (name starting with ".") are left out, and so are
+    symbolic links to folders (no loops).
+    """
+    wanted = {s.lower() for s in suffixes}
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if not name.startswith(".") and os.path.splitext(name)[1].lower() in wanted:
+                found.append(Path(root, name))
+    return found
+
+
+def names_folder(out: str | os.PathLike) -> bool:
+    """Whether ``-o out`` means a folder for a single input: an existing folder or a trailing "/"."""
+    text = os.fspath(out)
+    return os.path.isdir(text) or text.endswith(("/", os.sep))
+
+
+def plan(
+    sources: Sequence[Path], out: str | os.PathLike | None, suffixes: Iterable[str], out_suffix: str
+) -> Plan:
+    """Map the command's sources to output files.
+
+    Without ``out`` every output goes beside its input, with the suffix
+    replaced. With one input file, ``out`` is the output file (or, if it is an
+    existing folder, the folder to put it in). Otherwise ``out`` is a folder:
+    files given by name go straight into it, and each source folder's
+    structure is mirrored under it.
+
+    Args:
+        sources (Sequence[Path]): files and folders from the command line.
+        out (str | PathLike | None): the ``-o`` value (a trailing "/" marks a folder).
+        suffixes (Iterable[str]): input suffixes searched for in folders.
+        out_suffix (str): the outputs' suffix, e.g. ``".slim"``.
+
+    Returns:
+        Plan: pairs, per-file problems and whether this is a batch.
+
+    Raises:
+        NotADirectoryError: a batch's ``out`` exists and is not a folder.
+    """
+    result = Plan(batch=len(sources) > 1 or any(src.is_dir() for src in sources))
+    out_is_folder = out is not None and (result.batch or names_folder(out))
+    out = Path(out) if out is not None else None
+    if result.batch and out is not None and out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"-o {out}: must be a folder when converting several files")
+
+    candidates: list[tuple[Path, Path]] = []
+    for src in sources:
+        if src.is_dir():
+            files = scan_folder(src, suffixes)
+            if not files:
+                result.empty_folders.append(src)
+            for file in files:
+                base = out / file.relative_to(src) if out is not None else file
+                candidates.append((file, base.with_name(base.stem + out_suffix)))
+        elif src.exists():
+            if out is None:
+                dst = src.with_name(src.stem + out_suffix)
+            elif out_is_folder:
+                dst = out / (src.stem + out_suffix)
+            else:
+                dst = out
+            candidates.append((src, dst))
+        else:
+            result.problems.append((src, "no such file or folder"))
+
+    seen_src: set[Path] = set()
+    owner_of_dst: dict[Path, Path] = {}
+    for src, dst in candidates:
+        key_src, key_dst = _identity(src), _identity(dst)
+        if key_src in seen_src:
+            continue  # the same file named twice (or a file and its folder): do it once
+        seen_src.add(key_src)
+        if key_dst == key_src:
+            result.problems.append((src, f"the output {dst} would replace the input"))
+        elif key_dst in owner_of_dst:
+            result.problems.append((src, f"{owner_of_dst[key_dst]} is also written to {dst}"))
+        else:
+            owner_of_dst[key_dst] = src
+            result.pairs.append((src, dst))
+    return result
+
+
+def _identity(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except OSError:
+        return path.absolute()
+
+
+def output_exists(path: Path) -> bool:
+    return path.exists() or path.is_symlink()
+
+
+# ---------------------------------------------------------------- atomic output
+
+
+@lru_cache(maxsize=1)
+def _file_mode() -> int:
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def _reason(exc: OSError) -> str:
+    text = exc.strerror or str(exc) or type(exc).__name__
+    return text[:1].lower() + text[1:]
+
+
+def _publish(tmp: Path, dst: Path, overwrite: bool) -> None:
+    if overwrite:
+        os.replace(tmp, dst)
+        return
+    try:
+        os.link(tmp, dst)  # atomic, and fails if dst exists
+    except FileExistsError:
+        raise OutputExistsError(f"{dst} already exists (use --force to overwrite)") from None
+    except OSError:  # a file system without hard links
+        if output_exists(dst):
+            raise OutputExistsError(f"{dst} already exists (use --force to overwrite)") from None
+        os.replace(tmp, dst)
+
+
+def write_atomic(dst: Path, write: Callable[[Path], None], *, overwrite: bool) -> int:
+    """Write ``dst`` through a temporary file in its folder; return its size.
+
+    Args:
+        dst (Path): the output file; missing parent folders are created.
+        write (Callable[[Path], None]): writes the content to the path it is given
+            (a hidden temporary file with ``dst``'s suffix).
+        overwrite (bool): replace an existing ``dst``; otherwise refuse.
+
+    Returns:
+        int: the number of bytes written.
+
+    Raises:
+        OutputExistsError: ``dst`` exists and ``overwrite`` is false.
+        OutputError: the folder cannot be created or the file cannot be written.
+    """
+    parent = dst.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create folder {parent}: {_reason(exc)}") from exc
+    if not overwrite and output_exists(dst):
+        raise OutputExistsError(f"{dst} already exists (use --force to overwrite)")
+    tmp = parent / f".{dst.stem}.{secrets.token_hex(4)}.tmp{dst.suffix}"
+    try:
+        try:
+            write(tmp)
+            num_bytes = tmp.stat().st_size
+            os.chmod(tmp, _file_mode())
+            _publish(tmp, dst, overwrite)
+        except OSError as exc:
+            raise OutputError(f"cannot write {dst}: {_reason(exc)}") from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+    return num_bytes
+
+
+def _write_bytes(data: bytes) -> Callable[[Path], None]:
+    def write(path: Path) -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+
+    return write
+
+
+# ---------------------------------------------------------------- workers
+
+
+def _without_path_prefix(exc: SlimError, path: Path) -> SlimError:
+    """``"a.png: not an image"`` -> ``"not an image"`` (the report names the file)."""
+    text, prefix = str(exc), f"{path}: "
+    return type(exc)(text[len(prefix):]) if text.startswith(prefix) else exc
+
+
+def encode_one(job: Job) -> Result:
+    """Encode ``job.src`` to ``job.dst`` (a worker function)."""
+    from slimcodec.codec import encode
+    from slimcodec.imageio import open_image
+    from slimcodec.weights import load_weights
+
+    start = time.perf_counter()
+    weights = load_weights(job.weights_path)
+    try:
+        image = open_image(job.src)
+    except SlimError as exc:
+        raise _without_path_prefix(exc, job.src) from exc
+    with image:
+        bytes_in = job.src.stat().st_size
+        pixels = image.width * image.height
+        data = encode(image, job.width, weights=weights, metadata=job.metadata)
+    bytes_out = write_atomic(job.dst, _write_bytes(data), overwrite=job.force)
+    return Result(job.dst, bytes_in, bytes_out, pixels, time.perf_counter() - start)
+
+
+def decode_one(job: Job) -> Result:
+    """Decode ``job.src`` to ``job.dst``, in the format of its suffix (a worker function)."""
+    from slimcodec.codec import decode
+    from slimcodec.formats.slimfile import HEADER_SIZE, read_header
+    from slimcodec.imageio import save_image
+    from slimcodec.weights import load_weights
+
+    start = time.perf_counter()
+    weights = load_weights(job.weights_path)
+    with open(job.src, "rb") as f:
+        head = f.read(HEADER_SIZE)
+        read_header(head)  # refuse a foreign file before reading all of it
+        data = head + f.read()
+    image = decode(data, weights=weights)
+    pixels = image.width * image.height
+
+    def write(tmp: Path) -> None:
+        try:
+            save_image(image, tmp)
+        except SlimError as exc:  # its message names the temporary file
+            raise type(exc)(str(exc).replace(f"{tmp.name}: ", "").replace(tmp.name, job.dst.name)) from exc
+
+    bytes_out = write_atomic(job.dst, write, overwrite=job.force)
+    return Result(job.dst, len(data), bytes_out, pixels, time.perf_counter() - start)

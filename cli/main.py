@@ -1,0 +1,377 @@
+"""The ``slim`` command: encode images to .slim files, decode them, inspect them.
+
+    slim encode photo.png                  # -> photo.slim (width 144)
+    slim encode photos/ -o slim/ -w 96     # a folder tree, mirrored under slim/
+    slim decode photo.slim -o photo.webp   # any format Pillow writes, by extension
+    slim info photo.slim                   # header fields, sizes and bpp
+
+Each command prints one line per file on stderr (``error: ...`` for a failed
+one, with the traceback only under ``--debug``) and a summary line, and exits
+with 0 (all done), 1 (some file failed) or 2 (usage error). torch and the
+codec are imported inside the commands that need them, so ``slim --help`` and
+``slim info`` start instantly.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from slimcodec import __version__
+from slimcodec.cli.parallel import silence_library_warnings
+from slimcodec.cli.report import EXIT_FAILED, EXIT_INTERRUPTED, Report, describe_error
+from slimcodec.errors import SlimError
+
+EPILOG = """\b
+Exit codes:
+  0    every file was converted (or skipped: output exists)
+  1    at least one file failed; each failure is one "error:" line
+  2    usage error (bad option, argument or weights file)
+  130  interrupted (Ctrl-C); finished outputs are kept, none is partial
+"""
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+@dataclass
+class Options:
+    """Options every command accepts, before or after the subcommand name."""
+
+    debug: bool = False
+    quiet: bool = False
+    verbose: bool = False
+
+
+class OneLineUsageError(click.UsageError):
+    """A usage error (exit 2) shown as one ``error: ...`` line, without the usage text."""
+
+    def show(self, file=None) -> None:
+        click.echo(f"error: {self.format_message()}", file=file, err=file is None)
+
+
+class SlimGroup(click.Group):
+    """Turns uncaught exceptions into one ``error:`` line (a traceback with --debug)."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except KeyboardInterrupt:
+            click.echo("error: interrupted", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
+        except Exception as exc:
+            opts = ctx.find_object(Options) or Options()
+            if opts.debug:
+                traceback.print_exc(file=sys.stderr)
+            hint = "" if isinstance(exc, SlimError) or opts.debug else " (run with --debug for details)"
+            click.echo(f"error: {describe_error(exc)}{hint}", err=True)
+            ctx.exit(EXIT_FAILED)
+
+
+def _set_option(name: str):
+    def callback(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+        if value:
+            setattr(ctx.ensure_object(Options), name, True)
+
+    return callback
+
+
+def common_options(f):
+    """``--debug``, ``-q/--quiet`` and ``-v/--verbose``, accepted on the group and every command."""
+    options = [
+        click.option("--debug", is_flag=True, expose_value=False, callback=_set_option("debug"),
+                     help="Show the traceback of each error."),
+        click.option("-q", "--quiet", is_flag=True, expose_value=False, callback=_set_option("quiet"),
+                     help="Print errors only."),
+        click.option("-v", "--verbose", is_flag=True, expose_value=False, callback=_set_option("verbose"),
+                     help="Print settings and per-file timings."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _options(ctx: click.Context) -> Options:
+    return ctx.ensure_object(Options)
+
+
+@click.group(cls=SlimGroup, context_settings=CONTEXT_SETTINGS, epilog=EPILOG)
+@click.version_option(__version__, "-V", "--version", prog_name="slim", message="%(prog)s %(version)s")
+@common_options
+def cli() -> None:
+    """Encode images to .slim files (the SlimCAE learned codec) and decode them back."""
+
+
+# ---------------------------------------------------------------- shared steps
+
+
+def _workers(option: int | None) -> int:
+    from slimcodec.cli.parallel import resolve_workers
+
+    try:
+        return resolve_workers(option)
+    except ValueError as exc:
+        raise OneLineUsageError(str(exc)) from None
+
+
+def _load_weights(ctx: click.Context, path: Path | None):
+    """Load the weights once in this process (so bad weights fail before any file)."""
+    if not _options(ctx).debug:
+        silence_library_warnings()
+    from slimcodec.weights import load_weights
+
+    try:
+        return load_weights(path)
+    except SlimError as exc:
+        if path is None:
+            raise  # the installation is broken: not a usage error
+        where = "--weights" if str(path) in str(exc) else f"--weights {path}"
+        raise OneLineUsageError(f"{where}: {exc}") from None
+
+
+def _plan(sources: tuple[Path, ...], out: str | None, suffixes, out_suffix: str):
+    from slimcodec.cli.jobs import plan
+
+    try:
+        return plan(sources, out, suffixes, out_suffix)
+    except NotADirectoryError as exc:
+        raise OneLineUsageError(str(exc)) from None
+
+
+def _run(ctx: click.Context, action: str, planned, make_job, worker_fn, workers: int,
+         weights_path: str | None, force: bool, nothing_found: str) -> None:
+    """Report planning problems, skip existing outputs, run the jobs, exit."""
+    from slimcodec.cli.jobs import output_exists
+    from slimcodec.cli.parallel import run_many
+
+    opts = _options(ctx)
+    report = Report(action, quiet=opts.quiet, verbose=opts.verbose, debug=opts.debug)
+    for folder in planned.empty_folders:
+        if not opts.quiet:
+            click.echo(f"warning: {nothing_found} in {folder}", err=True)
+    for src, reason in planned.problems:
+        report.failed(src, reason)
+    jobs = []
+    for src, dst in planned.pairs:
+        if not force and output_exists(dst):
+            if planned.batch:
+                report.skipped(src, f"{dst} exists (use --force to overwrite)")
+            else:
+                report.failed(src, f"{dst} already exists (use --force to overwrite)")
+            continue
+        jobs.append(make_job(src, dst))
+    if opts.verbose and jobs:
+        click.echo(f"{len(jobs)} file{'s' if len(jobs) != 1 else ''} to {action}, "
+                   f"{min(workers, len(jobs))} worker(s)", err=True)
+    run_many(jobs, worker_fn, report, workers, weights_path=weights_path)
+    if not opts.quiet:
+        click.echo(str(report), err=True)
+    ctx.exit(report.return_code)
+
+
+_SOURCES = click.argument("sources", metavar="SRC...", nargs=-1, required=True,
+                          type=click.Path(path_type=Path))
+_WEIGHTS = click.option("--weights", type=click.Path(dir_okay=False, path_type=Path),
+                        help="Weights file [default: the shipped weights].")
+_FORCE = click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
+_WORKERS = click.option("-j", "--workers", type=click.IntRange(min=1), metavar="N",
+                        help="Worker processes [default: $SLIM_WORKERS, else the number of CPUs].")
+
+
+# ---------------------------------------------------------------- encode
+
+
+@cli.command(context_settings=CONTEXT_SETTINGS, epilog=EPILOG)
+@_SOURCES
+@click.option("-o", "--output", "out", type=click.Path(),
+              help="Output file, or folder when several inputs or a folder are given "
+                   "[default: beside each input, suffix .slim].")
+@click.option("-w", "--width", type=int, metavar="W",
+              help="Network width (latent channels): wider is better and larger. "
+                   "One of the weights' widths, e.g. 192, 144, 96, 72, 48 [default: 144].")
+@_WEIGHTS
+@click.option("--metadata/--no-metadata", default=True,
+              help="Keep the ICC profile and EXIF [default: keep].")
+@_FORCE
+@_WORKERS
+@common_options
+@click.pass_context
+def encode(ctx: click.Context, sources: tuple[Path, ...], out: str | None, width: int | None,
+           weights: Path | None, metadata: bool, force: bool, workers: int | None) -> None:
+    """Encode images (PNG, JPEG, WebP, TIFF, BMP) to .slim files.
+
+    SRC may be files or folders; folders are searched recursively for
+    .png .jpg .jpeg .webp .tif .tiff .bmp files.
+    """
+    from slimcodec.cli.jobs import IMAGE_SUFFIXES, SLIM_SUFFIX, Job, encode_one
+    from slimcodec.codec import DEFAULT_WIDTH
+
+    num_workers = _workers(workers)
+    wts = _load_weights(ctx, weights)
+    valid = ", ".join(str(w) for w in wts.widths)
+    if width is None:
+        if DEFAULT_WIDTH not in wts.widths:
+            raise OneLineUsageError(
+                f"these weights have no width {DEFAULT_WIDTH} (the default); choose --width from: {valid}"
+            )
+        width = DEFAULT_WIDTH
+    elif width not in wts.widths:
+        raise OneLineUsageError(f"invalid --width {width}: valid widths are {valid}")
+    if _options(ctx).verbose:
+        click.echo(f"weights {weights or 'shipped'} (id {wts.weights_id.hex()}, widths {valid}), "
+                   f"width {width}", err=True)
+    weights_path = str(weights.resolve()) if weights is not None else None
+    planned = _plan(sources, out, IMAGE_SUFFIXES, SLIM_SUFFIX)
+    _run(ctx, "encode", planned,
+         lambda src, dst: Job(src, dst, weights_path, force, width, metadata),
+         encode_one, num_workers, weights_path, force, "no images found")
+
+
+# ---------------------------------------------------------------- decode
+
+
+def _saveable_format(suffix: str) -> str | None:
+    """The Pillow format that writes files with ``suffix`` (e.g. ".png" -> "PNG"), if any."""
+    from PIL import Image
+
+    fmt = Image.registered_extensions().get(suffix.lower())
+    return fmt if fmt in Image.SAVE else None
+
+
+@cli.command(context_settings=CONTEXT_SETTINGS, epilog=EPILOG)
+@_SOURCES
+@click.option("-o", "--output", "out", type=click.Path(),
+              help="Output file (its extension picks the format), or folder when several "
+                   "inputs or a folder are given [default: beside each input].")
+@click.option("--format", "fmt", metavar="EXT",
+              help="Output format by extension: png, webp, tif, bmp, jpg, ... [default: png, "
+                   "or the extension of -o].")
+@_WEIGHTS
+@_FORCE
+@_WORKERS
+@common_options
+@click.pass_context
+def decode(ctx: click.Context, sources: tuple[Path, ...], out: str | None, fmt: str | None,
+           weights: Path | None, force: bool, workers: int | None) -> None:
+    """Decode .slim files to images (PNG by default).
+
+    SRC may be files or folders; folders are searched recursively for .slim files.
+    """
+    from slimcodec.cli.jobs import SLIM_SUFFIX, Job, decode_one, names_folder
+
+    out_suffix = ".png"
+    if fmt is not None:
+        out_suffix = "." + fmt.lower().lstrip(".")
+        if _saveable_format(out_suffix) is None:
+            raise OneLineUsageError(f"invalid --format {fmt}: Pillow cannot write {out_suffix} files")
+    num_workers = _workers(workers)
+    planned = _plan(sources, out, (SLIM_SUFFIX,), out_suffix)
+    if out is not None and not planned.batch and not names_folder(out):
+        out_format = _saveable_format(Path(out).suffix)
+        if out_format is None:
+            raise OneLineUsageError(
+                f"-o {out}: cannot tell the image format from its extension; use e.g. .png"
+            )
+        if fmt is not None and out_format != _saveable_format(out_suffix):
+            raise OneLineUsageError(f"-o {out} does not match --format {fmt}")
+    wts = _load_weights(ctx, weights)
+    if _options(ctx).verbose:
+        click.echo(f"weights {weights or 'shipped'} (id {wts.weights_id.hex()})", err=True)
+    weights_path = str(weights.resolve()) if weights is not None else None
+    _run(ctx, "decode", planned, lambda src, dst: Job(src, dst, weights_path, force),
+         decode_one, num_workers, weights_path, force, "no .slim files found")
+
+
+# ---------------------------------------------------------------- info
+
+
+def describe_slim(path: Path, data: bytes) -> dict:
+    """The fields ``slim info`` shows for one file (pure Python: no torch)."""
+    from slimcodec.formats.slimfile import read_slim
+
+    slim = read_slim(data)
+    h = slim.header
+    return {
+        "file": str(path),
+        "format_version": f"{h.version_major}.{h.version_minor}",
+        "image_width": h.image_width,
+        "image_height": h.image_height,
+        "color_type": h.color_type.name,
+        "alpha": slim.chunk(b"ALPH") is not None,
+        "bit_depth": h.bit_depth,
+        "width": h.slim_width,
+        "latent_shape": [h.slim_width, h.latent_height, h.latent_width],
+        "weights_id": h.weights_id.hex(),
+        "chunks": {c.tag.decode("ascii"): len(c.data) for c in slim.chunks},
+        "payload_bytes": len(slim.payload),
+        "file_bytes": len(data),
+        "bpp": 8 * len(data) / (h.image_width * h.image_height),
+    }
+
+
+def format_info(fields: dict) -> str:
+    """``describe_slim``'s fields as aligned text lines."""
+    chunks = ", ".join(f"{tag} ({size} bytes)" for tag, size in fields["chunks"].items()) or "none"
+    c, lh, lw = fields["latent_shape"]
+    rows = [
+        ("format version", fields["format_version"]),
+        ("image size", f"{fields['image_width']} x {fields['image_height']}"),
+        ("color type", f"{fields['color_type']}{' + alpha' if fields['alpha'] else ''}, "
+                       f"{fields['bit_depth']} bits"),
+        ("width", fields["width"]),
+        ("latent shape", f"{c} x {lh} x {lw} (channels x height x width)"),
+        ("weights id", fields["weights_id"]),
+        ("chunks", chunks),
+        ("payload bytes", fields["payload_bytes"]),
+        ("file bytes", fields["file_bytes"]),
+        ("bpp", f"{fields['bpp']:.4f}"),
+    ]
+    return "\n".join([fields["file"]] + [f"  {name:<15} {value}" for name, value in rows])
+
+
+@cli.command(context_settings=CONTEXT_SETTINGS, epilog=EPILOG)
+@click.argument("files", metavar="FILE...", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of text.")
+@common_options
+@click.pass_context
+def info(ctx: click.Context, files: tuple[Path, ...], as_json: bool) -> None:
+    """Show the header of .slim files: sizes, width, weights id, bpp.
+
+    Checks each file's structure and checksum; does not decode the image.
+    Folders are searched recursively for .slim files.
+    """
+    from slimcodec.cli.jobs import SLIM_SUFFIX, scan_folder
+
+    opts = _options(ctx)
+    report = Report("read", quiet=opts.quiet, verbose=opts.verbose, debug=opts.debug)
+    paths: list[Path] = []
+    for path in files:
+        paths.extend(scan_folder(path, (SLIM_SUFFIX,)) if path.is_dir() else [path])
+    described = []
+    for path in paths:
+        try:
+            fields = describe_slim(path, path.read_bytes())
+        except Exception as exc:
+            report.failed(path, exc)
+            continue
+        described.append(fields)
+        if not as_json:
+            click.echo(("\n" if len(described) > 1 else "") + format_info(fields))
+    if as_json:
+        click.echo(json.dumps(described, indent=2))
+    ctx.exit(report.return_code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``slim`` console script."""
+    cli.main(args=argv, prog_name="slim")
+
+
+if __name__ == "__main__":
+    main()

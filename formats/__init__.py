@@ -1,0 +1,1 @@
+"""The .slim container: spec (SPEC.md), reader and writer. Pure Python, no torch."""

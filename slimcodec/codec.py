@@ -1,0 +1,189 @@
+"""Encode images to .slim bytes and decode them back.
+
+    >>> from PIL import Image
+    >>> import slimcodec
+    >>> image = Image.new("RGB", (40, 24), (200, 120, 40))
+    >>> data = slimcodec.encode(image, width=96)
+    >>> data[:4]
+    b'SLIM'
+    >>> slimcodec.decode(data).size
+    (40, 24)
+
+Images of any size are padded to a multiple of 16 by edge replication and
+cropped back after decoding. Large images run through the transforms in
+overlapping tiles whose margins cover the network's receptive field, so
+memory stays bounded and tiles meet without seams.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+from PIL import Image
+
+from slimcodec.entropy import dequantize, quantize
+from slimcodec.errors import SlimFormatError
+from slimcodec.formats.slimfile import (
+    Chunk,
+    ColorType,
+    SlimFile,
+    SlimHeader,
+    make_alpha_chunk,
+    read_alpha,
+    read_slim,
+    write_slim,
+)
+from slimcodec.imageio import PixelData, finish, prepare
+from slimcodec.rangecoder import decode_symbols, encode_symbols
+from slimcodec.weights import Weights, load_weights
+
+DEFAULT_WIDTH = 144
+STRIDE = 16  # pixels per latent position
+TILE_LATENTS = 64  # tile core: 64 latents = 1024 pixels per side
+ANALYSIS_MARGIN = 2  # latents; the analysis receptive field reaches 28 px = 1.75 latents
+SYNTHESIS_MARGIN = 3  # latents; the synthesis reaches about 2 latents
+
+
+def _resolve(weights: Weights | str | None) -> Weights:
+    return weights if isinstance(weights, Weights) else load_weights(weights)
+
+
+def _tiles(height: int, width: int, tile: int, margin: int):
+    """Yield (core, outer) latent boxes ``(top, bottom, left, right)`` covering the grid."""
+    for top in range(0, height, tile):
+        for left in range(0, width, tile):
+            bottom, right = min(top + tile, height), min(left + tile, width)
+            outer = (max(top - margin, 0), min(bottom + margin, height),
+                     max(left - margin, 0), min(right + margin, width))
+            yield (top, bottom, left, right), outer
+
+
+def _run_tiled(fn: Callable, src: np.ndarray, src_scale: int, dst_shape: tuple, dst_scale: int,
+               grid: tuple[int, int], margin: int, tile: int) -> np.ndarray:
+    """Apply ``fn`` tile by tile over a latent ``grid``; src/dst are ``[C, H, W]``.
+
+    ``src_scale``/``dst_scale`` are how many array positions one latent covers.
+    """
+    import torch
+
+    out = np.empty(dst_shape, dtype=np.float32)
+    for (t, b, l, r), (ot, ob, ol, orr) in _tiles(*grid, tile, margin):
+        piece = src[:, ot * src_scale : ob * src_scale, ol * src_scale : orr * src_scale]
+        x = torch.from_numpy(np.ascontiguousarray(piece, dtype=np.float32))[None]
+        with torch.no_grad():
+            y = fn(x.contiguous(memory_format=torch.channels_last))[0].float().numpy()
+        out[:, t * dst_scale : b * dst_scale, l * dst_scale : r * dst_scale] = y[
+            :, (t - ot) * dst_scale : (b - ot) * dst_scale, (l - ol) * dst_scale : (r - ol) * dst_scale
+        ]
+    return out
+
+
+def analyze(weights: Weights, rgb: np.ndarray, width: int, tile: int = TILE_LATENTS) -> np.ndarray:
+    """Latents ``y`` (``[C, ceil(H/16), ceil(W/16)]``) of an ``H×W×3`` uint8 image."""
+    h, w = rgb.shape[:2]
+    grid = (-(-h // STRIDE), -(-w // STRIDE))
+    padded = np.pad(rgb, ((0, grid[0] * STRIDE - h), (0, grid[1] * STRIDE - w), (0, 0)), mode="edge")
+    x = padded.transpose(2, 0, 1).astype(np.float32) / 255.0
+    return _run_tiled(lambda t: weights.model.analysis(t, width), x, STRIDE,
+                      (width, *grid), 1, grid, ANALYSIS_MARGIN, tile)
+
+
+def synthesize(weights: Weights, y_hat: np.ndarray, width: int, height_px: int, width_px: int,
+               tile: int = TILE_LATENTS) -> np.ndarray:
+    """``H×W×3`` uint8 image from dequantized latents (cropped, clamped and rounded)."""
+    grid = y_hat.shape[1:]
+    x_hat = _run_tiled(lambda t: weights.model.synthesis(t, width), y_hat, 1,
+                       (3, grid[0] * STRIDE, grid[1] * STRIDE), STRIDE, grid, SYNTHESIS_MARGIN, tile)
+    x_hat = x_hat[:, :height_px, :width_px]
+    return np.clip(np.rint(x_hat * 255.0), 0, 255).astype(np.uint8).transpose(1, 2, 0).copy()
+
+
+def _chunks(pixels: PixelData) -> tuple[Chunk, ...]:
+    """Chunks in their fixed order: ALPH, iccp, exif."""
+    chunks = []
+    if pixels.alpha is not None:
+        h, w = pixels.alpha.shape
+        chunks.append(make_alpha_chunk(pixels.alpha.tobytes(), w, h))
+    if pixels.icc:
+        chunks.append(Chunk(b"iccp", pixels.icc))
+    if pixels.exif:
+        chunks.append(Chunk(b"exif", pixels.exif))
+    return tuple(chunks)
+
+
+def encode_pixels(pixels: PixelData, width: int = DEFAULT_WIDTH, *, weights: Weights | str | None = None,
+                  metadata: bool = True) -> bytes:
+    """Encode prepared pixels (see :func:`slimcodec.imageio.prepare`) to .slim bytes."""
+    wts = _resolve(weights)
+    wts.model.check_width(width)
+    h, w = pixels.rgb.shape[:2]
+    table = wts.tables[width]
+    q = quantize(analyze(wts, pixels.rgb, width), table)
+    header = SlimHeader.for_image(w, h, ColorType.GRAY if pixels.gray else ColorType.RGB, width, wts.weights_id)
+    if not metadata:
+        pixels = PixelData(pixels.rgb, pixels.gray, pixels.alpha)
+    payload = encode_symbols(q, table).tobytes()
+    return write_slim(SlimFile(header, _chunks(pixels), payload))
+
+
+def encode(image: Image.Image, width: int = DEFAULT_WIDTH, *, weights: Weights | str | None = None,
+           metadata: bool = True) -> bytes:
+    """Encode a Pillow image to .slim bytes.
+
+    Args:
+        image (PIL.Image.Image): any mode Pillow reads (see :mod:`slimcodec.imageio`).
+        width (int): network width, one of the weights' widths (192, 144, 96, 72, 48).
+        weights (Weights | str | None): loaded weights or a path; the shipped ones by default.
+        metadata (bool): keep the ICC profile and EXIF.
+
+    Returns:
+        bytes: the .slim file.
+
+    Raises:
+        ValueError: ``width`` is not one of the weights' widths (the message lists them).
+        UnsupportedImageError: the image cannot be coded.
+    """
+    return encode_pixels(prepare(image), width, weights=weights, metadata=metadata)
+
+
+def check_decodable(slim: SlimFile, wts: Weights) -> None:
+    """Raise ``SlimFormatError`` unless these weights can decode ``slim``."""
+    header = slim.header
+    if header.weights_id != wts.weights_id:
+        raise SlimFormatError(
+            f"made with other weights (id {header.weights_id.hex()}; these are {wts.weights_id.hex()})"
+        )
+    if header.slim_width not in wts.tables:
+        raise SlimFormatError(f"width {header.slim_width} is not in these weights")
+
+
+def decode_symbols_of(data: bytes, *, weights: Weights | str | None = None) -> tuple[SlimFile, np.ndarray, Weights]:
+    """Parse and entropy-decode a .slim file: its container, integer symbols and weights.
+
+    The symbols depend on integers only, so they are bit-exact on every
+    platform (the golden vectors pin them).
+    """
+    slim = read_slim(data)
+    wts = _resolve(weights)
+    check_decodable(slim, wts)
+    header = slim.header
+    words = np.frombuffer(slim.payload, dtype="<u4")
+    q = decode_symbols(words, wts.tables[header.slim_width], header.latent_height, header.latent_width)
+    return slim, q, wts
+
+
+def decode(data: bytes, *, weights: Weights | str | None = None) -> Image.Image:
+    """Decode .slim bytes to a Pillow image (RGB, L, RGBA or LA).
+
+    Raises:
+        SlimFormatError: the data is not a valid .slim file for these weights.
+    """
+    slim, q, wts = decode_symbols_of(data, weights=weights)
+    header = slim.header
+    table = wts.tables[header.slim_width]
+    rgb = synthesize(wts, dequantize(q, table), header.slim_width, header.image_height, header.image_width)
+    alpha = None
+    if (raw := read_alpha(slim)) is not None:
+        alpha = np.frombuffer(raw, dtype=np.uint8).reshape(header.image_height, header.image_width)
+    return finish(rgb, header.color_type == ColorType.GRAY, alpha, slim.chunk(b"iccp"), slim.chunk(b"exif"))

@@ -1,0 +1,13 @@
+"""Exceptions raised by slimcodec. Each message is one line meant for users."""
+
+
+class SlimError(Exception):
+    """Base class of every error slimcodec reports to users."""
+
+
+class SlimFormatError(SlimError):
+    """A .slim file is malformed, corrupt, from a newer format or from other weights."""
+
+
+class UnsupportedImageError(SlimError):
+    """An input image cannot be encoded (unknown format, too large, ...)."""

@@ -1,0 +1,127 @@
+"""SlimCAE: a slimmable factorized-prior autoencoder.
+
+Yang, Bamler and Mandt, "Slimmable Compressive Autoencoders for Practical
+Neural Image Compression", CVPR 2021, https://arxiv.org/abs/2103.15726.
+The base network is Ballé et al. 2017 (factorized prior); every convolution
+is a width-sliced kernel, and each width has its own GDN layers and its own
+entropy bottleneck, as in the paper's code::
+
+    x ──conv9↓4─GDN─conv5↓2─GDN─conv5↓2─GDN──► y ──Q──► ŷ ──(range coder)
+    x̂ ◄─IGDN─deconv9↑4─IGDN─deconv5↑2─IGDN─deconv5↑2─── ŷ
+
+At width ``w`` all hidden layers and the latent ``y`` have ``w`` channels.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+from compressai.entropy_models import EntropyBottleneck
+from compressai.layers import GDN
+from torch import Tensor, nn
+
+from slimcodec.layers import SlimConv2d, SlimConvTranspose2d
+
+PAPER_WIDTHS: tuple[int, ...] = (192, 144, 96, 72, 48)
+DOWNSAMPLING = 16  # total stride of the analysis transform
+
+
+def _per_width(widths: Iterable[int], make) -> nn.ModuleDict:
+    return nn.ModuleDict({str(w): make(w) for w in widths})
+
+
+class SlimCAE(nn.Module):
+    """Slimmable compressive autoencoder running at any of ``widths``.
+
+    Args:
+        widths (Iterable[int]): channel counts the network can run at; the
+            largest is the width of the shared kernels.
+    """
+
+    def __init__(self, widths: Iterable[int] = PAPER_WIDTHS):
+        super().__init__()
+        self.widths: tuple[int, ...] = tuple(sorted({int(w) for w in widths}, reverse=True))
+        if not self.widths or min(self.widths) < 1:
+            raise ValueError(f"widths must be positive integers, got {widths!r}")
+        n = self.widths[0]
+        self.g_a = nn.ModuleList(
+            [
+                SlimConv2d(3, n, 9, stride=4, padding=4),
+                SlimConv2d(n, n, 5, stride=2, padding=2),
+                SlimConv2d(n, n, 5, stride=2, padding=2, bias=False),
+            ]
+        )
+        self.g_s = nn.ModuleList(
+            [
+                SlimConvTranspose2d(n, n, 5, stride=2, padding=2, output_padding=1),
+                SlimConvTranspose2d(n, n, 5, stride=2, padding=2, output_padding=1),
+                SlimConvTranspose2d(n, 3, 9, stride=4, padding=4, output_padding=3),
+            ]
+        )
+        self.gdn = nn.ModuleList([_per_width(self.widths, GDN) for _ in self.g_a])
+        self.igdn = nn.ModuleList(
+            [_per_width(self.widths, lambda w: GDN(w, inverse=True)) for _ in self.g_s]
+        )
+        self.entropy_bottleneck = _per_width(self.widths, EntropyBottleneck)
+
+    def check_width(self, width: int) -> None:
+        """Raise ``ValueError`` naming the valid widths if ``width`` is not one."""
+        if width not in self.widths:
+            valid = ", ".join(str(w) for w in self.widths)
+            raise ValueError(f"width {width} is not available; valid widths: {valid}")
+
+    def analysis(self, x: Tensor, width: int) -> Tensor:
+        """Map images ``x`` (N×3×H×W in [0, 1], H and W multiples of 16) to latents ``y``."""
+        self.check_width(width)
+        key = str(width)
+        for conv, gdn in zip(self.g_a, self.gdn):
+            x = gdn[key](conv(x, width))
+        return x
+
+    def synthesis(self, y_hat: Tensor, width: int) -> Tensor:
+        """Map quantized latents back to images (not clamped)."""
+        self.check_width(width)
+        key = str(width)
+        for i, (deconv, igdn) in enumerate(zip(self.g_s, self.igdn)):
+            out = 3 if i == len(self.g_s) - 1 else width
+            y_hat = deconv(igdn[key](y_hat), out)
+        return y_hat
+
+    def forward(self, x: Tensor, width: int) -> dict:
+        """Training pass: noisy latents and their likelihoods.
+
+        Returns:
+            dict: ``{"x_hat": Tensor, "likelihoods": {"y": Tensor}}`` as in CompressAI.
+        """
+        y = self.analysis(x, width)
+        bottleneck = self.entropy_bottleneck[str(width)]
+        # The density model runs in fp32 even under bf16 autocast: its
+        # likelihoods need more than bf16's 8 bits of mantissa.
+        with torch.autocast(device_type=y.device.type, enabled=False):
+            y_hat, likelihoods = bottleneck(y.float())
+        x_hat = self.synthesis(y_hat.to(y.dtype), width)
+        return {"x_hat": x_hat, "likelihoods": {"y": likelihoods}}
+
+    def aux_loss(self) -> Tensor:
+        """Sum of the entropy bottlenecks' quantile losses (CompressAI's ``aux_loss``)."""
+        return sum(eb.loss() for eb in self.entropy_bottleneck.values())
+
+    @classmethod
+    def from_state_dict(cls, state_dict: dict) -> "SlimCAE":
+        """Build a model whose widths are read off the state dict's keys, and load it."""
+        prefix = "entropy_bottleneck."
+        widths = {int(k[len(prefix):].split(".")[0]) for k in state_dict if k.startswith(prefix)}
+        model = cls(widths)
+        model.load_state_dict(state_dict)
+        return model
+
+    def state_dict_for_saving(self) -> dict:
+        """State dict without CompressAI's CDF buffers (our tables live in entropy.py)."""
+        skip = ("._offset", "._quantized_cdf", "._cdf_length")
+        return {k: v for k, v in self.state_dict().items() if not k.endswith(skip)}
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):  # type: ignore[override]
+        own = self.state_dict()
+        merged = {**{k: v for k, v in own.items() if k.endswith(("._offset", "._quantized_cdf", "._cdf_length"))}, **state_dict}
+        return super().load_state_dict(merged, strict=strict, assign=assign)

@@ -1,0 +1,293 @@
+"""Train SlimCAE: all widths jointly, each with its own rate-distortion λ.
+
+The loss of one step is ``Σ_w λ_w · 255² · MSE_w + bpp_w`` (pixels in [0, 1]),
+plus each entropy bottleneck's auxiliary quantile loss on its own optimizer,
+as in the paper's code and CompressAI. Runs on CPU (channels_last, optional
+bf16 autocast for the transforms) and CUDA from the same code; checkpoints
+hold everything needed to resume exactly; ``--init`` warm-starts from a
+weights file (the shipped one by default when no checkpoint exists).
+
+Usage::
+
+    python -m slimcodec.train --data ../shared/data/train --checkpoint runs/ckpt.pt \
+        --steps 8000 --export slimcodec/weights/new.pt
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import random
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from slimcodec.model import PAPER_WIDTHS, SlimCAE
+
+# λ of the paper's code (2048 … 128 on MSE of [0, 1] pixels) in CompressAI's
+# λ·255²·MSE convention.
+PAPER_LAMBDAS: dict[int, float] = {
+    w: lam / 255**2 for w, lam in zip(PAPER_WIDTHS, (2048, 1024, 512, 256, 128))
+}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+def find_images(folders: list[str]) -> list[Path]:
+    """All image files under ``folders``, sorted for reproducibility."""
+    paths: list[Path] = []
+    for folder in folders:
+        paths += [p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES]
+    return sorted(paths)
+
+
+def load_images(paths: list[Path], min_side: int) -> list[torch.Tensor]:
+    """Decode every image once into uint8 ``3×H×W`` tensors (skipping small ones)."""
+    from PIL import Image
+
+    images = []
+    for p in paths:
+        with Image.open(p) as im:
+            arr = np.asarray(im.convert("RGB"))
+        if min(arr.shape[:2]) >= min_side:
+            images.append(torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous())
+    return images
+
+
+class CropSampler:
+    """Random ``patch×patch`` crops with random flips from in-memory images."""
+
+    def __init__(self, images: list[torch.Tensor], patch: int, generator: torch.Generator):
+        if not images:
+            raise ValueError("no training images at least as large as the patch size")
+        self.images, self.patch, self.gen = images, patch, generator
+
+    def batch(self, size: int) -> torch.Tensor:
+        idx = torch.randint(len(self.images), (size,), generator=self.gen).tolist()
+        crops = []
+        for i in idx:
+            img = self.images[i]
+            _, h, w = img.shape
+            top = int(torch.randint(h - self.patch + 1, (1,), generator=self.gen))
+            left = int(torch.randint(w - self.patch + 1, (1,), generator=self.gen))
+            crop = img[:, top : top + self.patch, left : left + self.patch]
+            if torch.rand(1, generator=self.gen) < 0.5:
+                crop = crop.flip(2)
+            crops.append(crop)
+        return torch.stack(crops).float().div_(255.0)
+
+
+def split_parameters(model: SlimCAE):
+    """Main parameters and the bottlenecks' quantiles (trained by the auxiliary loss)."""
+    main = [p for n, p in model.named_parameters() if not n.endswith(".quantiles")]
+    aux = [p for n, p in model.named_parameters() if n.endswith(".quantiles")]
+    return main, aux
+
+
+def rd_terms(model: SlimCAE, x: torch.Tensor, width: int, bf16: bool):
+    """MSE (on [0, 1] pixels) and estimated bpp of one width on batch ``x``."""
+    with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=bf16):
+        out = model(x, width)
+    n, _, h, w = x.shape
+    mse = torch.mean((out["x_hat"].float() - x) ** 2)
+    bpp = torch.log(out["likelihoods"]["y"]).sum() / (-math.log(2) * n * h * w)
+    return mse, bpp
+
+
+@torch.no_grad()
+def validate(model: SlimCAE, images: list[torch.Tensor], device: torch.device) -> dict[int, tuple[float, float]]:
+    """Estimated bpp and mean PSNR per width on whole images (cropped to multiples of 16)."""
+    model.eval()
+    results = {}
+    for width in model.widths:
+        bpps, psnrs = [], []
+        for img in images:
+            h, w = img.shape[1] // 16 * 16, img.shape[2] // 16 * 16
+            x = img[None, :, :h, :w].float().div(255).to(device)
+            x = x.contiguous(memory_format=torch.channels_last)
+            mse, bpp = rd_terms(model, x, width, bf16=False)
+            out_mse = float(mse)
+            bpps.append(float(bpp))
+            psnrs.append(10 * math.log10(1 / max(out_mse, 1e-10)))
+        results[width] = (float(np.mean(bpps)), float(np.mean(psnrs)))
+    model.train()
+    return results
+
+
+def settle_quantiles(model: SlimCAE, max_steps: int = 6000, lr: float = 0.1, tol: float = 1e-2) -> float:
+    """Fit the bottlenecks' quantiles (the auxiliary loss alone) before building tables.
+
+    The auxiliary loss needs no images, so this is cheap; it makes the
+    medians (quantization offsets) and table supports match the trained
+    densities even after a short training run.
+
+    Returns:
+        float: the final auxiliary loss.
+    """
+    quantiles = split_parameters(model)[1]
+    opt = torch.optim.Adam(quantiles, lr=lr)
+    for step in range(max_steps):
+        opt.zero_grad(set_to_none=True)
+        loss = model.aux_loss()
+        if float(loss) < tol * len(quantiles):
+            break
+        loss.backward()
+        opt.step()
+        if step and step % (max_steps // 3) == 0:  # 0.1, 0.01, 0.001
+            for g in opt.param_groups:
+                g["lr"] /= 10
+    return float(model.aux_loss())
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m slimcodec.train", description=__doc__.split("\n")[0])
+    p.add_argument("--data", nargs="+", default=["../shared/data/train"], help="training image folders")
+    p.add_argument("--val", default="../shared/data/eval2", help="validation folder ('' to skip)")
+    p.add_argument("--checkpoint", type=Path, default=Path("runs/checkpoint.pt"))
+    p.add_argument("--init", default="shipped", help="weights file to warm-start from when no checkpoint exists: a path, 'shipped' or 'none'")
+    p.add_argument("--export", type=Path, help="write a weights file here when training ends")
+    p.add_argument("--widths", type=int, nargs="+", default=list(PAPER_WIDTHS))
+    p.add_argument("--lambdas", type=float, nargs="+", help="λ per width (CompressAI scale); default: the paper's")
+    p.add_argument("--steps", type=int, default=8000, help="train until this global step")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--patch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--lr-drop-step", type=int, default=0, help="multiply lr by 0.25 from this step (0: never)")
+    p.add_argument("--aux-lr", type=float, default=1e-3)
+    p.add_argument("--clip", type=float, default=1.0, help="gradient norm clip (0: off)")
+    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None, help="bf16 autocast for the transforms (default: on for CPU)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--log-every", type=int, default=50)
+    p.add_argument("--checkpoint-every", type=int, default=250)
+    p.add_argument("--val-every", type=int, default=1000)
+    p.add_argument("--time-limit-min", type=float, default=0, help="stop (checkpoint, export) after this many minutes")
+    p.add_argument("--seed", type=int, default=0)
+    return p.parse_args(argv)
+
+
+def build_state(args, device):
+    """Model, optimizers and counters: from the checkpoint, a weights file, or fresh."""
+    if args.checkpoint.exists():
+        ckpt = torch.load(args.checkpoint, map_location=device, weights_only=True)
+        model = SlimCAE.from_state_dict(ckpt["model"])
+        print(f"resuming from {args.checkpoint} at step {ckpt['step']}", flush=True)
+    else:
+        ckpt = None
+        if args.init == "none":
+            torch.manual_seed(args.seed)
+            model = SlimCAE(args.widths)
+        else:
+            from slimcodec.weights import load_weights
+
+            model = load_weights(None if args.init == "shipped" else args.init).model
+            print(f"warm start from {args.init} weights", flush=True)
+    model = model.to(device).to(memory_format=torch.channels_last).train()
+    main, aux = split_parameters(model)
+    opt = torch.optim.Adam(main, lr=args.lr)
+    aux_opt = torch.optim.Adam(aux, lr=args.aux_lr)
+    lambdas = dict(zip(model.widths, args.lambdas)) if args.lambdas else {w: PAPER_LAMBDAS.get(w, 0.01) for w in model.widths}
+    step = 0
+    gen = torch.Generator().manual_seed(args.seed)
+    if ckpt is not None:
+        opt.load_state_dict(ckpt["optimizer"])
+        aux_opt.load_state_dict(ckpt["aux_optimizer"])
+        step = int(ckpt["step"])
+        lambdas = {int(k): float(v) for k, v in ckpt["lambdas"].items()}
+        gen.set_state(ckpt["sampler_rng"])
+        torch.set_rng_state(ckpt["torch_rng"])
+    return model, opt, aux_opt, lambdas, step, gen
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    bf16 = (device.type == "cpu") if args.bf16 is None else args.bf16
+    model, opt, aux_opt, lambdas, step, gen = build_state(args, device)
+    sampler = CropSampler(load_images(find_images(args.data), args.patch_size), args.patch_size, gen)
+    val_images = load_images(find_images([args.val]), 16) if args.val else []
+    print(f"{len(sampler.images)} training images, {len(val_images)} validation images, "
+          f"widths {model.widths}, λ {({w: round(l, 5) for w, l in lambdas.items()})}, bf16={bf16}, "
+          f"threads={torch.get_num_threads()}", flush=True)
+
+    stop = {"now": False}
+    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+    args.checkpoint.parent.mkdir(parents=True, exist_ok=True)
+
+    def checkpoint():
+        save_checkpoint(args.checkpoint, {
+            "model": model.state_dict_for_saving(), "optimizer": opt.state_dict(),
+            "aux_optimizer": aux_opt.state_dict(), "step": step,
+            "lambdas": {str(w): l for w, l in lambdas.items()},
+            "sampler_rng": gen.get_state(), "torch_rng": torch.get_rng_state(),
+        })
+
+    t0 = time.time()
+    window = {w: [0.0, 0.0] for w in model.widths}
+    window_t, window_n = time.time(), 0
+    while step < args.steps and not stop["now"]:
+        lr = args.lr * (0.25 if args.lr_drop_step and step >= args.lr_drop_step else 1.0)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        x = sampler.batch(args.batch_size).to(device).contiguous(memory_format=torch.channels_last)
+        opt.zero_grad(set_to_none=True)
+        aux_opt.zero_grad(set_to_none=True)
+        loss = 0.0
+        for width in model.widths:
+            mse, bpp = rd_terms(model, x, width, bf16)
+            loss = loss + lambdas[width] * 255**2 * mse + bpp
+            window[width][0] += mse.item()
+            window[width][1] += bpp.item()
+        if not torch.isfinite(loss):
+            print(f"step {step}: non-finite loss, batch skipped", flush=True)
+            continue
+        loss.backward()
+        if args.clip:
+            torch.nn.utils.clip_grad_norm_(split_parameters(model)[0], args.clip)
+        opt.step()
+        aux_loss = model.aux_loss()
+        aux_loss.backward()
+        aux_opt.step()
+        step += 1
+        window_n += 1
+        if step % args.log_every == 0:
+            rate = window_n / (time.time() - window_t)
+            parts = [f"w{w}: {b / window_n:.3f}bpp {10 * math.log10(1 / max(m / window_n, 1e-10)):.2f}dB"
+                     for w, (m, b) in window.items()]
+            print(f"step {step} {rate:.2f} it/s loss {float(loss):.3f} aux {float(aux_loss):.1f} | " + " | ".join(parts), flush=True)
+            window = {w: [0.0, 0.0] for w in model.widths}
+            window_t, window_n = time.time(), 0
+        if step % args.checkpoint_every == 0:
+            checkpoint()
+        if val_images and step % args.val_every == 0:
+            res = validate(model, val_images, device)
+            print(f"val step {step} | " + " | ".join(f"w{w}: {b:.3f}bpp {p:.2f}dB" for w, (b, p) in res.items()), flush=True)
+        if args.time_limit_min and time.time() - t0 > args.time_limit_min * 60:
+            print("time limit reached", flush=True)
+            break
+    checkpoint()
+    if args.export:
+        from slimcodec.weights import save_weights
+
+        model = model.float().to("cpu").to(memory_format=torch.contiguous_format)
+        print(f"auxiliary loss after settling the quantiles: {settle_quantiles(model):.3f}", flush=True)
+        wid = save_weights(model,
+                           args.export, meta={"steps": step, "lambdas": {str(w): l for w, l in lambdas.items()}})
+        print(f"exported {args.export} (weights id {wid.hex()})", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

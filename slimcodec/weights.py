@@ -1,0 +1,149 @@
+"""Weights files: save, load (safely) and identify them.
+
+A weights file is a ``torch.save`` dict of tensors and plain values, loaded
+with ``weights_only=True``. Its id is the first 8 bytes of the SHA-256 of the
+file's bytes; every .slim file records it, and decoding refuses a file made
+with other weights. Shipped files are named ``slimcae-<id hex>.pt``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from slimcodec.entropy import EntropyTable
+from slimcodec.errors import SlimError
+
+WEIGHTS_FORMAT = "slimcodec-weights"
+WEIGHTS_FORMAT_VERSION = 1
+WEIGHTS_ID_BYTES = 8
+SHIPPED_DIR = Path(__file__).with_name("weights")
+
+
+@dataclass
+class Weights:
+    """A loaded weights file: the network, its entropy tables and its id."""
+
+    model: "object"  # slimcodec.model.SlimCAE; typed loosely to keep torch out of imports
+    tables: dict[int, EntropyTable]
+    weights_id: bytes
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def widths(self) -> tuple[int, ...]:
+        return tuple(sorted(self.tables, reverse=True))
+
+
+def weights_id_of(data: bytes) -> bytes:
+    """The id of a weights file's bytes: the first 8 bytes of their SHA-256."""
+    return hashlib.sha256(data).digest()[:WEIGHTS_ID_BYTES]
+
+
+def save_weights(model, path: str | os.PathLike, meta: dict | None = None, half: bool = True) -> bytes:
+    """Write ``model`` with freshly built entropy tables; return the new weights id.
+
+    Args:
+        model (SlimCAE): a trained model (its bottlenecks' CDFs are rebuilt).
+        path (path-like): destination; written atomically.
+        meta (dict): plain values stored alongside (λ, steps, ...).
+        half (bool): store float tensors as float16 (half the size; the
+            tables stay exact integers either way).
+
+    Returns:
+        bytes: the 8-byte weights id.
+    """
+    import torch
+
+    tables = {w: EntropyTable.from_bottleneck(model.entropy_bottleneck[str(w)]) for w in model.widths}
+    state = {
+        k: (v.half() if half and v.is_floating_point() else v).detach().cpu().contiguous()
+        for k, v in model.state_dict_for_saving().items()
+    }
+    blob = {
+        "format": WEIGHTS_FORMAT,
+        "format_version": WEIGHTS_FORMAT_VERSION,
+        "widths": list(model.widths),
+        "state_dict": state,
+        "tables": {str(w): t.to_tensors() for w, t in tables.items()},
+        "meta": dict(meta or {}),
+    }
+    buf = io.BytesIO()
+    torch.save(blob, buf)
+    data = buf.getvalue()
+    _atomic_write(Path(path), data)
+    return weights_id_of(data)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; weights are shipped files
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_weights_bytes(data: bytes, device: str = "cpu") -> Weights:
+    """Load a weights file from its bytes (``weights_only=True``: no code runs)."""
+    import torch
+
+    from slimcodec.model import SlimCAE
+
+    try:
+        blob = torch.load(io.BytesIO(data), map_location=device, weights_only=True)
+    except Exception as exc:  # torch raises many types for a foreign file
+        raise SlimError(f"not a slimcodec weights file ({type(exc).__name__})") from exc
+    if not isinstance(blob, dict) or blob.get("format") != WEIGHTS_FORMAT:
+        raise SlimError("not a slimcodec weights file")
+    if blob.get("format_version") != WEIGHTS_FORMAT_VERSION:
+        raise SlimError(f"unsupported weights format version {blob.get('format_version')}")
+    state = {k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()}
+    model = SlimCAE.from_state_dict(state).to(device).eval()
+    tables = {int(w): EntropyTable.from_tensors(t) for w, t in blob["tables"].items()}
+    if set(tables) != set(model.widths):
+        raise SlimError("weights file: tables and network disagree on the widths")
+    return Weights(model, tables, weights_id_of(data), dict(blob.get("meta", {})))
+
+
+def default_weights_path() -> Path:
+    """The weights file shipped inside the package."""
+    found = sorted(SHIPPED_DIR.glob("slimcae-*.pt"))
+    if len(found) != 1:
+        raise SlimError(f"expected one shipped weights file in {SHIPPED_DIR}, found {len(found)}")
+    return found[0]
+
+
+@lru_cache(maxsize=4)
+def _load_cached(path: str, mtime_ns: int, device: str) -> Weights:
+    return load_weights_bytes(Path(path).read_bytes(), device)
+
+
+def load_weights(path: str | os.PathLike | None = None, device: str = "cpu") -> Weights:
+    """Load (once per process) a weights file; the shipped one by default."""
+    p = Path(path) if path is not None else default_weights_path()
+    try:
+        mtime = p.stat().st_mtime_ns
+    except OSError as exc:
+        raise SlimError(f"cannot read weights file {p}: {exc.strerror}") from exc
+    return _load_cached(str(p.resolve()), mtime, device)
+
+
+def install_shipped(path: str | os.PathLike) -> Path:
+    """Make a weights file the shipped one: copy it to ``slimcae-<id>.pt``, drop the old one."""
+    data = Path(path).read_bytes()
+    load_weights_bytes(data)  # refuse to ship a file that does not load
+    target = SHIPPED_DIR / f"slimcae-{weights_id_of(data).hex()}.pt"
+    for old in SHIPPED_DIR.glob("slimcae-*.pt"):
+        if old != target:
+            old.unlink()
+    _atomic_write(target, data)
+    return target

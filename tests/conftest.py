@@ -1,0 +1,60 @@
+"""Shared fixtures: a tiny seeded model for mechanics, the shipped weights for quality."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+TINY_WIDTHS = (8, 4)
+
+
+def make_tiny_weights(path: Path) -> Path:
+    """Save a seeded random-init SlimCAE with widths 8 and 4 (fast; quality is meaningless)."""
+    import torch
+
+    from slimcodec.model import SlimCAE
+    from slimcodec.weights import save_weights
+
+    torch.manual_seed(0)
+    save_weights(SlimCAE(TINY_WIDTHS), path, meta={"purpose": "tests"})
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_weights_path(tmp_path_factory) -> Path:
+    """Path of a tiny weights file (widths 8 and 4)."""
+    return make_tiny_weights(tmp_path_factory.mktemp("weights") / "tiny.pt")
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tiny_weights_path):
+    """The tiny weights, loaded."""
+    from slimcodec.weights import load_weights
+
+    return load_weights(tiny_weights_path)
+
+
+def gradient_image(width: int, height: int, mode: str = "RGB"):
+    """A smooth, deterministic test picture of the given size and mode."""
+    from PIL import Image
+
+    yy, xx = np.mgrid[0:height, 0:width]
+    r = (255 * xx / max(width - 1, 1)).astype(np.uint8)
+    g = (255 * yy / max(height - 1, 1)).astype(np.uint8)
+    b = ((xx * 7 + yy * 13) % 256).astype(np.uint8)
+    return Image.fromarray(np.stack([r, g, b], axis=2), "RGB").convert(mode)
+
+
+@pytest.fixture
+def kodim_crop():
+    """A 128×96 crop of Kodak image 23 (skips when ../shared/data is absent)."""
+    from PIL import Image
+
+    path = SHARED_DATA / "kodak" / "kodim23.png"
+    if not path.exists():
+        pytest.skip("../shared/data/kodak not available")
+    with Image.open(path) as im:
+        return im.convert("RGB").crop((300, 200, 428, 296))

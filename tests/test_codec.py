@@ -1,0 +1,134 @@
+"""The codec API: round trips, sizes, modes, tiling, refusal of foreign files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import slimcodec
+from slimcodec import codec
+from slimcodec.errors import SlimFormatError
+from slimcodec.formats.slimfile import ColorType, read_slim
+from conftest import gradient_image
+
+
+def psnr(a: Image.Image, b: Image.Image) -> float:
+    mse = np.mean((np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)) ** 2)
+    return float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (17, 33), (1000, 3), (3, 1000), (40, 24)])
+@pytest.mark.parametrize("width", [8, 4])
+def test_any_image_size_round_trips_to_the_same_size(tiny_weights, size, width):
+    data = codec.encode(gradient_image(*size), width, weights=tiny_weights)
+    header = read_slim(data).header
+    assert (header.image_width, header.image_height, header.slim_width) == (*size, width)
+    assert (header.latent_width, header.latent_height) == (-(-size[0] // 16), -(-size[1] // 16))
+    out = codec.decode(data, weights=tiny_weights)
+    assert out.size == size and out.mode == "RGB"
+
+
+def test_encoding_is_deterministic(tiny_weights):
+    image = gradient_image(48, 32)
+    assert codec.encode(image, 8, weights=tiny_weights) == codec.encode(image, 8, weights=tiny_weights)
+
+
+def test_header_records_the_weights_id(tiny_weights):
+    data = codec.encode(gradient_image(16, 16), 4, weights=tiny_weights)
+    assert read_slim(data).header.weights_id == tiny_weights.weights_id
+
+
+def test_invalid_width_is_refused_listing_the_valid_widths(tiny_weights):
+    with pytest.raises(ValueError, match="valid widths: 8, 4"):
+        codec.encode(gradient_image(16, 16), 96, weights=tiny_weights)
+
+
+def test_file_from_other_weights_is_refused(tiny_weights, tmp_path):
+    import torch
+
+    from slimcodec.model import SlimCAE
+    from slimcodec.weights import load_weights, save_weights
+
+    torch.manual_seed(1)
+    save_weights(SlimCAE((8, 4)), tmp_path / "other.pt")
+    data = codec.encode(gradient_image(16, 16), 8, weights=load_weights(tmp_path / "other.pt"))
+    with pytest.raises(SlimFormatError, match="made with other weights"):
+        codec.decode(data, weights=tiny_weights)
+
+
+def test_tiled_transforms_match_whole_image_transforms(tiny_weights):
+    rgb = np.asarray(gradient_image(160, 112))
+    whole = codec.analyze(tiny_weights, rgb, 8, tile=64)
+    tiled = codec.analyze(tiny_weights, rgb, 8, tile=3)
+    assert np.allclose(whole, tiled, atol=1e-5)
+    y_hat = np.rint(whole)
+    assert np.array_equal(
+        codec.synthesize(tiny_weights, y_hat, 8, 112, 160, tile=64),
+        codec.synthesize(tiny_weights, y_hat, 8, 112, 160, tile=2),
+    )
+
+
+def test_grayscale_decodes_to_grayscale(tiny_weights):
+    data = codec.encode(gradient_image(24, 20, "L"), 8, weights=tiny_weights)
+    assert read_slim(data).header.color_type == ColorType.GRAY
+    assert codec.decode(data, weights=tiny_weights).mode == "L"
+
+
+def test_alpha_is_kept_losslessly(tiny_weights):
+    image = gradient_image(24, 20, "RGBA")
+    alpha = np.arange(24 * 20, dtype=np.uint8).reshape(20, 24)
+    image.putalpha(Image.fromarray(alpha, "L"))
+    out = codec.decode(codec.encode(image, 4, weights=tiny_weights), weights=tiny_weights)
+    assert out.mode == "RGBA"
+    assert np.array_equal(np.asarray(out)[:, :, 3], alpha)
+
+
+def test_icc_profile_and_exif_are_carried_through(tiny_weights):
+    image = gradient_image(16, 16)
+    image.info["icc_profile"] = b"fake icc profile bytes"
+    exif = Image.Exif()
+    exif[0x010F] = "slimcodec camera"
+    image.info["exif"] = exif.tobytes()
+    out = codec.decode(codec.encode(image, 4, weights=tiny_weights), weights=tiny_weights)
+    assert out.info["icc_profile"] == b"fake icc profile bytes"
+    assert out.getexif()[0x010F] == "slimcodec camera"
+    plain = codec.decode(codec.encode(image, 4, weights=tiny_weights, metadata=False), weights=tiny_weights)
+    assert "icc_profile" not in plain.info
+
+
+def test_exif_orientation_is_applied_to_the_pixels(tiny_weights):
+    image = gradient_image(32, 16)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise to display
+    image.info["exif"] = exif.tobytes()
+    reloaded = Image.open(_png_bytes(image, exif))
+    out = codec.decode(codec.encode(reloaded, 4, weights=tiny_weights), weights=tiny_weights)
+    assert out.size == (16, 32)
+    assert out.getexif().get(0x0112, 1) == 1
+
+
+def _png_bytes(image, exif):
+    import io
+
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", exif=exif.tobytes())
+    buf.seek(0)
+    return buf
+
+
+def test_package_level_api_round_trips_with_the_shipped_weights(kodim_crop):
+    data = slimcodec.encode(kodim_crop, width=192)
+    assert slimcodec.decode(data).size == kodim_crop.size
+
+
+def test_shipped_weights_trade_rate_for_quality_across_widths(kodim_crop):
+    weights = slimcodec.load_weights()
+    sizes, qualities = [], []
+    for width in weights.widths:
+        data = codec.encode(kodim_crop, width, weights=weights)
+        sizes.append(len(data))
+        qualities.append(psnr(kodim_crop, codec.decode(data, weights=weights)))
+    assert sizes == sorted(sizes, reverse=True)  # widths are listed widest first
+    assert qualities[0] > qualities[-1]
+    assert min(qualities) > 20.0

@@ -1,0 +1,50 @@
+"""Weights files: safe loading, ids, tables, refusal of foreign files."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from slimcodec.errors import SlimError
+from slimcodec.weights import default_weights_path, load_weights, load_weights_bytes, weights_id_of
+
+
+def test_loaded_weights_have_tables_for_every_width(tiny_weights):
+    assert tiny_weights.widths == (8, 4)
+    for width, table in tiny_weights.tables.items():
+        assert table.channels == width
+        table.validate()
+
+
+def test_weights_id_is_the_sha256_prefix_of_the_file(tiny_weights_path, tiny_weights):
+    assert tiny_weights.weights_id == weights_id_of(tiny_weights_path.read_bytes())
+    assert len(tiny_weights.weights_id) == 8
+
+
+def test_foreign_files_are_refused(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a torch file")
+    with pytest.raises(SlimError, match="not a slimcodec weights file"):
+        load_weights(bad)
+    other = tmp_path / "other.pt"
+    torch.save({"format": "something-else"}, other)
+    with pytest.raises(SlimError, match="not a slimcodec weights file"):
+        load_weights(other)
+
+
+def test_missing_file_gives_a_clear_error(tmp_path):
+    with pytest.raises(SlimError, match="cannot read weights file"):
+        load_weights(tmp_path / "missing.pt")
+
+
+def test_shipped_weights_load_with_the_paper_widths():
+    wts = load_weights()
+    assert wts.widths == (192, 144, 96, 72, 48)
+    assert default_weights_path().name == f"slimcae-{wts.weights_id.hex()}.pt"
+
+
+def test_loading_twice_gives_identical_models(tiny_weights_path):
+    a = load_weights_bytes(tiny_weights_path.read_bytes())
+    b = load_weights_bytes(tiny_weights_path.read_bytes())
+    x = torch.rand(1, 3, 16, 16)
+    assert torch.equal(a.model.analysis(x, 8), b.model.analysis(x, 8))
