@@ -42,6 +42,9 @@ class Job:
         force (bool): replace ``dst`` if it exists.
         width (int | None): network width (encode only).
         metadata (bool): keep ICC profile and EXIF (encode only).
+        target (tuple[str, float] | None): encode only: ``("bpp", 0.5)``,
+            ``("bytes", 40000)`` or ``("psnr", 32.0)`` picks the width per file
+            (see :mod:`slimcodec.ratecontrol`); ``width`` is then ignored.
     """
 
     src: Path
@@ -50,17 +53,22 @@ class Job:
     force: bool = False
     width: int | None = None
     metadata: bool = True
+    target: tuple[str, float] | None = None
 
 
 @dataclass(frozen=True)
 class Result:
-    """What converting one file produced (see ``Report.done``)."""
+    """What converting one file produced (see ``Report.done``).
+
+    ``note`` is an extra line about the file, e.g. why a width was chosen.
+    """
 
     dst: Path
     bytes_in: int
     bytes_out: int
     pixels: int
     seconds: float
+    note: str | None = None
 
 
 @dataclass
@@ -267,8 +275,8 @@ def _without_path_prefix(exc: SlimError, path: Path) -> SlimError:
 
 def encode_one(job: Job) -> Result:
     """Encode ``job.src`` to ``job.dst`` (a worker function)."""
-    from slimcodec.codec import encode
-    from slimcodec.imageio import open_image
+    from slimcodec.codec import encode_pixels
+    from slimcodec.imageio import open_image, prepare
     from slimcodec.weights import load_weights
 
     start = time.perf_counter()
@@ -277,12 +285,25 @@ def encode_one(job: Job) -> Result:
         image = open_image(job.src)
     except SlimError as exc:
         raise _without_path_prefix(exc, job.src) from exc
+    note = None
     with image:
         bytes_in = job.src.stat().st_size
         pixels = image.width * image.height
-        data = encode(image, job.width, weights=weights, metadata=job.metadata)
+        prepared = prepare(image)
+        # what the conversion changed (16-bit reduced, CMYK converted, ...): one line each
+        lines = [f"note: {text}" for text in prepared.notes]
+        if job.target is None:
+            data = encode_pixels(prepared, job.width, weights=weights, metadata=job.metadata)
+        else:
+            from slimcodec.ratecontrol import choose_width
+
+            kind, value = job.target
+            choice = choose_width(image, weights=weights, metadata=job.metadata, **{f"target_{kind}": value})
+            data = choice.data
+            lines.append(choice.reason if choice.met else f"warning: {choice.reason}")
+        note = "\n  ".join(lines) or None  # Report.done indents the first line
     bytes_out = write_atomic(job.dst, _write_bytes(data), overwrite=job.force)
-    return Result(job.dst, bytes_in, bytes_out, pixels, time.perf_counter() - start)
+    return Result(job.dst, bytes_in, bytes_out, pixels, time.perf_counter() - start, note)
 
 
 def decode_one(job: Job) -> Result:

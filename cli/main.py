@@ -4,6 +4,9 @@
     slim encode photos/ -o slim/ -w 96     # a folder tree, mirrored under slim/
     slim decode photo.slim -o photo.webp   # any format Pillow writes, by extension
     slim info photo.slim                   # header fields, sizes and bpp
+    slim encode photo.png --target-bpp 0.5 # the widest width within 0.5 bpp
+    slim eval ../shared/data/kodak         # rate/quality report against peer codecs
+    slim bench --sizes kodak               # speed and memory per width
 
 Each command prints one line per file on stderr (``error: ...`` for a failed
 one, with the traceback only under ``--debug``) and a summary line, and exits
@@ -187,6 +190,41 @@ _WORKERS = click.option("-j", "--workers", type=click.IntRange(min=1), metavar="
 # ---------------------------------------------------------------- encode
 
 
+class SizeParam(click.ParamType):
+    """A file size: bytes, or with a unit (k/kB = 1000, KiB = 1024; see ``parse_size``)."""
+
+    name = "size"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        from slimcodec.ratecontrol import parse_size
+
+        try:
+            return parse_size(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def _encode_target(width: int | None, target_bpp: float | None, target_size: int | None,
+                   target_psnr: float | None):
+    """The ``Target`` of the --target-* options (``None`` without one); usage errors exit 2."""
+    from slimcodec.ratecontrol import make_target
+
+    given = [name for name, value in (("--width", width), ("--target-bpp", target_bpp),
+                                      ("--target-size", target_size), ("--target-psnr", target_psnr))
+             if value is not None]
+    if len(given) > 1:
+        raise OneLineUsageError(f"{' and '.join(given)} cannot be combined: give one of them")
+    if given in ([], ["--width"]):
+        return None
+    try:
+        return make_target(target_bpp=target_bpp, target_bytes=target_size, target_psnr=target_psnr)
+    except ValueError:
+        value = target_bpp if target_bpp is not None else target_psnr if target_psnr is not None else target_size
+        raise OneLineUsageError(f"invalid {given[0]} {value}: must be a positive number") from None
+
+
 @cli.command(context_settings=CONTEXT_SETTINGS, epilog=EPILOG)
 @_SOURCES
 @click.option("-o", "--output", "out", type=click.Path(),
@@ -195,6 +233,16 @@ _WORKERS = click.option("-j", "--workers", type=click.IntRange(min=1), metavar="
 @click.option("-w", "--width", type=int, metavar="W",
               help="Network width (latent channels): wider is better and larger. "
                    "One of the weights' widths, e.g. 192, 144, 96, 72, 48 [default: 144].")
+@click.option("--target-bpp", type=float, metavar="BPP",
+              help="Pick the width per file: the widest whose file has at most BPP bits per pixel "
+                   "(never more; the narrowest if none fits). Not with --width.")
+@click.option("--target-size", type=SizeParam(), metavar="SIZE",
+              help="Pick the width per file: the widest whose file is at most SIZE bytes; "
+                   "k and kB mean 1000 bytes, KiB 1024, M/MB 10^6, MiB 2^20 (e.g. 40k, 64KiB). "
+                   "Not with --width.")
+@click.option("--target-psnr", type=float, metavar="DB",
+              help="Pick the width per file: the narrowest whose decoded image reaches DB dB "
+                   "PSNR on 8-bit RGB (the widest if none does). Not with --width.")
 @_WEIGHTS
 @click.option("--metadata/--no-metadata", default=True,
               help="Keep the ICC profile and EXIF [default: keep].")
@@ -203,19 +251,27 @@ _WORKERS = click.option("-j", "--workers", type=click.IntRange(min=1), metavar="
 @common_options
 @click.pass_context
 def encode(ctx: click.Context, sources: tuple[Path, ...], out: str | None, width: int | None,
+           target_bpp: float | None, target_size: int | None, target_psnr: float | None,
            weights: Path | None, metadata: bool, force: bool, workers: int | None) -> None:
     """Encode images (PNG, JPEG, WebP, TIFF, BMP) to .slim files.
 
     SRC may be files or folders; folders are searched recursively for
     .png .jpg .jpeg .webp .tif .tiff .bmp files.
+
+    With --target-bpp, --target-size or --target-psnr the width is chosen for
+    each file by encoding it at several widths (narrowest first), and a line
+    under each file says which width was chosen and why.
     """
     from slimcodec.cli.jobs import IMAGE_SUFFIXES, SLIM_SUFFIX, Job, encode_one
     from slimcodec.codec import DEFAULT_WIDTH
 
+    target = _encode_target(width, target_bpp, target_size, target_psnr)
     num_workers = _workers(workers)
     wts = _load_weights(ctx, weights)
     valid = ", ".join(str(w) for w in wts.widths)
-    if width is None:
+    if target is not None:
+        pass  # the width is chosen per file
+    elif width is None:
         if DEFAULT_WIDTH not in wts.widths:
             raise OneLineUsageError(
                 f"these weights have no width {DEFAULT_WIDTH} (the default); choose --width from: {valid}"
@@ -224,12 +280,14 @@ def encode(ctx: click.Context, sources: tuple[Path, ...], out: str | None, width
     elif width not in wts.widths:
         raise OneLineUsageError(f"invalid --width {width}: valid widths are {valid}")
     if _options(ctx).verbose:
+        chosen = f"width {width}" if target is None else f"target {target.describe()} (width chosen per file)"
         click.echo(f"weights {weights or 'shipped'} (id {wts.weights_id.hex()}, widths {valid}), "
-                   f"width {width}", err=True)
+                   f"{chosen}", err=True)
     weights_path = str(weights.resolve()) if weights is not None else None
     planned = _plan(sources, out, IMAGE_SUFFIXES, SLIM_SUFFIX)
+    job_target = None if target is None else (target.kind, target.value)
     _run(ctx, "encode", planned,
-         lambda src, dst: Job(src, dst, weights_path, force, width, metadata),
+         lambda src, dst: Job(src, dst, weights_path, force, width, metadata, job_target),
          encode_one, num_workers, weights_path, force, "no images found")
 
 
@@ -241,7 +299,8 @@ def _saveable_format(suffix: str) -> str | None:
     from PIL import Image
 
     fmt = Image.registered_extensions().get(suffix.lower())
-    return fmt if fmt in Image.SAVE else None
+    # SLIM is registered by slimcodec's own Pillow plugin: decoding to .slim would re-encode.
+    return fmt if fmt in Image.SAVE and fmt != "SLIM" else None
 
 
 @cli.command(context_settings=CONTEXT_SETTINGS, epilog=EPILOG)
@@ -366,6 +425,124 @@ def info(ctx: click.Context, files: tuple[Path, ...], as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(described, indent=2))
     ctx.exit(report.return_code)
+
+
+# ---------------------------------------------------------------- eval and bench
+
+
+def _forward(ctx: click.Context, module: str, argv: list[str]) -> None:
+    """Run ``slimcodec.<module>.main(argv)`` (imported only now) and exit with its code."""
+    import importlib
+
+    if not _options(ctx).debug:
+        silence_library_warnings()
+    if _options(ctx).quiet:
+        argv = [*argv, "-q"]
+    ctx.exit(importlib.import_module(f"slimcodec.{module}").main(argv) or 0)
+
+
+def _flags(**options) -> list[str]:
+    """``--name value`` for each option given (``None``/``False`` left out, ``True`` a bare flag)."""
+    argv: list[str] = []
+    for name, value in options.items():
+        flag = "--" + name.replace("_", "-")
+        if value is True:
+            argv.append(flag)
+        elif value is not None and value is not False:
+            argv += [flag, str(value)]
+    return argv
+
+
+_EVAL_EPILOG = """\b
+Outputs in the report folder: points.csv (one row per image and setting),
+summary.csv, bd.csv, results.json, rd_psnr.png and rd_msssim.png (with
+matplotlib) and report.md. Same as: python -m slimcodec.evaluate.
+
+\b
+Exit codes:
+  0    every point was measured
+  1    some images or points failed
+  2    usage error
+"""
+
+
+@cli.command("eval", context_settings=CONTEXT_SETTINGS, epilog=_EVAL_EPILOG)
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("-o", "--output", metavar="DIR",
+              help="Report folder [default: eval-<folder name> in the current folder].")
+@click.option("--widths", metavar="LIST", help="Widths to measure, e.g. 192,96,48 [default: all].")
+@click.option("--peers", metavar="LIST",
+              help="Comma-separated peers: jpeg (=jpeg420,jpeg444), jpeg420, jpeg444, webp, jpeg2000, "
+                   "avif, hevc, all, none [default: all].")
+@click.option("--weights", type=click.Path(dir_okay=False, path_type=Path),
+              help="Weights file [default: the shipped weights].")
+@click.option("--limit", type=click.IntRange(min=1), metavar="N", help="Only the first N images (by name).")
+@click.option("--published", type=click.Choice(["kodak", "none"]),
+              help="Add published Kodak curves (CompressAI) to the plots and BD table [default: none].")
+@click.option("--threads", type=click.IntRange(min=1), metavar="N",
+              help="torch threads [default: torch's default, one per core]; 1 is faster on a busy machine.")
+@click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
+@common_options
+@click.pass_context
+def eval_command(ctx: click.Context, folder: Path, output: str | None, widths: str | None, peers: str | None,
+                 weights: Path | None, limit: int | None, published: str | None, threads: int | None,
+                 no_plots: bool) -> None:
+    """Measure rate and quality on a folder of images, against peer codecs.
+
+    Every image is coded for real at every width (and by every peer at each
+    of its settings): bpp from the file sizes, PSNR and MS-SSIM on 8-bit RGB,
+    RD curves and BD-rates. With -q no progress is shown.
+    """
+    _forward(ctx, "evaluate", [str(folder), *_flags(output=output, widths=widths, peers=peers, weights=weights,
+                                                    limit=limit, published=published, threads=threads,
+                                                    no_plots=no_plots)])
+
+
+_BENCH_EPILOG = """\b
+Prints Markdown tables on stdout (--json and --markdown also write them to
+files). Same as: python -m slimcodec.bench.
+"""
+
+
+@cli.command("bench", context_settings=CONTEXT_SETTINGS, epilog=_BENCH_EPILOG)
+@click.option("--image", type=click.Path(dir_okay=False, path_type=Path),
+              help="Source photo [default: Kodak kodim23 from ../shared/data].")
+@click.option("--sizes", metavar="LIST",
+              help="Comma-separated image sizes: kodak (768x512), 12mp (4000x3000) or WxH "
+                   "[default: kodak,12mp].")
+@click.option("--widths", metavar="LIST", help="Widths to time, e.g. 192,48 [default: all].")
+@click.option("--weights", type=click.Path(dir_okay=False, path_type=Path),
+              help="Weights file [default: the shipped weights].")
+@click.option("--repeats", type=click.IntRange(min=1), metavar="N", help="Timed runs per setting [default: 5].")
+@click.option("--large-repeats", type=click.IntRange(min=1), metavar="N",
+              help="Timed runs for images over 2 MP [default: 3].")
+@click.option("--peers", metavar="LIST", help="Peers to time ('none' for none) [default: all].")
+@click.option("--no-compressai", is_flag=True, help="Skip CompressAI.")
+@click.option("--compressai-large", is_flag=True,
+              help="Also run CompressAI on images over 2 MP (several GB of memory).")
+@click.option("--no-memory", is_flag=True, help="Skip the peak-memory subprocesses.")
+@click.option("--threads", type=click.IntRange(min=1), metavar="N",
+              help="torch threads [default: torch's default, one per core].")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the full result as JSON to this file.")
+@click.option("--markdown", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the tables as Markdown to this file.")
+@common_options
+@click.pass_context
+def bench_command(ctx: click.Context, image: Path | None, sizes: str | None, widths: str | None,
+                  weights: Path | None, repeats: int | None, large_repeats: int | None, peers: str | None,
+                  no_compressai: bool, compressai_large: bool, no_memory: bool, threads: int | None,
+                  json_path: Path | None, markdown: Path | None) -> None:
+    """Time encoding and decoding per width, next to CompressAI and peer codecs.
+
+    Times each stage (transform, entropy coding, container) as the median of
+    several runs after a warm-up, and measures peak memory in fresh
+    subprocesses. With -q no progress is shown.
+    """
+    _forward(ctx, "bench", _flags(image=image, sizes=sizes, widths=widths, weights=weights, repeats=repeats,
+                                  large_repeats=large_repeats, peers=peers, no_compressai=no_compressai,
+                                  compressai_large=compressai_large, no_memory=no_memory, threads=threads,
+                                  json=json_path, markdown=markdown))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -80,6 +80,7 @@ def _record(report: Report, job: Any, result: Any) -> None:
         bytes_out=result.bytes_out,
         pixels=result.pixels,
         seconds=result.seconds,
+        note=getattr(result, "note", None),
     )
 
 

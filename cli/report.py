@@ -114,8 +114,9 @@ class Report:
         bytes_out: int = 0,
         pixels: int = 0,
         seconds: float | None = None,
+        note: str | None = None,
     ) -> None:
-        """Count one converted file and print its line.
+        """Count one converted file and print its line (and ``note``'s, indented).
 
         Args:
             src (Path | str): the input file.
@@ -124,6 +125,8 @@ class Report:
             bytes_out (int): size of ``dst``.
             pixels (int): image width times height.
             seconds (float | None): time spent on this file (shown with ``verbose``).
+            note (str | None): one more line about this file (e.g. why its width
+                was chosen), printed indented under the done line.
         """
         self.done_count += 1
         self.bytes_in += bytes_in
@@ -138,6 +141,8 @@ class Report:
         if self.verbose and seconds is not None:
             details.append(f"{seconds:.2f} s")
         self._echo(f"{self.past_tense} {src} -> {dst} ({', '.join(details)})")
+        if note:
+            self._echo(f"  {note}")
 
     def skipped(self, src: Path | str, reason: str) -> None:
         """Count a file left alone on purpose (its output exists) and print why."""

@@ -1,13 +1,16 @@
 """slimcodec: a learned image codec built on SlimCAE.
 
-The package imports nothing heavy at import time; ``encode``, ``decode`` and
-``load_weights`` load torch and the model on first use.
+The package imports nothing heavy at import time (Pillow, not torch);
+``encode``, ``decode``, ``choose_width`` and ``load_weights`` load torch and
+the model on first use. Importing it registers the ``.slim`` format with
+Pillow (:mod:`slimcodec.pillow_plugin`), so ``Image.open("photo.slim")`` and
+``image.save("photo.slim", width=96)`` work.
 """
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "encode", "decode", "load_weights"]
+__all__ = ["__version__", "encode", "decode", "choose_width", "load_weights"]
 
 
 def encode(image, width=None, **kwargs) -> bytes:
@@ -29,3 +32,8 @@ def load_weights(path=None, device: str = "cpu"):
     from slimcodec import weights
 
     return weights.load_weights(path, device)
+
+
+# Light modules (no torch at import time): the width search and the Pillow plugin.
+from slimcodec.ratecontrol import choose_width  # noqa: E402
+from slimcodec import pillow_plugin as _pillow_plugin  # noqa: E402,F401  (registers .slim with Pillow)

@@ -17,13 +17,14 @@ memory stays bounded and tiles meet without seams.
 
 from __future__ import annotations
 
+import warnings
 from typing import Callable
 
 import numpy as np
 from PIL import Image
 
 from slimcodec.entropy import dequantize, quantize
-from slimcodec.errors import SlimFormatError
+from slimcodec.errors import ConversionWarning, SlimFormatError
 from slimcodec.formats.slimfile import (
     Chunk,
     ColorType,
@@ -59,44 +60,85 @@ def _tiles(height: int, width: int, tile: int, margin: int):
             yield (top, bottom, left, right), outer
 
 
-def _run_tiled(fn: Callable, src: np.ndarray, src_scale: int, dst_shape: tuple, dst_scale: int,
-               grid: tuple[int, int], margin: int, tile: int) -> np.ndarray:
-    """Apply ``fn`` tile by tile over a latent ``grid``; src/dst are ``[C, H, W]``.
+def _run_tiled(fn: Callable, load: Callable, store: Callable, grid: tuple[int, int], margin: int,
+               tile: int) -> None:
+    """Apply ``fn`` tile by tile over a latent ``grid``.
 
-    ``src_scale``/``dst_scale`` are how many array positions one latent covers.
+    ``load(outer)`` gives the input tensor of a tile's outer box (core plus
+    margins); ``store(core, outer, y)`` keeps the core's part of ``fn``'s output
+    (a ``[C, h, w]`` float32 array). Only one tile's input and output exist at
+    a time, in float: the full-size arrays are uint8 pixels and latents.
     """
     import torch
 
-    out = np.empty(dst_shape, dtype=np.float32)
-    for (t, b, l, r), (ot, ob, ol, orr) in _tiles(*grid, tile, margin):
-        piece = src[:, ot * src_scale : ob * src_scale, ol * src_scale : orr * src_scale]
-        x = torch.from_numpy(np.ascontiguousarray(piece, dtype=np.float32))[None]
+    for core, outer in _tiles(*grid, tile, margin):
+        x = load(outer).contiguous(memory_format=torch.channels_last)
         with torch.no_grad():
-            y = fn(x.contiguous(memory_format=torch.channels_last))[0].float().numpy()
-        out[:, t * dst_scale : b * dst_scale, l * dst_scale : r * dst_scale] = y[
-            :, (t - ot) * dst_scale : (b - ot) * dst_scale, (l - ol) * dst_scale : (r - ol) * dst_scale
-        ]
-    return out
+            y = fn(x)[0].float().numpy()
+        store(core, outer, y)
 
 
 def analyze(weights: Weights, rgb: np.ndarray, width: int, tile: int = TILE_LATENTS) -> np.ndarray:
-    """Latents ``y`` (``[C, ceil(H/16), ceil(W/16)]``) of an ``H×W×3`` uint8 image."""
+    """Latents ``y`` (``[C, ceil(H/16), ceil(W/16)]``) of an ``H×W×3`` uint8 image.
+
+    The image is padded to a multiple of 16 by edge replication; each tile is
+    padded and converted to float on its own, so no full-size float or padded
+    copy of the image is made.
+    """
+    import torch
+
     h, w = rgb.shape[:2]
     grid = (-(-h // STRIDE), -(-w // STRIDE))
-    padded = np.pad(rgb, ((0, grid[0] * STRIDE - h), (0, grid[1] * STRIDE - w), (0, 0)), mode="edge")
-    x = padded.transpose(2, 0, 1).astype(np.float32) / 255.0
-    return _run_tiled(lambda t: weights.model.analysis(t, width), x, STRIDE,
-                      (width, *grid), 1, grid, ANALYSIS_MARGIN, tile)
+    y = np.empty((width, *grid), dtype=np.float32)
+
+    def load(outer):
+        ot, ob, ol, orr = (v * STRIDE for v in outer)
+        piece = rgb[ot:min(ob, h), ol:min(orr, w)]
+        if ob > h or orr > w:  # the tile reaches the padding: replicate the last row/column
+            piece = np.pad(piece, ((0, ob - min(ob, h)), (0, orr - min(orr, w)), (0, 0)), mode="edge")
+        x = piece.astype(np.float32) / 255.0  # H×W×3: permuted, it is channels-last already
+        return torch.from_numpy(x).permute(2, 0, 1)[None]
+
+    def store(core, outer, out):
+        (t, b, l, r), (ot, _, ol, _) = core, outer
+        y[:, t:b, l:r] = out[:, t - ot : b - ot, l - ol : r - ol]
+
+    _run_tiled(lambda t: weights.model.analysis(t, width), load, store, grid, ANALYSIS_MARGIN, tile)
+    return y
 
 
 def synthesize(weights: Weights, y_hat: np.ndarray, width: int, height_px: int, width_px: int,
                tile: int = TILE_LATENTS) -> np.ndarray:
-    """``H×W×3`` uint8 image from dequantized latents (cropped, clamped and rounded)."""
+    """``H×W×3`` uint8 image from dequantized latents (cropped, clamped and rounded).
+
+    Each tile is rounded to uint8 as soon as it is synthesized, so no
+    full-size float image is made.
+    """
+    import torch
+
     grid = y_hat.shape[1:]
-    x_hat = _run_tiled(lambda t: weights.model.synthesis(t, width), y_hat, 1,
-                       (3, grid[0] * STRIDE, grid[1] * STRIDE), STRIDE, grid, SYNTHESIS_MARGIN, tile)
-    x_hat = x_hat[:, :height_px, :width_px]
-    return np.clip(np.rint(x_hat * 255.0), 0, 255).astype(np.uint8).transpose(1, 2, 0).copy()
+    rgb = np.empty((height_px, width_px, 3), dtype=np.uint8)
+
+    def load(outer):
+        ot, ob, ol, orr = outer
+        return torch.from_numpy(np.ascontiguousarray(y_hat[:, ot:ob, ol:orr], dtype=np.float32))[None]
+
+    def store(core, outer, out):
+        (t, b, l, r), (ot, _, ol, _) = core, outer
+        top, bottom = t * STRIDE, min(b * STRIDE, height_px)
+        left, right = l * STRIDE, min(r * STRIDE, width_px)
+        if top >= bottom or left >= right:
+            return
+        top_in, left_in = (t - ot) * STRIDE, (l - ol) * STRIDE
+        part = out[:, top_in : top_in + bottom - top, left_in : left_in + right - left]
+        with np.errstate(over="ignore", invalid="ignore"):
+            # fmax/fmin rather than clip: a corrupt file's latents can make NaN or inf,
+            # which then map to 0 / 255 on every platform instead of an undefined cast
+            value = np.fmin(np.fmax(np.rint(part * 255.0), 0.0), 255.0)
+        rgb[top:bottom, left:right] = value.astype(np.uint8).transpose(1, 2, 0)
+
+    _run_tiled(lambda t: weights.model.synthesis(t, width), load, store, grid, SYNTHESIS_MARGIN, tile)
+    return rgb
 
 
 def _chunks(pixels: PixelData) -> tuple[Chunk, ...]:
@@ -143,8 +185,17 @@ def encode(image: Image.Image, width: int = DEFAULT_WIDTH, *, weights: Weights |
     Raises:
         ValueError: ``width`` is not one of the weights' widths (the message lists them).
         UnsupportedImageError: the image cannot be coded.
+
+    Warns:
+        ConversionWarning: one per conversion that changed the input (16-bit
+            reduced to 8, CMYK converted to RGB, EXIF orientation applied, ...).
+            To get them as a list instead, call :func:`slimcodec.imageio.prepare`
+            and :func:`encode_pixels`: ``prepare(image).notes``.
     """
-    return encode_pixels(prepare(image), width, weights=weights, metadata=metadata)
+    pixels = prepare(image)
+    for note in pixels.notes:
+        warnings.warn(note, ConversionWarning, stacklevel=2)
+    return encode_pixels(pixels, width, weights=weights, metadata=metadata)
 
 
 def check_decodable(slim: SlimFile, wts: Weights) -> None:

@@ -11,3 +11,10 @@ class SlimFormatError(SlimError):
 
 class UnsupportedImageError(SlimError):
     """An input image cannot be encoded (unknown format, too large, ...)."""
+
+
+class ConversionWarning(UserWarning):
+    """An input image was changed to fit the codec (16-bit reduced, CMYK converted, ...).
+
+    :func:`slimcodec.codec.encode` issues one per conversion; the message is one line.
+    """

@@ -33,6 +33,7 @@ Example::
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from typing import Sequence
 
 import numpy as np
@@ -123,6 +124,24 @@ def _ssim_terms(x, y, window, data_range: float):
     return ssim_map.mean(dim=(2, 3)), cs_map.mean(dim=(2, 3))
 
 
+@contextmanager
+def _one_torch_thread():
+    """Run torch on one thread, then restore the previous count.
+
+    The blurs here are small; torch's thread pool gains little on them and,
+    on a machine whose cores are busy (a training run), its spinning threads
+    made MS-SSIM 10x slower in CPU time (1.15 s vs 0.08 s per Kodak image).
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def ms_ssim(a, b, data_range: float = 255.0) -> float:
     """Multi-scale SSIM (Wang et al. 2003, 5 scales) of one RGB image pair.
 
@@ -153,7 +172,7 @@ def ms_ssim(a, b, data_range: float = 255.0) -> float:
     weights = torch.tensor(MS_SSIM_WEIGHTS, dtype=torch.float64)
     levels = len(MS_SSIM_WEIGHTS)
     terms = []
-    with torch.no_grad():
+    with torch.no_grad(), _one_torch_thread():
         for level in range(levels):
             ssim_val, cs = _ssim_terms(x, y, window, data_range)
             if level < levels - 1:

@@ -24,6 +24,9 @@ from torch import Tensor, nn
 from slimcodec.layers import SlimConv2d, SlimConvTranspose2d
 
 PAPER_WIDTHS: tuple[int, ...] = (192, 144, 96, 72, 48)
+# CompressAI's EntropyBottleneck keeps its CDFs in these buffers; they are
+# rebuilt by update() and never saved (the weights file holds our own tables).
+_CDF_BUFFERS = ("._offset", "._quantized_cdf", "._cdf_length")
 DOWNSAMPLING = 16  # total stride of the analysis transform
 
 
@@ -118,10 +121,9 @@ class SlimCAE(nn.Module):
 
     def state_dict_for_saving(self) -> dict:
         """State dict without CompressAI's CDF buffers (our tables live in entropy.py)."""
-        skip = ("._offset", "._quantized_cdf", "._cdf_length")
-        return {k: v for k, v in self.state_dict().items() if not k.endswith(skip)}
+        return {k: v for k, v in self.state_dict().items() if not k.endswith(_CDF_BUFFERS)}
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):  # type: ignore[override]
-        own = self.state_dict()
-        merged = {**{k: v for k, v in own.items() if k.endswith(("._offset", "._quantized_cdf", "._cdf_length"))}, **state_dict}
-        return super().load_state_dict(merged, strict=strict, assign=assign)
+        """Load a state dict saved by :meth:`state_dict_for_saving` (CDF buffers optional)."""
+        own_buffers = {k: v for k, v in self.state_dict().items() if k.endswith(_CDF_BUFFERS)}
+        return super().load_state_dict({**own_buffers, **state_dict}, strict=strict, assign=assign)

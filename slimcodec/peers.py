@@ -156,11 +156,11 @@ PEERS: dict[str, Peer] = {
     p.name: p
     for p in (
         Peer("jpeg420", "JPEG 4:2:0 (Pillow/libjpeg)", "quality",
-             (5, 10, 15, 20, 30, 40, 50, 60, 70, 80, 90, 95), 75, _jpeg(2), _pillow_decode, _always),
+             (5, 10, 15, 20, 30, 40, 50, 60, 70, 80, 90), 75, _jpeg(2), _pillow_decode, _always),
         Peer("jpeg444", "JPEG 4:4:4 (Pillow/libjpeg)", "quality",
-             (5, 10, 15, 20, 30, 40, 50, 60, 70, 80, 90, 95), 75, _jpeg(0), _pillow_decode, _always),
+             (5, 10, 15, 20, 30, 40, 50, 60, 70, 80, 90), 75, _jpeg(0), _pillow_decode, _always),
         Peer("webp", "WebP method 6 (libwebp)", "quality",
-             (5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95), 75, _webp, _pillow_decode,
+             (5, 10, 20, 30, 40, 50, 60, 70, 80, 90), 75, _webp, _pillow_decode,
              _pillow_feature("webp", "WebP")),
         Peer("jpeg2000", "JPEG 2000 (OpenJPEG, 9/7)", "target_bpp",
              (0.1, 0.15, 0.25, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0), 1.0, _jpeg2000, _pillow_decode,
@@ -169,7 +169,7 @@ PEERS: dict[str, Peer] = {
              (10, 20, 30, 40, 50, 60, 70, 80, 90), 60, _avif, _pillow_decode,
              _pillow_feature("avif", "AVIF")),
         Peer("hevc", "HEVC 4:4:4 in HEIF (x265, pillow-heif)", "quality",
-             (10, 20, 30, 40, 50, 60, 70, 80, 90), 60, _hevc_encode, _hevc_decode, _heif_available),
+             (10, 20, 25, 30, 35, 40, 45, 50, 55, 60), 45, _hevc_encode, _hevc_decode, _heif_available),
     )
 }
 ALIASES = {"jpeg": ("jpeg420", "jpeg444"), "jpg": ("jpeg420", "jpeg444"), "jp2": ("jpeg2000",),

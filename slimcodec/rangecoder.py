@@ -81,24 +81,30 @@ def decode_symbols(words: np.ndarray, table: EntropyTable, height: int, width: i
         decoder = _queue.RangeDecoder(np.asarray(words, dtype="<u4").astype(np.uint32))
         models = _channel_models(table)
         count = height * width
-        q = np.empty((table.channels, count), dtype=np.int64)
-        escaped: list[tuple[int, int]] = []
+        q = np.empty((table.channels, count), dtype=np.int32)
+        escaped: list[tuple[int, np.ndarray]] = []  # (channel, positions): arrays, not one object each
         for c in range(table.channels):
             index = decoder.decode(models[c], count).astype(np.int64)
             escape = int(table.lengths[c]) - 1
             q[c] = index + int(table.offsets[c])
-            escaped += [(c, int(i)) for i in np.flatnonzero(index == escape)]
-        for c, i in escaped:
-            below = int(decoder.decode(_SIDE))
-            num_bits = int(decoder.decode(_NUM_BITS))
-            if num_bits > MAX_ESCAPE_BITS:
-                raise SlimFormatError("corrupt payload (escape value out of range)")
-            m = 1
-            for bits in _pieces(num_bits):
-                m = (m << bits) | int(decoder.decode(_model.Uniform(1 << bits)))
-            m -= 1
+            positions = np.flatnonzero(index == escape)
+            if positions.size:
+                escaped.append((c, positions))
+        for c, positions in escaped:
             offset, length = int(table.offsets[c]), int(table.lengths[c])
-            q[c, i] = offset - 1 - m if below else offset + length - 1 + m
+            for i in positions.tolist():
+                below = int(decoder.decode(_SIDE))
+                num_bits = int(decoder.decode(_NUM_BITS))
+                if num_bits > MAX_ESCAPE_BITS:
+                    raise SlimFormatError("corrupt payload (escape value out of range)")
+                m = 1
+                for bits in _pieces(num_bits):
+                    m = (m << bits) | int(decoder.decode(_model.Uniform(1 << bits)))
+                m -= 1
+                value = offset - 1 - m if below else offset + length - 1 + m
+                if not -(2**31) <= value < 2**31:
+                    raise SlimFormatError("corrupt payload (escape value out of range)")
+                q[c, i] = value
         exhausted = decoder.maybe_exhausted()
     except SlimFormatError:
         raise
@@ -106,6 +112,4 @@ def decode_symbols(words: np.ndarray, table: EntropyTable, height: int, width: i
         raise SlimFormatError(f"corrupt payload ({exc})") from exc
     if not exhausted:
         raise SlimFormatError("corrupt payload (data left after the last symbol)")
-    if q.size and (q.min() < -(2**31) or q.max() >= 2**31):
-        raise SlimFormatError("corrupt payload (escape value out of range)")
-    return q.astype(np.int32).reshape(table.channels, height, width)
+    return q.reshape(table.channels, height, width)

@@ -152,12 +152,18 @@ def save_checkpoint(path: Path, state: dict) -> None:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m slimcodec.train", description=__doc__.split("\n")[0])
     p.add_argument("--data", nargs="+", default=["../shared/data/train"], help="training image folders")
-    p.add_argument("--val", default="../shared/data/eval2", help="validation folder ('' to skip)")
+    p.add_argument("--val", default="../shared/data/eval2", help="validation folder ('' to skip); never Kodak")
     p.add_argument("--checkpoint", type=Path, default=Path("runs/checkpoint.pt"))
     p.add_argument("--init", default="shipped", help="weights file to warm-start from when no checkpoint exists: a path, 'shipped' or 'none'")
     p.add_argument("--export", type=Path, help="write a weights file here when training ends")
     p.add_argument("--widths", type=int, nargs="+", default=list(PAPER_WIDTHS))
     p.add_argument("--lambdas", type=float, nargs="+", help="λ per width (CompressAI scale); default: the paper's")
+    p.add_argument("--schedule", choices=["fixed", "paper"], default="fixed",
+                   help="fixed: the given λ throughout; paper: λ-scheduling (stage 1 one λ, stage 2 per-pair slope search)")
+    p.add_argument("--stage1-lambda", type=float, default=4000 / 255**2, help="the one λ of stage 1 (paper: 4000 on [0,1] MSE)")
+    p.add_argument("--stage1-steps", type=int, default=5000, help="stage-1 steps before the slope search")
+    p.add_argument("--trial-steps", type=int, default=500, help="steps trained after each λ reduction")
+    p.add_argument("--max-reductions", type=int, default=7)
     p.add_argument("--steps", type=int, default=8000, help="train until this global step")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--patch-size", type=int, default=128)
@@ -176,15 +182,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def build_state(args, device):
-    """Model, optimizers and counters: from the checkpoint, a weights file, or fresh."""
-    if args.checkpoint.exists():
-        ckpt = torch.load(args.checkpoint, map_location=device, weights_only=True)
-        model = SlimCAE.from_state_dict(ckpt["model"])
-        print(f"resuming from {args.checkpoint} at step {ckpt['step']}", flush=True)
-    else:
+class Trainer:
+    """Model, optimizers, λ and counters, with exact checkpoint/resume."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.device = torch.device(args.device)
+        self.bf16 = (self.device.type == "cpu") if args.bf16 is None else args.bf16
+        self.gen = torch.Generator().manual_seed(args.seed)
         ckpt = None
-        if args.init == "none":
+        if args.checkpoint.exists():
+            ckpt = torch.load(args.checkpoint, map_location=self.device, weights_only=True)
+            model = SlimCAE.from_state_dict(ckpt["model"])
+            print(f"resuming from {args.checkpoint} at step {ckpt['step']}", flush=True)
+        elif args.init == "none":
             torch.manual_seed(args.seed)
             model = SlimCAE(args.widths)
         else:
@@ -192,100 +203,191 @@ def build_state(args, device):
 
             model = load_weights(None if args.init == "shipped" else args.init).model
             print(f"warm start from {args.init} weights", flush=True)
-    model = model.to(device).to(memory_format=torch.channels_last).train()
-    main, aux = split_parameters(model)
-    opt = torch.optim.Adam(main, lr=args.lr)
-    aux_opt = torch.optim.Adam(aux, lr=args.aux_lr)
-    lambdas = dict(zip(model.widths, args.lambdas)) if args.lambdas else {w: PAPER_LAMBDAS.get(w, 0.01) for w in model.widths}
-    step = 0
-    gen = torch.Generator().manual_seed(args.seed)
-    if ckpt is not None:
-        opt.load_state_dict(ckpt["optimizer"])
-        aux_opt.load_state_dict(ckpt["aux_optimizer"])
-        step = int(ckpt["step"])
-        lambdas = {int(k): float(v) for k, v in ckpt["lambdas"].items()}
-        gen.set_state(ckpt["sampler_rng"])
-        torch.set_rng_state(ckpt["torch_rng"])
-    return model, opt, aux_opt, lambdas, step, gen
+        self.model = model.to(self.device).to(memory_format=torch.channels_last).train()
+        main, aux = split_parameters(self.model)
+        self.opt = torch.optim.Adam(main, lr=args.lr)
+        self.aux_opt = torch.optim.Adam(aux, lr=args.aux_lr)
+        if args.lambdas:
+            self.lambdas = dict(zip(self.model.widths, args.lambdas))
+        elif args.schedule == "paper":
+            self.lambdas = {w: args.stage1_lambda for w in self.model.widths}
+        else:
+            self.lambdas = {w: PAPER_LAMBDAS.get(w, 0.01) for w in self.model.widths}
+        self.step = 0
+        self.schedule: dict = {"pair": 0, "reductions": 0, "best_slope": None}
+        if ckpt is not None:
+            self.opt.load_state_dict(ckpt["optimizer"])
+            self.aux_opt.load_state_dict(ckpt["aux_optimizer"])
+            self.step = int(ckpt["step"])
+            self.lambdas = {int(k): float(v) for k, v in ckpt["lambdas"].items()}
+            self.schedule = dict(ckpt.get("schedule", self.schedule))
+            self.gen.set_state(ckpt["sampler_rng"])
+            torch.set_rng_state(ckpt["torch_rng"])
+        self.sampler = CropSampler(load_images(find_images(args.data), args.patch_size), args.patch_size, self.gen)
+        self.val_images = load_images(find_images([args.val]), 16) if args.val else []
+        self.stop = False
+        self.t0 = time.time()
+        self._window = {w: [0.0, 0.0] for w in self.model.widths}
+        self._window_t, self._window_n = time.time(), 0
+
+    def state(self) -> dict:
+        """Everything a resume needs, as plain tensors and values."""
+        return {
+            "model": self.model.state_dict_for_saving(), "optimizer": self.opt.state_dict(),
+            "aux_optimizer": self.aux_opt.state_dict(), "step": self.step,
+            "lambdas": {str(w): l for w, l in self.lambdas.items()}, "schedule": dict(self.schedule),
+            "sampler_rng": self.gen.get_state(), "torch_rng": torch.get_rng_state(),
+        }
+
+    def load_state(self, state: dict) -> None:
+        """Restore the model, optimizers and λ (used to undo a λ trial)."""
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.aux_opt.load_state_dict(state["aux_optimizer"])
+        self.lambdas = {int(k): float(v) for k, v in state["lambdas"].items()}
+
+    def checkpoint(self) -> None:
+        self.args.checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        save_checkpoint(self.args.checkpoint, self.state())
+
+    def out_of_time(self) -> bool:
+        limit = self.args.time_limit_min
+        return self.stop or bool(limit and time.time() - self.t0 > limit * 60)
+
+    def train_step(self) -> None:
+        """One joint step over all widths, then one auxiliary-loss step."""
+        args = self.args
+        lr = args.lr * (0.25 if args.lr_drop_step and self.step >= args.lr_drop_step else 1.0)
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+        x = self.sampler.batch(args.batch_size).to(self.device).contiguous(memory_format=torch.channels_last)
+        self.opt.zero_grad(set_to_none=True)
+        self.aux_opt.zero_grad(set_to_none=True)
+        loss = 0.0
+        terms = {}
+        for width in self.model.widths:
+            mse, bpp = rd_terms(self.model, x, width, self.bf16)
+            loss = loss + self.lambdas[width] * 255**2 * mse + bpp
+            terms[width] = (mse.item(), bpp.item())
+        if not torch.isfinite(loss):
+            print(f"step {self.step}: non-finite loss, batch skipped", flush=True)
+            return
+        loss.backward()
+        if args.clip:
+            torch.nn.utils.clip_grad_norm_(split_parameters(self.model)[0], args.clip)
+        self.opt.step()
+        aux_loss = self.model.aux_loss()
+        aux_loss.backward()
+        self.aux_opt.step()
+        self.step += 1
+        self._log(float(loss), float(aux_loss), terms)
+
+    def _log(self, loss: float, aux_loss: float, terms: dict) -> None:
+        for w, (mse, bpp) in terms.items():
+            self._window[w][0] += mse
+            self._window[w][1] += bpp
+        self._window_n += 1
+        if self.step % self.args.log_every:
+            return
+        n = self._window_n
+        rate = n / (time.time() - self._window_t)
+        parts = [f"w{w}: {b / n:.3f}bpp {10 * math.log10(1 / max(m / n, 1e-10)):.2f}dB"
+                 for w, (m, b) in self._window.items()]
+        print(f"step {self.step} {rate:.2f} it/s loss {loss:.3f} aux {aux_loss:.1f} | " + " | ".join(parts), flush=True)
+        self._window = {w: [0.0, 0.0] for w in self.model.widths}
+        self._window_t, self._window_n = time.time(), 0
+
+    def validate(self) -> dict[int, tuple[float, float]]:
+        res = validate(self.model, self.val_images, self.device)
+        print(f"val step {self.step} λ {({w: round(l, 5) for w, l in self.lambdas.items()})} | "
+              + " | ".join(f"w{w}: {b:.3f}bpp {p:.2f}dB" for w, (b, p) in res.items()), flush=True)
+        return res
+
+    def train_until(self, step: int) -> None:
+        """Train up to global ``step`` (or until time runs out), checkpointing on the way."""
+        while self.step < step and not self.out_of_time():
+            self.train_step()
+            if self.step % self.args.checkpoint_every == 0:
+                self.checkpoint()
+            if self.val_images and self.step % self.args.val_every == 0:
+                self.validate()
+
+
+def rd_slope(results: dict[int, tuple[float, float]], wide: int, narrow: int) -> float:
+    """dB per bpp between two widths' validation points (higher is a better trade-off)."""
+    (bpp_w, psnr_w), (bpp_n, psnr_n) = results[wide], results[narrow]
+    return (psnr_w - psnr_n) / max(bpp_w - bpp_n, 1e-6)
+
+
+def lambda_schedule(trainer: Trainer) -> None:
+    """Stage 2 of the paper's λ-scheduling, resumable from the checkpoint.
+
+    For each adjacent pair of widths, wide to narrow: multiply the λ of every
+    narrower width by 0.8, train ``--trial-steps``, and keep the reduction
+    while the pair's RD slope on the validation set improves (at most
+    ``--max-reductions`` times); a reduction that does not improve is undone.
+    """
+    args, widths, sched = trainer.args, trainer.model.widths, trainer.schedule
+    if not trainer.val_images:
+        raise SystemExit("λ-scheduling needs validation images (--val)")
+    while sched["pair"] < len(widths) - 1 and not trainer.out_of_time():
+        wide, narrow = widths[sched["pair"]], widths[sched["pair"] + 1]
+        if sched["best_slope"] is None:
+            sched["best_slope"] = rd_slope(trainer.validate(), wide, narrow)
+        if sched["reductions"] >= args.max_reductions:
+            sched.update(pair=sched["pair"] + 1, reductions=0, best_slope=None)
+            continue
+        saved = trainer.state()
+        for w in widths[sched["pair"] + 1 :]:
+            trainer.lambdas[w] *= 0.8
+        trainer.train_until(trainer.step + args.trial_steps)
+        if trainer.out_of_time():
+            trainer.load_state(saved)  # an unfinished trial is redone on resume
+            trainer.step = saved["step"]
+            break
+        slope = rd_slope(trainer.validate(), wide, narrow)
+        print(f"λ schedule: pair {wide}/{narrow} reduction {sched['reductions'] + 1}: "
+              f"slope {slope:.3f} dB/bpp (best {sched['best_slope']:.3f})", flush=True)
+        if slope > sched["best_slope"]:
+            sched.update(reductions=sched["reductions"] + 1, best_slope=slope)
+        else:
+            trainer.load_state(saved)
+            sched.update(pair=sched["pair"] + 1, reductions=0, best_slope=None)
+        trainer.checkpoint()
+
+
+def export(model: SlimCAE, path: Path, meta: dict) -> bytes:
+    """Settle the quantiles and write a weights file with fresh tables; return its id."""
+    from slimcodec.weights import save_weights
+
+    model = model.float().to("cpu").to(memory_format=torch.contiguous_format)
+    print(f"auxiliary loss after settling the quantiles: {settle_quantiles(model):.3f}", flush=True)
+    wid = save_weights(model, path, meta=meta)
+    print(f"exported {path} (weights id {wid.hex()})", flush=True)
+    return wid
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    bf16 = (device.type == "cpu") if args.bf16 is None else args.bf16
-    model, opt, aux_opt, lambdas, step, gen = build_state(args, device)
-    sampler = CropSampler(load_images(find_images(args.data), args.patch_size), args.patch_size, gen)
-    val_images = load_images(find_images([args.val]), 16) if args.val else []
-    print(f"{len(sampler.images)} training images, {len(val_images)} validation images, "
-          f"widths {model.widths}, λ {({w: round(l, 5) for w, l in lambdas.items()})}, bf16={bf16}, "
-          f"threads={torch.get_num_threads()}", flush=True)
-
-    stop = {"now": False}
-    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
-    args.checkpoint.parent.mkdir(parents=True, exist_ok=True)
-
-    def checkpoint():
-        save_checkpoint(args.checkpoint, {
-            "model": model.state_dict_for_saving(), "optimizer": opt.state_dict(),
-            "aux_optimizer": aux_opt.state_dict(), "step": step,
-            "lambdas": {str(w): l for w, l in lambdas.items()},
-            "sampler_rng": gen.get_state(), "torch_rng": torch.get_rng_state(),
-        })
-
-    t0 = time.time()
-    window = {w: [0.0, 0.0] for w in model.widths}
-    window_t, window_n = time.time(), 0
-    while step < args.steps and not stop["now"]:
-        lr = args.lr * (0.25 if args.lr_drop_step and step >= args.lr_drop_step else 1.0)
-        for g in opt.param_groups:
-            g["lr"] = lr
-        x = sampler.batch(args.batch_size).to(device).contiguous(memory_format=torch.channels_last)
-        opt.zero_grad(set_to_none=True)
-        aux_opt.zero_grad(set_to_none=True)
-        loss = 0.0
-        for width in model.widths:
-            mse, bpp = rd_terms(model, x, width, bf16)
-            loss = loss + lambdas[width] * 255**2 * mse + bpp
-            window[width][0] += mse.item()
-            window[width][1] += bpp.item()
-        if not torch.isfinite(loss):
-            print(f"step {step}: non-finite loss, batch skipped", flush=True)
-            continue
-        loss.backward()
-        if args.clip:
-            torch.nn.utils.clip_grad_norm_(split_parameters(model)[0], args.clip)
-        opt.step()
-        aux_loss = model.aux_loss()
-        aux_loss.backward()
-        aux_opt.step()
-        step += 1
-        window_n += 1
-        if step % args.log_every == 0:
-            rate = window_n / (time.time() - window_t)
-            parts = [f"w{w}: {b / window_n:.3f}bpp {10 * math.log10(1 / max(m / window_n, 1e-10)):.2f}dB"
-                     for w, (m, b) in window.items()]
-            print(f"step {step} {rate:.2f} it/s loss {float(loss):.3f} aux {float(aux_loss):.1f} | " + " | ".join(parts), flush=True)
-            window = {w: [0.0, 0.0] for w in model.widths}
-            window_t, window_n = time.time(), 0
-        if step % args.checkpoint_every == 0:
-            checkpoint()
-        if val_images and step % args.val_every == 0:
-            res = validate(model, val_images, device)
-            print(f"val step {step} | " + " | ".join(f"w{w}: {b:.3f}bpp {p:.2f}dB" for w, (b, p) in res.items()), flush=True)
-        if args.time_limit_min and time.time() - t0 > args.time_limit_min * 60:
-            print("time limit reached", flush=True)
-            break
-    checkpoint()
+    trainer = Trainer(args)
+    print(f"{len(trainer.sampler.images)} training images, {len(trainer.val_images)} validation images, "
+          f"widths {trainer.model.widths}, λ {({w: round(l, 5) for w, l in trainer.lambdas.items()})}, "
+          f"schedule={args.schedule}, bf16={trainer.bf16}, threads={torch.get_num_threads()}", flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: setattr(trainer, "stop", True))
+    if args.schedule == "paper":
+        trainer.train_until(min(args.stage1_steps, args.steps))
+        if trainer.step >= args.stage1_steps:
+            lambda_schedule(trainer)
+    trainer.train_until(args.steps)
+    if trainer.out_of_time():
+        print("stopped (time limit or SIGTERM)", flush=True)
+    trainer.checkpoint()
     if args.export:
-        from slimcodec.weights import save_weights
-
-        model = model.float().to("cpu").to(memory_format=torch.contiguous_format)
-        print(f"auxiliary loss after settling the quantiles: {settle_quantiles(model):.3f}", flush=True)
-        wid = save_weights(model,
-                           args.export, meta={"steps": step, "lambdas": {str(w): l for w, l in lambdas.items()}})
-        print(f"exported {args.export} (weights id {wid.hex()})", flush=True)
+        export(trainer.model, args.export, {
+            "steps": trainer.step, "lambdas": {str(w): l for w, l in trainer.lambdas.items()},
+        })
     return 0
 
 

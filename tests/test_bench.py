@@ -1,0 +1,64 @@
+"""slimcodec.bench on tiny sizes with the tiny model (mechanics only; no timing claims)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from slimcodec import bench
+
+
+def test_large_test_images_are_mirror_tiled_without_seams():
+    base = bench.make_image(None, bench.SIZES["kodak"])
+    big = bench.make_image(None, (2000, 1100))
+    assert base.shape == (512, 768, 3) and big.shape == (1100, 2000, 3)
+    assert np.array_equal(big[:512, :768], base)
+    assert np.array_equal(big[:512, 768:1536], base[:, ::-1])  # mirrored: the seam is continuous
+    assert np.array_equal(big[512:1024, :768], base[::-1])
+
+
+def test_a_source_photo_is_brought_to_kodak_size(tmp_path):
+    from conftest import gradient_image
+
+    gradient_image(300, 400).save(tmp_path / "portrait.png")
+    assert bench.make_image(tmp_path / "portrait.png", (768, 512)).shape == (512, 768, 3)
+
+
+def test_staged_pipeline_reproduces_the_public_api(tiny_weights):
+    rgb = bench.make_image(None, (80, 48))
+    row = bench.bench_slim(tiny_weights, rgb, 8, repeats=1)
+    assert row["matches_api"] is True
+    assert row["bpp"] == pytest.approx(8 * row["num_bytes"] / (80 * 48))
+    assert set(row["enc_s"]) == set(row["dec_s"]) == {"transform", "entropy", "container", "total"}
+    for stages in (row["enc_s"], row["dec_s"]):
+        assert stages["total"] >= max(stages["transform"], stages["entropy"], stages["container"]) > 0
+
+
+def test_main_prints_the_table_and_writes_json(tiny_weights_path, tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    code = bench.main(["--sizes", "64x48", "--weights", str(tiny_weights_path), "--repeats", "1",
+                       "--peers", "jpeg420", "--no-compressai", "--no-memory", "--threads", "1",
+                       "--json", str(out), "-q"])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "torch threads: 1 (set by --threads" in text
+    assert "| slimcodec | w8 |" in text and "| jpeg420 | quality 75 |" in text
+    assert "encode time w4/w8" in text
+    result = json.loads(out.read_text())
+    assert [r["setting"] for r in result["sizes"]["64x48"]["rows"]][:2] == [8, 4]
+
+
+def test_memory_is_measured_in_a_fresh_process(tiny_weights_path):
+    config = {"source": None, "size": [64, 48], "threads": 1, "weights": str(tiny_weights_path),
+              "width": 8, "op": "encode"}
+    m = bench.measure_memory(config)
+    assert "error" not in m, m
+    assert m["peak_bytes"] >= m["before_bytes"] > 0
+
+
+def test_invalid_size_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exc:
+        bench.main(["--sizes", "huge"])
+    assert exc.value.code == 2

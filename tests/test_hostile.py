@@ -1,0 +1,332 @@
+"""Broken and hostile inputs: every one is refused with one line, never a traceback or a partial file.
+
+.slim files are made with the tiny seeded model, so decoding is fast enough
+for a fuzz loop of a couple of thousand mutations.
+"""
+
+from __future__ import annotations
+
+import random
+import struct
+import time
+import tracemalloc
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from conftest import gradient_image
+from PIL import Image
+
+from slimcodec import codec
+from slimcodec.cli.main import cli
+from slimcodec.errors import SlimFormatError, UnsupportedImageError
+from slimcodec.formats.slimfile import HEADER_SIZE, read_slim
+from slimcodec.imageio import open_image
+
+# offsets of header fields (formats/SPEC.md)
+VERSION, SIZE, COLOR, WIDTH, WEIGHTS_ID, LATENT, CHUNKS_SIZE, PAYLOAD_SIZE = 4, 8, 16, 18, 20, 28, 40, 44
+
+
+def slim(args, exit_code: int = 0):
+    result = CliRunner().invoke(cli, [str(a) for a in args], env={"SLIM_WORKERS": "1"}, prog_name="slim")
+    assert result.exit_code == exit_code, (result.exit_code, result.stdout, result.stderr, result.exc_info)
+    return result
+
+
+def one_error_line(result, action: str) -> str:
+    """The single ``error:`` line of a failed command (and check there is no traceback)."""
+    assert "Traceback" not in result.stderr + result.stdout
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr
+    assert errors[0].startswith(f"error: cannot {action} ")
+    return errors[0]
+
+
+def with_crc(data: bytes | bytearray) -> bytes:
+    """``data`` with its last four bytes replaced by the right CRC-32."""
+    body = bytes(data[:-4])
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def patched(data: bytes, offset: int, fmt: str, *values, crc: bool = True) -> bytes:
+    out = bytearray(data)
+    struct.pack_into("<" + fmt, out, offset, *values)
+    return with_crc(out) if crc else bytes(out)
+
+
+def sections(data: bytes) -> tuple[int, int]:
+    return struct.unpack_from("<II", data, CHUNKS_SIZE)
+
+
+@pytest.fixture(scope="module")
+def good(tiny_weights) -> bytes:
+    """A real .slim file with an alpha, an ICC and an EXIF chunk (24x20, width 8)."""
+    image = gradient_image(24, 20, "RGBA")
+    image.putalpha(Image.fromarray((np.arange(480) % 251).astype(np.uint8).reshape(20, 24), "L"))
+    image.info["icc_profile"] = b"not really a profile"
+    exif = Image.Exif()
+    exif[0x010F] = "cam"
+    image.info["exif"] = exif.tobytes()
+    return codec.encode(image, 8, weights=tiny_weights)
+
+
+def hostile_files(good: bytes) -> dict[str, tuple[bytes, str]]:
+    """name: (file bytes, the start of the reason it is refused with)."""
+    chunks, payload = sections(good)
+    payload_at = HEADER_SIZE + chunks
+    flipped_payload = bytearray(good)
+    flipped_payload[payload_at + 3] ^= 0x10
+    flipped_header = bytearray(good)
+    flipped_header[SIZE] ^= 0x01
+    bad_alpha = bytearray(good)
+    bad_alpha[HEADER_SIZE + 8 + 2] ^= 0xFF  # inside the ALPH chunk's zlib data (first chunk)
+    renamed = bytearray(good)
+    renamed[HEADER_SIZE : HEADER_SIZE + 4] = b"ALPX"  # an unknown critical chunk
+    return {
+        "empty": (b"", "empty file"),
+        "magic only": (good[:4], "truncated file"),
+        "truncated in the header": (good[:30], "truncated file"),
+        "header only": (good[:HEADER_SIZE], "truncated file"),
+        "truncated in the chunks": (good[: HEADER_SIZE + chunks // 2], "truncated file"),
+        "truncated in the payload": (good[: payload_at + payload // 2], "truncated file"),
+        "truncated in the crc": (good[:-2], "truncated file"),
+        "trailing data": (good + b"\0", "trailing data (1 extra bytes)"),
+        "bit flip in the header": (bytes(flipped_header), "checksum mismatch"),
+        "bit flip in the payload": (bytes(flipped_payload), "checksum mismatch"),
+        "wrong magic": (b"SLIN" + good[4:], "not a .slim file (bad magic)"),
+        "a png file": (b"\x89PNG\r\n\x1a\n" + bytes(40), "not a .slim file (bad magic)"),
+        "future version": (patched(good, VERSION, "BB", 2, 0), "unsupported format version 2.0"),
+        "foreign weights id": (patched(good, WEIGHTS_ID, "8s", b"\x01" * 8), "made with other weights"),
+        "width not in the weights": (patched(good, WIDTH, "H", 96), "width 96 is not in these weights"),
+        "65535x65535 image": (patched(patched(good, SIZE, "II", 65535, 65535), LATENT, "HH", 4096, 4096),
+                              "image too large"),
+        "zero width": (patched(good, SIZE, "II", 0, 20), "bad image size 0x20"),
+        "70000 pixels wide": (patched(good, SIZE, "II", 70000, 1), "bad image size 70000x1"),
+        "latent size mismatch": (patched(good, LATENT, "HH", 3, 2), "latent size 2x3 does not match"),
+        "chunks size past the end": (patched(good, CHUNKS_SIZE, "I", 0xFFFFFFF0), "truncated file"),
+        "payload not words": (patched(good[:-4] + bytes(2 + 4), PAYLOAD_SIZE, "I", payload + 2),
+                              f"payload size {payload + 2} is not a multiple of 4"),
+        "corrupt alpha": (with_crc(bad_alpha), "corrupt alpha chunk"),
+        "unknown critical chunk": (with_crc(renamed), "unknown critical chunk 'ALPX'"),
+        "garbage payload": (with_crc(good[:payload_at] + b"\xff" * payload + good[-4:]), "corrupt payload"),
+        "payload one word short": (
+            patched(with_crc(good[: payload_at + payload - 4] + good[-4:]), PAYLOAD_SIZE, "I", payload - 4),
+            "corrupt payload"),
+    }
+
+
+# names only (the files are made from the `good` fixture): any layout with chunks and payload will do
+HOSTILE_NAMES = list(hostile_files(b"SLIM" + bytes(36) + struct.pack("<II", 20, 8) + bytes(20 + 8 + 4)))
+
+
+def test_the_good_file_decodes(good, tiny_weights):
+    assert codec.decode(good, weights=tiny_weights).size == (24, 20)
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES)
+def test_hostile_file_is_refused_by_the_codec(name, good, tiny_weights):
+    data, reason = hostile_files(good)[name]
+    with pytest.raises(SlimFormatError) as info:
+        codec.decode(data, weights=tiny_weights)
+    assert str(info.value).startswith(reason)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES)
+def test_hostile_file_fails_slim_decode_and_info_with_one_line_and_no_output(name, good, tiny_weights_path,
+                                                                               tmp_path):
+    data, reason = hostile_files(good)[name]
+    bad = tmp_path / "bad.slim"
+    bad.write_bytes(data)
+    result = slim(["decode", bad, "-o", tmp_path / "out.png", "--weights", tiny_weights_path], exit_code=1)
+    assert one_error_line(result, "decode").startswith(f"error: cannot decode {bad}: {reason}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.slim"]  # no output, no temporary file
+    if name in ("foreign weights id", "width not in the weights", "garbage payload", "payload one word short",
+                "corrupt alpha"):
+        return  # only a decoder with the weights can tell: the container is fine
+    result = slim(["info", bad], exit_code=1)
+    assert one_error_line(result, "read").startswith(f"error: cannot read {bad}: {reason}")
+
+
+def test_a_higher_minor_version_is_accepted(good, tiny_weights):
+    assert codec.decode(patched(good, VERSION, "BB", 1, 7), weights=tiny_weights).size == (24, 20)
+
+
+def test_a_decompression_bomb_header_is_refused_before_anything_is_allocated(good, tiny_weights, monkeypatch):
+    bomb = patched(patched(good, SIZE, "II", 65535, 65535), LATENT, "HH", 4096, 4096)
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("decoding went past the header checks")
+
+    monkeypatch.setattr(codec, "decode_symbols", must_not_run)
+    monkeypatch.setattr(codec, "synthesize", must_not_run)
+    tracemalloc.start()
+    try:
+        with pytest.raises(SlimFormatError, match=r"image too large \(65535x65535 = 4294836225 pixels"):
+            codec.decode(bomb, weights=tiny_weights)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1_000_000
+
+
+# ---------------------------------------------------------------- hostile inputs to encode
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG that declares a size but holds no pixel data."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
+
+
+def truncated(path: Path, fmt: str) -> bytes:
+    gradient_image(64, 48).save(path, format=fmt)
+    return path.read_bytes()[: path.stat().st_size * 2 // 3]
+
+
+ENCODE_INPUTS = {
+    # name: (file name, bytes maker, the start of the reason)
+    "text named .png": ("a.png", lambda p: b"this is not a picture", "not an image Pillow can read"),
+    "empty .png": ("a.png", lambda p: b"", "not an image Pillow can read"),
+    # Pillow may read .slim files (slimcodec.pillow_plugin): a broken one is still one line
+    "a broken .slim file": ("a.slim", lambda p: b"SLIM\x01\x00" + bytes(60), ""),
+    "truncated png": ("a.png", lambda p: truncated(p, "PNG"), "cannot read image"),
+    "truncated jpeg": ("a.jpg", lambda p: truncated(p, "JPEG"), "cannot read image"),
+    "70000 pixel wide png": ("a.png", lambda p: png_header_only(70000, 1), "image of 70000x1 exceeds the limits"),
+    "108 MP png": ("a.png", lambda p: png_header_only(12000, 9000), "image of 12000x9000 exceeds the limits"),
+    "Pillow's decompression bomb": ("a.png", lambda p: png_header_only(30000, 30000), "image too large"),
+}
+
+
+@pytest.mark.parametrize("name", list(ENCODE_INPUTS))
+def test_unusable_input_fails_slim_encode_with_one_line(name, tiny_weights_path, tmp_path):
+    filename, make, reason = ENCODE_INPUTS[name]
+    src = tmp_path / filename
+    src.write_bytes(make(src))
+    start = time.perf_counter()
+    result = slim(["encode", src, "-o", tmp_path / "out.slim", "--weights", tiny_weights_path, "-w", 8],
+                  exit_code=1)
+    assert time.perf_counter() - start < 10  # refused from the header, not after decoding pixels
+    assert one_error_line(result, "encode").startswith(f"error: cannot encode {src}: {reason}")
+    assert "Warning" not in result.stderr  # Pillow's DecompressionBombWarning is not shown
+    assert not (tmp_path / "out.slim").exists()
+    with pytest.raises(UnsupportedImageError):
+        open_image(src)
+
+
+def test_unwritable_output_fails_with_one_line(tiny_weights_path, tmp_path, good):
+    src = tmp_path / "a.png"
+    gradient_image(20, 12).save(src)
+    blocker = tmp_path / "somefile.txt"
+    blocker.write_text("a file, so nothing can be created under it")
+    result = slim(["encode", src, "-o", blocker / "out.slim", "--weights", tiny_weights_path, "-w", 8], exit_code=1)
+    assert "cannot create folder" in one_error_line(result, "encode")
+    (tmp_path / "g.slim").write_bytes(good)
+    result = slim(["decode", tmp_path / "g.slim", "-o", blocker / "out.png", "--weights", tiny_weights_path],
+                  exit_code=1)
+    assert "cannot create folder" in one_error_line(result, "decode")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "g.slim", "somefile.txt"]
+
+
+def test_malformed_exif_in_a_slim_file_is_kept_for_png_and_refused_in_one_line_for_tiff(tiny_weights,
+                                                                                      tiny_weights_path, tmp_path):
+    from slimcodec.imageio import PixelData
+
+    pixels = PixelData(np.asarray(gradient_image(20, 12)), exif=b"Exif\x00\x00garbage")
+    (tmp_path / "x.slim").write_bytes(codec.encode_pixels(pixels, 8, weights=tiny_weights))
+    slim(["decode", tmp_path / "x.slim", "-o", tmp_path / "x.png", "--weights", tiny_weights_path])
+    with Image.open(tmp_path / "x.png") as out:
+        assert out.info["exif"] == b"Exif\x00\x00garbage"  # ancillary: kept byte for byte
+    result = slim(["decode", tmp_path / "x.slim", "-o", tmp_path / "x.tif", "--weights", tiny_weights_path],
+                  exit_code=1)
+    assert one_error_line(result, "decode").endswith("x.slim: the EXIF is malformed and TIFF cannot store it "
+                                                     "as it is; use .png")
+    assert not (tmp_path / "x.tif").exists()
+
+
+# ---------------------------------------------------------------- fuzzing
+
+
+def _mutate(rng: random.Random, data: bytes) -> bytes:
+    """One random mutation of a real file; most keep the CRC right, so the payload gets decoded."""
+    chunks, payload = sections(data)
+    payload_at = HEADER_SIZE + chunks
+    out = bytearray(data)
+    kind = rng.randrange(8)
+    if kind == 0:  # a few bit flips anywhere, CRC left as it is
+        for _ in range(rng.randint(1, 4)):
+            out[rng.randrange(len(out))] ^= 1 << rng.randrange(8)
+        return bytes(out)
+    if kind == 1:  # cut anywhere
+        return bytes(out[: rng.randrange(len(out))])
+    if kind == 2:  # a header byte set or flipped, CRC fixed
+        i = rng.randrange(HEADER_SIZE)
+        out[i] = rng.randrange(256) if rng.random() < 0.5 else out[i] ^ (1 << rng.randrange(8))
+        return with_crc(out)
+    if kind == 3 and payload:  # payload bit flips, CRC fixed
+        for _ in range(rng.randint(1, 3)):
+            out[payload_at + rng.randrange(payload)] ^= 1 << rng.randrange(8)
+        return with_crc(out)
+    if kind == 4 and payload:  # one payload word replaced, CRC fixed
+        word = rng.choice([0, 0xFFFFFFFF, rng.getrandbits(32)])
+        struct.pack_into("<I", out, payload_at + 4 * rng.randrange(payload // 4), word)
+        return with_crc(out)
+    if kind == 5:  # payload words dropped or added, sizes and CRC fixed
+        body = data[:-4]
+        n = rng.choice([-2, -1, 1, 2])
+        body = body[: 4 * n] if n < 0 and payload >= -4 * n else body + rng.randbytes(4 * max(n, 1))
+        body = bytearray(body)
+        struct.pack_into("<I", body, PAYLOAD_SIZE, len(body) - payload_at)
+        return with_crc(bytes(body) + bytes(4))
+    if kind == 6 and chunks:  # a chunk byte flipped, CRC fixed
+        out[HEADER_SIZE + rng.randrange(chunks)] ^= 1 << rng.randrange(8)
+        return with_crc(out)
+    # another size with the same latent size, and maybe another color type, CRC fixed
+    w, h = struct.unpack_from("<II", out, SIZE)
+    new_w, new_h = (w - 1) // 16 * 16 + rng.randint(1, 16), (h - 1) // 16 * 16 + rng.randint(1, 16)
+    struct.pack_into("<II", out, SIZE, new_w, new_h)
+    out[COLOR] = rng.choice([0, 1])
+    return with_crc(out)
+
+
+def test_fuzzed_real_files_decode_to_the_header_size_or_raise_slim_format_error(tiny_weights):
+    noise = Image.fromarray(np.random.default_rng(0).integers(0, 256, (24, 40, 3), dtype=np.uint8))
+    rgba = gradient_image(24, 20, "RGBA")
+    rgba.putalpha(Image.fromarray((np.arange(480) % 251).astype(np.uint8).reshape(20, 24), "L"))
+    rgba.info["icc_profile"] = b"icc"
+    seeds = [
+        codec.encode(gradient_image(40, 24), 8, weights=tiny_weights),
+        codec.encode(gradient_image(17, 33, "L"), 4, weights=tiny_weights),
+        codec.encode(noise, 8, weights=tiny_weights),
+        codec.encode(rgba, 8, weights=tiny_weights),
+    ]
+    rng = random.Random(20261125)
+    outcomes = {"decoded": 0, "refused": 0, "corrupt payload": 0}
+    deadline = time.perf_counter() + 15  # time box: on a slow machine, fewer mutations
+    slowest = 0.0
+    count = 0
+    while count < 2000 and time.perf_counter() < deadline:
+        data = _mutate(rng, seeds[count % len(seeds)])
+        start = time.perf_counter()
+        try:
+            image = codec.decode(data, weights=tiny_weights)
+        except SlimFormatError as exc:
+            assert str(exc) and "\n" not in str(exc)
+            outcomes["refused"] += 1
+            outcomes["corrupt payload"] += str(exc).startswith("corrupt payload")  # the range decoder said so
+        else:
+            header = read_slim(data).header
+            assert image.size == (header.image_width, header.image_height)
+            outcomes["decoded"] += 1
+        slowest = max(slowest, time.perf_counter() - start)
+        count += 1
+    assert count >= 300, f"only {count} mutations in the time box"
+    assert outcomes["decoded"] > 0.05 * count and outcomes["refused"] > 0.5 * count, outcomes
+    assert outcomes["corrupt payload"] > 0.1 * count, outcomes
+    assert slowest < 2.0
