@@ -154,7 +154,8 @@ def _run(ctx: click.Context, action: str, planned, make_job, worker_fn, workers:
     from slimcodec.cli.parallel import run_many
 
     opts = _options(ctx)
-    report = Report(action, quiet=opts.quiet, verbose=opts.verbose, debug=opts.debug)
+    report = Report(action, quiet=opts.quiet, verbose=opts.verbose, debug=opts.debug,
+                    total=len(planned.pairs) + len(planned.problems))
     for folder in planned.empty_folders:
         if not opts.quiet:
             click.echo(f"warning: {nothing_found} in {folder}", err=True)

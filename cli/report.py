@@ -82,6 +82,8 @@ class Report:
         verbose (bool): add per-file timing to the done lines.
         debug (bool): print the traceback after each error line.
         stream (TextIO | None): where lines go; ``sys.stderr`` when ``None``.
+        total (int): files in this run; above 1, done and skipped lines end
+            with a progress counter such as ``[3/10]``.
     """
 
     action: str = "encode"
@@ -89,6 +91,7 @@ class Report:
     verbose: bool = False
     debug: bool = False
     stream: TextIO | None = None
+    total: int = 0
     done_count: int = 0
     skipped_count: int = 0
     failure_count: int = 0
@@ -104,6 +107,12 @@ class Report:
 
     def _echo(self, line: str) -> None:
         click.echo(line, file=self.stream or sys.stderr)
+
+    def _progress(self) -> str:
+        """`` [n/total]`` once a file is counted, when the run has several files."""
+        if self.total <= 1:
+            return ""
+        return f" [{self.done_count + self.skipped_count + self.failure_count}/{self.total}]"
 
     def done(
         self,
@@ -140,7 +149,7 @@ class Report:
             details.append(f"{8 * slim_bytes / pixels:.3f} bpp")
         if self.verbose and seconds is not None:
             details.append(f"{seconds:.2f} s")
-        self._echo(f"{self.past_tense} {src} -> {dst} ({', '.join(details)})")
+        self._echo(f"{self.past_tense} {src} -> {dst} ({', '.join(details)}){self._progress()}")
         if note:
             self._echo(f"  {note}")
 
@@ -148,7 +157,7 @@ class Report:
         """Count a file left alone on purpose (its output exists) and print why."""
         self.skipped_count += 1
         if not self.quiet:
-            self._echo(f"skipped {src}: {reason}")
+            self._echo(f"skipped {src}: {reason}{self._progress()}")
 
     def failed(self, src: Path | str, exc: BaseException | str) -> None:
         """Count a failed file and print ``error: cannot <action> <src>: <reason>``.

@@ -88,6 +88,21 @@ def split_parameters(model: SlimCAE):
     return main, aux
 
 
+def main_param_groups(model: SlimCAE, eb_lr_mult: float) -> list[dict]:
+    """Optimizer groups: the transforms, then the bottlenecks' densities at ``eb_lr_mult``× the lr.
+
+    The densities learning faster lowers the rate markedly early in training
+    (docs/training.md). The groups keep ``split_parameters``' order (the
+    bottlenecks come last), so a one-group optimizer state maps onto them.
+    """
+    named = [(n, p) for n, p in model.named_parameters() if not n.endswith(".quantiles")]
+    transforms = [p for n, p in named if not n.startswith("entropy_bottleneck.")]
+    densities = [p for n, p in named if n.startswith("entropy_bottleneck.")]
+    if transforms + densities != split_parameters(model)[0]:
+        raise RuntimeError("parameter order changed: optimizer states would not map")
+    return [{"params": transforms, "lr_mult": 1.0}, {"params": densities, "lr_mult": eb_lr_mult}]
+
+
 def rd_terms(model: SlimCAE, x: torch.Tensor, width: int, bf16: bool):
     """MSE (on [0, 1] pixels) and estimated bpp of one width on batch ``x``."""
     with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=bf16):
@@ -169,6 +184,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--patch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--lr-drop-step", type=int, default=0, help="multiply lr by 0.25 from this step (0: never)")
+    p.add_argument("--eb-lr-mult", type=float, default=10.0, help="lr multiplier of the entropy bottlenecks' densities")
     p.add_argument("--aux-lr", type=float, default=1e-3)
     p.add_argument("--clip", type=float, default=1.0, help="gradient norm clip (0: off)")
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None, help="bf16 autocast for the transforms (default: on for CPU)")
@@ -205,7 +221,7 @@ class Trainer:
             print(f"warm start from {args.init} weights", flush=True)
         self.model = model.to(self.device).to(memory_format=torch.channels_last).train()
         main, aux = split_parameters(self.model)
-        self.opt = torch.optim.Adam(main, lr=args.lr)
+        self.opt = torch.optim.Adam(main_param_groups(self.model, args.eb_lr_mult), lr=args.lr)
         self.aux_opt = torch.optim.Adam(aux, lr=args.aux_lr)
         if args.lambdas:
             self.lambdas = dict(zip(self.model.widths, args.lambdas))
@@ -216,7 +232,7 @@ class Trainer:
         self.step = 0
         self.schedule: dict = {"pair": 0, "reductions": 0, "best_slope": None}
         if ckpt is not None:
-            self.opt.load_state_dict(ckpt["optimizer"])
+            self._load_optimizer(ckpt["optimizer"])
             self.aux_opt.load_state_dict(ckpt["aux_optimizer"])
             self.step = int(ckpt["step"])
             self.lambdas = {int(k): float(v) for k, v in ckpt["lambdas"].items()}
@@ -230,6 +246,15 @@ class Trainer:
         self._window = {w: [0.0, 0.0] for w in self.model.widths}
         self._window_t, self._window_n = time.time(), 0
 
+    def _load_optimizer(self, saved: dict) -> None:
+        """Load a saved optimizer state, also one saved with a single parameter group."""
+        if len(saved["param_groups"]) != len(self.opt.param_groups):
+            current = self.opt.state_dict()
+            saved = {"state": saved["state"], "param_groups": current["param_groups"]}
+        self.opt.load_state_dict(saved)
+        for g in self.opt.param_groups:
+            g.setdefault("lr_mult", 1.0)
+
     def state(self) -> dict:
         """Everything a resume needs, as plain tensors and values."""
         return {
@@ -242,7 +267,7 @@ class Trainer:
     def load_state(self, state: dict) -> None:
         """Restore the model, optimizers and λ (used to undo a λ trial)."""
         self.model.load_state_dict(state["model"])
-        self.opt.load_state_dict(state["optimizer"])
+        self._load_optimizer(state["optimizer"])
         self.aux_opt.load_state_dict(state["aux_optimizer"])
         self.lambdas = {int(k): float(v) for k, v in state["lambdas"].items()}
 
@@ -259,7 +284,7 @@ class Trainer:
         args = self.args
         lr = args.lr * (0.25 if args.lr_drop_step and self.step >= args.lr_drop_step else 1.0)
         for g in self.opt.param_groups:
-            g["lr"] = lr
+            g["lr"] = lr * g["lr_mult"]
         x = self.sampler.batch(args.batch_size).to(self.device).contiguous(memory_format=torch.channels_last)
         self.opt.zero_grad(set_to_none=True)
         self.aux_opt.zero_grad(set_to_none=True)

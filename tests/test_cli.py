@@ -188,7 +188,7 @@ def test_batch_skips_existing_outputs_and_counts_them(photo_tree, tiny_weights_p
     (photo_tree / "sub" / "bad.png").unlink()
     (photo_tree / "b.slim").write_bytes(b"keep me")
     result = invoke_slim(["encode", photo_tree, "--weights", tiny_weights_path, "-w", 4])
-    assert "skipped photos/b.png: photos/b.slim exists (use --force to overwrite)" in stderr_lines(result)
+    assert "skipped photos/b.png: photos/b.slim exists (use --force to overwrite) [1/3]" in stderr_lines(result)
     assert stderr_lines(result)[-1].startswith("2 files encoded, 1 file skipped;")
     assert (photo_tree / "b.slim").read_bytes() == b"keep me"
 
@@ -439,6 +439,18 @@ def test_report_prints_one_line_per_event(capsys):
         "skipped b.slim: b.png exists (use --force to overwrite)",
         "error: cannot decode c.slim: checksum mismatch",
         "error: cannot decode d.slim: no such file or directory",
+    ]
+
+
+def test_report_counts_progress_when_a_run_has_several_files(capsys):
+    report = Report("encode", total=3)
+    report.done("a.png", "a.slim", bytes_in=999, bytes_out=120, pixels=960)
+    report.failed("b.png", "not an image")
+    report.skipped("c.png", "c.slim exists (use --force to overwrite)")
+    assert capsys.readouterr().err.splitlines() == [
+        "encoded a.png -> a.slim (120 B, 1.000 bpp) [1/3]",
+        "error: cannot encode b.png: not an image",
+        "skipped c.png: c.slim exists (use --force to overwrite) [3/3]",
     ]
 
 

@@ -148,12 +148,13 @@ def test_package_level_api_round_trips_with_the_shipped_weights(kodim_crop):
 
 
 def test_shipped_weights_trade_rate_for_quality_across_widths(kodim_crop):
+    """Narrower widths give strictly fewer bits and strictly lower quality."""
     weights = slimcodec.load_weights()
     sizes, qualities = [], []
-    for width in weights.widths:
+    for width in weights.widths:  # widest first
         data = codec.encode(kodim_crop, width, weights=weights)
         sizes.append(len(data))
         qualities.append(psnr(kodim_crop, codec.decode(data, weights=weights)))
-    assert sizes == sorted(sizes, reverse=True)  # widths are listed widest first
-    assert qualities[0] > qualities[-1]
-    assert min(qualities) > 20.0
+    assert all(a > b for a, b in zip(sizes, sizes[1:])), sizes
+    assert all(a > b for a, b in zip(qualities, qualities[1:])), qualities
+    assert qualities[-1] > 24.0, qualities
