@@ -125,9 +125,8 @@ def validate(model: SlimCAE, images: list[torch.Tensor], device: torch.device) -
             x = img[None, :, :h, :w].float().div(255).to(device)
             x = x.contiguous(memory_format=torch.channels_last)
             mse, bpp = rd_terms(model, x, width, bf16=False)
-            out_mse = float(mse)
             bpps.append(float(bpp))
-            psnrs.append(10 * math.log10(1 / max(out_mse, 1e-10)))
+            psnrs.append(10 * math.log10(1 / max(float(mse), 1e-10)))
         results[width] = (float(np.mean(bpps)), float(np.mean(psnrs)))
     model.train()
     return results
@@ -220,7 +219,7 @@ class Trainer:
             model = load_weights(None if args.init == "shipped" else args.init).model
             print(f"warm start from {args.init} weights", flush=True)
         self.model = model.to(self.device).to(memory_format=torch.channels_last).train()
-        main, aux = split_parameters(self.model)
+        self.main_params, aux = split_parameters(self.model)
         self.opt = torch.optim.Adam(main_param_groups(self.model, args.eb_lr_mult), lr=args.lr)
         self.aux_opt = torch.optim.Adam(aux, lr=args.aux_lr)
         if args.lambdas:
@@ -299,7 +298,7 @@ class Trainer:
             return
         loss.backward()
         if args.clip:
-            torch.nn.utils.clip_grad_norm_(split_parameters(self.model)[0], args.clip)
+            torch.nn.utils.clip_grad_norm_(self.main_params, args.clip)
         self.opt.step()
         aux_loss = self.model.aux_loss()
         aux_loss.backward()

@@ -10,12 +10,8 @@ import slimcodec
 from slimcodec import codec
 from slimcodec.errors import ConversionWarning, SlimFormatError
 from slimcodec.formats.slimfile import ColorType, read_slim
+from slimcodec.metrics import psnr
 from conftest import gradient_image
-
-
-def psnr(a: Image.Image, b: Image.Image) -> float:
-    mse = np.mean((np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)) ** 2)
-    return float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)
 
 
 @pytest.mark.parametrize("size", [(1, 1), (17, 33), (1000, 3), (3, 1000), (40, 24)])
@@ -154,7 +150,7 @@ def test_shipped_weights_trade_rate_for_quality_across_widths(kodim_crop):
     for width in weights.widths:  # widest first
         data = codec.encode(kodim_crop, width, weights=weights)
         sizes.append(len(data))
-        qualities.append(psnr(kodim_crop, codec.decode(data, weights=weights)))
+        qualities.append(psnr(np.asarray(kodim_crop), np.asarray(codec.decode(data, weights=weights))))
     assert all(a > b for a, b in zip(sizes, sizes[1:])), sizes
     assert all(a > b for a, b in zip(qualities, qualities[1:])), qualities
     assert qualities[-1] > 24.0, qualities
