@@ -41,10 +41,11 @@ class Job:
         weights_path (str | None): weights file; ``None`` = the shipped weights.
         force (bool): replace ``dst`` if it exists.
         width (int | None): network width (encode only).
+        scale (float): latent scale (encode only).
         metadata (bool): keep ICC profile and EXIF (encode only).
         target (tuple[str, float] | None): encode only: ``("bpp", 0.5)``,
             ``("bytes", 40000)`` or ``("psnr", 32.0)`` picks the width per file
-            (see :mod:`slimcodec.ratecontrol`); ``width`` is then ignored.
+            (see :mod:`slimcodec.ratecontrol`); ``width`` and ``scale`` are then ignored.
     """
 
     src: Path
@@ -54,6 +55,7 @@ class Job:
     width: int | None = None
     metadata: bool = True
     target: tuple[str, float] | None = None
+    scale: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -293,12 +295,12 @@ def encode_one(job: Job) -> Result:
         # what the conversion changed (16-bit reduced, CMYK converted, ...): one line each
         lines = [f"note: {text}" for text in prepared.notes]
         if job.target is None:
-            data = encode_pixels(prepared, job.width, weights=weights, metadata=job.metadata)
+            data = encode_pixels(prepared, job.width, scale=job.scale, weights=weights, metadata=job.metadata)
         else:
-            from slimcodec.ratecontrol import choose_width
+            from slimcodec.ratecontrol import choose_setting
 
             kind, value = job.target
-            choice = choose_width(image, weights=weights, metadata=job.metadata, **{f"target_{kind}": value})
+            choice = choose_setting(prepared, weights=weights, metadata=job.metadata, **{f"target_{kind}": value})
             data = choice.data
             lines.append(choice.reason if choice.met else f"warning: {choice.reason}")
         note = "\n  ".join(lines) or None  # Report.done indents the first line

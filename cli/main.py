@@ -4,7 +4,8 @@
     slim encode photos/ -o slim/ -w 96     # a folder tree, mirrored under slim/
     slim decode photo.slim -o photo.webp   # any format Pillow writes, by extension
     slim info photo.slim                   # header fields, sizes and bpp
-    slim encode photo.png --target-bpp 0.5 # the widest width within 0.5 bpp
+    slim encode photo.png --target-bpp 0.5 # width and scale: the most within 0.5 bpp
+    slim encode photo.png -w 144 -s 0.7    # between widths 96 and 144
     slim eval ../shared/data/kodak         # rate/quality report against peer codecs
     slim bench --sizes kodak               # speed and memory per width
 
@@ -207,18 +208,21 @@ class SizeParam(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
-def _encode_target(width: int | None, target_bpp: float | None, target_size: int | None,
-                   target_psnr: float | None):
+def _encode_target(width: int | None, scale: float | None, target_bpp: float | None,
+                   target_size: int | None, target_psnr: float | None):
     """The ``Target`` of the --target-* options (``None`` without one); usage errors exit 2."""
     from slimcodec.ratecontrol import make_target
 
-    given = [name for name, value in (("--width", width), ("--target-bpp", target_bpp),
-                                      ("--target-size", target_size), ("--target-psnr", target_psnr))
-             if value is not None]
-    if len(given) > 1:
-        raise OneLineUsageError(f"{' and '.join(given)} cannot be combined: give one of them")
-    if given in ([], ["--width"]):
+    setting = [name for name, value in (("--width", width), ("--scale", scale)) if value is not None]
+    targets = [name for name, value in (("--target-bpp", target_bpp), ("--target-size", target_size),
+                                        ("--target-psnr", target_psnr)) if value is not None]
+    if len(targets) > 1 or (targets and setting):
+        given = setting + targets
+        raise OneLineUsageError(f"{' and '.join(given)} cannot be combined: give a width and scale "
+                                "or one target")
+    if not targets:
         return None
+    given = targets
     try:
         return make_target(target_bpp=target_bpp, target_bytes=target_size, target_psnr=target_psnr)
     except ValueError:
@@ -234,16 +238,20 @@ def _encode_target(width: int | None, target_bpp: float | None, target_size: int
 @click.option("-w", "--width", type=int, metavar="W",
               help="Network width (latent channels): wider is better and larger. "
                    "One of the weights' widths, e.g. 192, 144, 96, 72, 48 [default: 144].")
+@click.option("-s", "--scale", type=float, metavar="S",
+              help="Latent scale, a continuous quality control from 0.0625 to 16: below 1 smaller "
+                   "and coarser, above 1 larger and finer [default: 1]. Between two widths, the "
+                   "wider one scaled below 1 is as good as the widths' own curve.")
 @click.option("--target-bpp", type=float, metavar="BPP",
-              help="Pick the width per file: the widest whose file has at most BPP bits per pixel "
-                   "(never more; the narrowest if none fits). Not with --width.")
+              help="Pick width and scale per file: the largest file with at most BPP bits per pixel "
+                   "(never more). Not with --width/--scale.")
 @click.option("--target-size", type=SizeParam(), metavar="SIZE",
-              help="Pick the width per file: the widest whose file is at most SIZE bytes; "
+              help="Pick width and scale per file: the largest file of at most SIZE bytes; "
                    "k and kB mean 1000 bytes, KiB 1024, M/MB 10^6, MiB 2^20 (e.g. 40k, 64KiB). "
-                   "Not with --width.")
+                   "Not with --width/--scale.")
 @click.option("--target-psnr", type=float, metavar="DB",
-              help="Pick the width per file: the narrowest whose decoded image reaches DB dB "
-                   "PSNR on 8-bit RGB (the widest if none does). Not with --width.")
+              help="Pick width and scale per file: the smallest file whose decoded image reaches "
+                   "DB dB PSNR on 8-bit RGB. Not with --width/--scale.")
 @_WEIGHTS
 @click.option("--metadata/--no-metadata", default=True,
               help="Keep the ICC profile and EXIF [default: keep].")
@@ -252,26 +260,34 @@ def _encode_target(width: int | None, target_bpp: float | None, target_size: int
 @common_options
 @click.pass_context
 def encode(ctx: click.Context, sources: tuple[Path, ...], out: str | None, width: int | None,
-           target_bpp: float | None, target_size: int | None, target_psnr: float | None,
+           scale: float | None, target_bpp: float | None, target_size: int | None, target_psnr: float | None,
            weights: Path | None, metadata: bool, force: bool, workers: int | None) -> None:
     """Encode images (PNG, JPEG, WebP, TIFF, BMP) to .slim files.
 
     SRC may be files or folders; folders are searched recursively for
     .png .jpg .jpeg .webp .tif .tiff .bmp files.
 
-    With --target-bpp, --target-size or --target-psnr the width is chosen for
-    each file by encoding it at several widths (narrowest first), and a line
-    under each file says which width was chosen and why.
+    With --target-bpp, --target-size or --target-psnr the width and scale are
+    chosen for each file by encoding it at several settings (narrow widths
+    first, then a search on the scale), and a line under each file says which
+    setting was chosen and why.
     """
     from slimcodec.cli.jobs import IMAGE_SUFFIXES, SLIM_SUFFIX, Job, encode_one
     from slimcodec.codec import DEFAULT_WIDTH
 
-    target = _encode_target(width, target_bpp, target_size, target_psnr)
+    target = _encode_target(width, scale, target_bpp, target_size, target_psnr)
+    if scale is not None:
+        from slimcodec.entropy import scale_units
+
+        try:
+            scale_units(scale)
+        except ValueError as exc:
+            raise OneLineUsageError(f"invalid --scale {scale}: {str(exc).split(', got')[0]}") from None
     num_workers = _workers(workers)
     wts = _load_weights(ctx, weights)
     valid = ", ".join(str(w) for w in wts.widths)
     if target is not None:
-        pass  # the width is chosen per file
+        pass  # width and scale are chosen per file
     elif width is None:
         if DEFAULT_WIDTH not in wts.widths:
             raise OneLineUsageError(
@@ -281,14 +297,16 @@ def encode(ctx: click.Context, sources: tuple[Path, ...], out: str | None, width
     elif width not in wts.widths:
         raise OneLineUsageError(f"invalid --width {width}: valid widths are {valid}")
     if _options(ctx).verbose:
-        chosen = f"width {width}" if target is None else f"target {target.describe()} (width chosen per file)"
+        chosen = (f"width {width}, scale {scale or 1:g}" if target is None
+                  else f"target {target.describe()} (width and scale chosen per file)")
         click.echo(f"weights {weights or 'shipped'} (id {wts.weights_id.hex()}, widths {valid}), "
                    f"{chosen}", err=True)
     weights_path = str(weights.resolve()) if weights is not None else None
     planned = _plan(sources, out, IMAGE_SUFFIXES, SLIM_SUFFIX)
     job_target = None if target is None else (target.kind, target.value)
     _run(ctx, "encode", planned,
-         lambda src, dst: Job(src, dst, weights_path, force, width, metadata, job_target),
+         lambda src, dst: Job(src, dst, weights_path, force, width, metadata, job_target,
+                              1.0 if scale is None else scale),
          encode_one, num_workers, weights_path, force, "no images found")
 
 
@@ -353,7 +371,7 @@ def decode(ctx: click.Context, sources: tuple[Path, ...], out: str | None, fmt: 
 
 def describe_slim(path: Path, data: bytes) -> dict:
     """The fields ``slim info`` shows for one file (pure Python: no torch)."""
-    from slimcodec.formats.slimfile import read_slim
+    from slimcodec.formats.slimfile import SCALE_ONE, read_slim
 
     slim = read_slim(data)
     h = slim.header
@@ -366,6 +384,7 @@ def describe_slim(path: Path, data: bytes) -> dict:
         "alpha": slim.chunk(b"ALPH") is not None,
         "bit_depth": h.bit_depth,
         "width": h.slim_width,
+        "scale": (h.latent_scale or SCALE_ONE) / SCALE_ONE,
         "latent_shape": [h.slim_width, h.latent_height, h.latent_width],
         "weights_id": h.weights_id.hex(),
         "chunks": {c.tag.decode("ascii"): len(c.data) for c in slim.chunks},
@@ -385,6 +404,7 @@ def format_info(fields: dict) -> str:
         ("color type", f"{fields['color_type']}{' + alpha' if fields['alpha'] else ''}, "
                        f"{fields['bit_depth']} bits"),
         ("width", fields["width"]),
+        ("latent scale", f"{fields['scale']:.6g}"),
         ("latent shape", f"{c} x {lh} x {lw} (channels x height x width)"),
         ("weights id", fields["weights_id"]),
         ("chunks", chunks),

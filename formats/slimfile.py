@@ -1,4 +1,4 @@
-"""Reader and writer of the ``.slim`` container (format 1.0, see ``SPEC.md`` beside this file).
+"""Reader and writer of the ``.slim`` container, format 1.1 (reads 1.0 too; see ``SPEC.md``).
 
 A ``.slim`` file is a fixed little-endian header, a section of tagged chunks,
 the range-coder payload and a CRC-32 of everything before it::
@@ -47,18 +47,20 @@ __all__ = [
 
 MAGIC = b"SLIM"
 VERSION_MAJOR = 1
-VERSION_MINOR = 0
+VERSION_MINOR = 1
 HEADER_SIZE = 48  # fixed header size written by this version; readers accept larger
 MAX_PIXELS = 100_000_000
 MAX_SIDE = 65535
 MAX_SLIM_WIDTH = 4096
 LATENT_STRIDE = 16  # the analysis transform downsamples by 16 in each direction
 KNOWN_CHUNKS = frozenset({b"ALPH", b"iccp", b"exif"})
+SCALE_ONE = 4096  # latent_scale units: the scale is latent_scale / SCALE_ONE; 0 means no scaling
+MIN_LATENT_SCALE = 256  # 1/16
 
 # magic, version_major, version_minor, header_size, image_width, image_height,
 # color_type, bit_depth, slim_width, weights_id, latent_height, latent_width,
-# pad_mode, reserved, flags, chunks_size, payload_size
-_HEADER = struct.Struct("<4sBBHIIBBH8sHHB3sIII")
+# pad_mode, reserved, latent_scale (1.1; reserved in 1.0), flags, chunks_size, payload_size
+_HEADER = struct.Struct("<4sBBHIIBBH8sHHBBHIII")
 _CHUNK_HEAD = struct.Struct("<4sI")
 _CRC = struct.Struct("<I")
 _U32_MAX = 0xFFFFFFFF
@@ -90,8 +92,10 @@ class SlimHeader:
         latent_width (int): ``ceil(image_width / 16)``.
         bit_depth (int): bits per sample; 8 in format 1.0.
         pad_mode (int): 0 = edge replication to a multiple of 16.
+        latent_scale (int): 0 = none; otherwise the latents were scaled by
+            ``latent_scale / 4096`` before rounding (format 1.1).
         version_major (int): format major version.
-        version_minor (int): format minor version (as read; the writer only writes 1.0).
+        version_minor (int): format minor version (as read; the writer writes 1.1).
     """
 
     image_width: int
@@ -103,6 +107,7 @@ class SlimHeader:
     latent_width: int
     bit_depth: int = 8
     pad_mode: int = 0
+    latent_scale: int = 0
     version_major: int = VERSION_MAJOR
     version_minor: int = VERSION_MINOR
 
@@ -114,8 +119,9 @@ class SlimHeader:
         color_type: ColorType,
         slim_width: int,
         weights_id: bytes,
+        latent_scale: int = 0,
     ) -> "SlimHeader":
-        """Build the 1.0 header of an image, deriving the latent size from the image size.
+        """Build the header of an image, deriving the latent size from the image size.
 
         Args:
             image_width (int): image width in pixels.
@@ -123,6 +129,7 @@ class SlimHeader:
             color_type (ColorType): ``ColorType.RGB`` or ``ColorType.GRAY``.
             slim_width (int): number of latent channels.
             weights_id (bytes): 8-byte weights identifier.
+            latent_scale (int): 0 (no scaling) or the scale in 1/4096 units, 256..65535.
 
         Returns:
             SlimHeader: with ``latent_height = ceil(image_height / 16)`` and
@@ -140,6 +147,7 @@ class SlimHeader:
             weights_id=bytes(weights_id),
             latent_height=_latent_side(image_height),
             latent_width=_latent_side(image_width),
+            latent_scale=latent_scale,
         )
 
 
@@ -208,6 +216,7 @@ def _field_problem(
     latent_height: int,
     latent_width: int,
     pad_mode: int,
+    latent_scale: int,
     max_pixels: int,
 ) -> Optional[str]:
     """The reason the header fields are invalid, or ``None``. Shared by reader and writer."""
@@ -232,6 +241,8 @@ def _field_problem(
         )
     if pad_mode != 0:
         return f"unsupported pad mode {pad_mode}"
+    if (latent_scale and not MIN_LATENT_SCALE <= latent_scale <= 0xFFFF) or latent_scale == SCALE_ONE:
+        return f"bad latent scale {latent_scale} (0 or {MIN_LATENT_SCALE}..65535 other than {SCALE_ONE})"
     return None
 
 
@@ -290,10 +301,13 @@ def _check_fields(raw: tuple, max_pixels: int) -> SlimHeader:
         latent_width,
         pad_mode,
         reserved,
+        latent_scale,
         flags,
         _chunks_size,
         payload_size,
     ) = raw
+    if reserved != 0 or (minor == 0 and latent_scale != 0):
+        raise _fail("non-zero reserved bytes")
     problem = _field_problem(
         image_width=image_width,
         image_height=image_height,
@@ -303,12 +317,11 @@ def _check_fields(raw: tuple, max_pixels: int) -> SlimHeader:
         latent_height=latent_height,
         latent_width=latent_width,
         pad_mode=pad_mode,
+        latent_scale=latent_scale,
         max_pixels=max_pixels,
     )
     if problem:
         raise _fail(problem)
-    if reserved != bytes(3):
-        raise _fail("non-zero reserved bytes")
     if flags != 0:
         raise _fail(f"non-zero flags 0x{flags:08x}")
     if payload_size % 4:
@@ -323,6 +336,7 @@ def _check_fields(raw: tuple, max_pixels: int) -> SlimHeader:
         latent_width=latent_width,
         bit_depth=bit_depth,
         pad_mode=pad_mode,
+        latent_scale=latent_scale,
         version_major=major,
         version_minor=minor,
     )
@@ -415,7 +429,7 @@ def read_slim(
     """
     view = memoryview(data).cast("B")
     raw = _parse_layout(view)
-    header_size, chunks_size, payload_size = raw[3], raw[15], raw[16]
+    header_size, chunks_size, payload_size = raw[3], raw[-2], raw[-1]
     expected_size = header_size + chunks_size + payload_size + _CRC.size
     if len(view) < expected_size:
         raise _fail("truncated file")
@@ -432,13 +446,13 @@ def read_slim(
 
 
 def write_slim(f: SlimFile, *, known_chunks: frozenset = KNOWN_CHUNKS) -> bytes:
-    """Serialize a ``.slim`` 1.0 file.
+    """Serialize a ``.slim`` 1.1 file.
 
     The output depends only on ``f`` (no timestamps): chunks are written in the
     order given. The writer refuses anything :func:`read_slim` would reject.
 
     Args:
-        f (SlimFile): what to write; ``f.header`` must be version 1.0.
+        f (SlimFile): what to write; ``f.header`` must be version 1.1.
         known_chunks (frozenset[bytes]): critical chunk tags allowed in the output
             (ancillary ones are always allowed).
 
@@ -475,6 +489,7 @@ def write_slim(f: SlimFile, *, known_chunks: frozenset = KNOWN_CHUNKS) -> bytes:
         latent_height=h.latent_height,
         latent_width=h.latent_width,
         pad_mode=h.pad_mode,
+        latent_scale=h.latent_scale,
         max_pixels=MAX_PIXELS,
     )
     if problem:
@@ -518,7 +533,8 @@ def write_slim(f: SlimFile, *, known_chunks: frozenset = KNOWN_CHUNKS) -> bytes:
         h.latent_height,
         h.latent_width,
         h.pad_mode,
-        bytes(3),
+        0,
+        h.latent_scale,
         0,
         len(chunks),
         len(payload),

@@ -1,7 +1,7 @@
 """slimcodec: a learned image codec built on SlimCAE.
 
 The package imports nothing heavy at import time (Pillow, not torch);
-``encode``, ``decode``, ``choose_width`` and ``load_weights`` load torch and
+``encode``, ``decode``, ``choose_setting`` and ``load_weights`` load torch and
 the model on first use. Importing it registers the ``.slim`` format with
 Pillow (:mod:`slimcodec.pillow_plugin`), so ``Image.open("photo.slim")`` and
 ``image.save("photo.slim", width=96)`` work.
@@ -10,7 +10,7 @@ Pillow (:mod:`slimcodec.pillow_plugin`), so ``Image.open("photo.slim")`` and
 from __future__ import annotations
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "encode", "decode", "choose_width", "load_weights"]
+__all__ = ["__version__", "encode", "decode", "choose_setting", "load_weights"]
 
 
 def encode(image, width=None, **kwargs) -> bytes:
@@ -34,6 +34,6 @@ def load_weights(path=None, device: str = "cpu"):
     return weights.load_weights(path, device)
 
 
-# Light modules (no torch at import time): the width search and the Pillow plugin.
-from slimcodec.ratecontrol import choose_width  # noqa: E402
+# Light modules (no torch at import time): the rate/quality search and the Pillow plugin.
+from slimcodec.ratecontrol import choose_setting  # noqa: E402
 from slimcodec import pillow_plugin as _pillow_plugin  # noqa: E402,F401  (registers .slim with Pillow)

@@ -23,7 +23,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from slimcodec.entropy import dequantize, quantize
+from slimcodec.entropy import SCALE_ONE, dequantize, quantize, scale_units
 from slimcodec.errors import ConversionWarning, SlimFormatError
 from slimcodec.formats.slimfile import (
     Chunk,
@@ -154,28 +154,47 @@ def _chunks(pixels: PixelData) -> tuple[Chunk, ...]:
     return tuple(chunks)
 
 
-def encode_pixels(pixels: PixelData, width: int = DEFAULT_WIDTH, *, weights: Weights | str | None = None,
-                  metadata: bool = True) -> bytes:
-    """Encode prepared pixels (see :func:`slimcodec.imageio.prepare`) to .slim bytes."""
-    wts = _resolve(weights)
-    wts.model.check_width(width)
+def encode_latents(pixels: PixelData, y: np.ndarray, width: int, units: int, wts: Weights,
+                   metadata: bool = True) -> bytes:
+    """Quantize the latents ``y`` of ``pixels`` (from :func:`analyze`) at a latent scale and
+    write the .slim file. Rate control calls this for many scales on one analysis.
+
+    Args:
+        units (int): latent scale in 1/4096 units (:func:`slimcodec.entropy.scale_units`).
+    """
     h, w = pixels.rgb.shape[:2]
-    table = wts.tables[width]
-    q = quantize(analyze(wts, pixels.rgb, width), table)
-    header = SlimHeader.for_image(w, h, ColorType.GRAY if pixels.gray else ColorType.RGB, width, wts.weights_id)
+    table = wts.table(width, units)
+    q = quantize(y, table, units)
+    color = ColorType.GRAY if pixels.gray else ColorType.RGB
+    header = SlimHeader.for_image(w, h, color, width, wts.weights_id, 0 if units == SCALE_ONE else units)
     if not metadata:
         pixels = PixelData(pixels.rgb, pixels.gray, pixels.alpha)
     payload = encode_symbols(q, table).tobytes()
     return write_slim(SlimFile(header, _chunks(pixels), payload))
 
 
-def encode(image: Image.Image, width: int = DEFAULT_WIDTH, *, weights: Weights | str | None = None,
-           metadata: bool = True) -> bytes:
+def encode_pixels(pixels: PixelData, width: int = DEFAULT_WIDTH, *, scale: float = 1.0,
+                  weights: Weights | str | None = None, metadata: bool = True) -> bytes:
+    """Encode prepared pixels (see :func:`slimcodec.imageio.prepare`) to .slim bytes."""
+    wts = _resolve(weights)
+    wts.model.check_width(width)
+    units = scale_units(scale)
+    return encode_latents(pixels, analyze(wts, pixels.rgb, width), width, units, wts, metadata)
+
+
+def encode(image: Image.Image, width: int = DEFAULT_WIDTH, *, scale: float = 1.0,
+           weights: Weights | str | None = None, metadata: bool = True) -> bytes:
     """Encode a Pillow image to .slim bytes.
 
     Args:
         image (PIL.Image.Image): any mode Pillow reads (see :mod:`slimcodec.imageio`).
         width (int): network width, one of the weights' widths (192, 144, 96, 72, 48).
+        scale (float): latent scale, a continuous quality control from 1/16 to 16:
+            the latents are multiplied by it before rounding (and divided after
+            decoding), so below 1 the file is smaller and the image coarser, above 1
+            larger and finer. Between two widths, the wider one with a scale below 1
+            stays on the widths' rate-distortion curve; above 1 each extra bit buys
+            less (the tables are interpolated), so prefer a wider width when there is one.
         weights (Weights | str | None): loaded weights or a path; the shipped ones by default.
         metadata (bool): keep the ICC profile and EXIF.
 
@@ -183,7 +202,8 @@ def encode(image: Image.Image, width: int = DEFAULT_WIDTH, *, weights: Weights |
         bytes: the .slim file.
 
     Raises:
-        ValueError: ``width`` is not one of the weights' widths (the message lists them).
+        ValueError: ``width`` is not one of the weights' widths (the message lists them),
+            or ``scale`` is out of range.
         UnsupportedImageError: the image cannot be coded.
 
     Warns:
@@ -195,7 +215,7 @@ def encode(image: Image.Image, width: int = DEFAULT_WIDTH, *, weights: Weights |
     pixels = prepare(image)
     for note in pixels.notes:
         warnings.warn(note, ConversionWarning, stacklevel=2)
-    return encode_pixels(pixels, width, weights=weights, metadata=metadata)
+    return encode_pixels(pixels, width, scale=scale, weights=weights, metadata=metadata)
 
 
 def check_decodable(slim: SlimFile, wts: Weights) -> None:
@@ -220,8 +240,14 @@ def decode_symbols_of(data: bytes, *, weights: Weights | str | None = None) -> t
     check_decodable(slim, wts)
     header = slim.header
     words = np.frombuffer(slim.payload, dtype="<u4")
-    q = decode_symbols(words, wts.tables[header.slim_width], header.latent_height, header.latent_width)
+    table = wts.table(header.slim_width, latent_units(header))
+    q = decode_symbols(words, table, header.latent_height, header.latent_width)
     return slim, q, wts
+
+
+def latent_units(header: SlimHeader) -> int:
+    """The file's latent scale in 1/4096 units (``SCALE_ONE`` when it has none)."""
+    return header.latent_scale or SCALE_ONE
 
 
 def decode(data: bytes, *, weights: Weights | str | None = None) -> Image.Image:
@@ -232,8 +258,9 @@ def decode(data: bytes, *, weights: Weights | str | None = None) -> Image.Image:
     """
     slim, q, wts = decode_symbols_of(data, weights=weights)
     header = slim.header
-    table = wts.tables[header.slim_width]
-    rgb = synthesize(wts, dequantize(q, table), header.slim_width, header.image_height, header.image_width)
+    units = latent_units(header)
+    y_hat = dequantize(q, wts.table(header.slim_width, units), units)
+    rgb = synthesize(wts, y_hat, header.slim_width, header.image_height, header.image_width)
     alpha = None
     if (raw := read_alpha(slim)) is not None:
         alpha = np.frombuffer(raw, dtype=np.uint8).reshape(header.image_height, header.image_width)

@@ -8,6 +8,12 @@ Quantization follows CompressAI: the symbol of a latent value ``y`` in channel
 Within a channel, ``q`` is coded as the table index ``q - offset[c]``; values
 outside ``[offset, offset + length - 2]`` are coded as the escape index
 ``length - 1`` followed by the value itself (see :mod:`slimcodec.rangecoder`).
+
+A file may carry a latent scale ``s = n / SCALE_ONE`` (``n`` an integer):
+then ``q = round(s * (y - median[c]))`` and ``y = q / s + median[c]``, a finer
+(``s > 1``) or coarser (``s < 1``) quantizer than the one the network was
+trained with. :func:`scaled_table` derives its table from the trained one
+with integer arithmetic only, so it too is identical on every platform.
 """
 
 from __future__ import annotations
@@ -16,7 +22,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from slimcodec.formats.slimfile import MIN_LATENT_SCALE, SCALE_ONE
+
 PRECISION_BITS = 16  # the tables' counts sum to 2**PRECISION_BITS per channel
+MAX_LATENT_SCALE = 0xFFFF  # just under 16: the header field is a u16
 
 
 @dataclass(frozen=True)
@@ -97,11 +106,94 @@ class EntropyTable:
         return table
 
 
-def quantize(y: np.ndarray, table: EntropyTable) -> np.ndarray:
-    """Integer symbols ``round(y - median)`` of latents ``y`` shaped ``[C, H, W]``."""
-    return np.rint(y - table.medians[:, None, None]).astype(np.int32)
+def scale_units(scale: float) -> int:
+    """The integer a latent scale is stored as: ``round(scale * 4096)``.
+
+    Raises:
+        ValueError: the scale is not a number in ``[1/16, 16)``.
+
+    Example:
+        >>> scale_units(1.0), scale_units(0.5), scale_units(1.25)
+        (4096, 2048, 5120)
+    """
+    try:
+        n = round(float(scale) * SCALE_ONE)
+    except (TypeError, ValueError, OverflowError):
+        n = -1
+    if not MIN_LATENT_SCALE <= n <= MAX_LATENT_SCALE:
+        raise ValueError(f"latent scale must be a number from {MIN_LATENT_SCALE / SCALE_ONE:g} to "
+                         f"{MAX_LATENT_SCALE / SCALE_ONE:.3f}, got {scale!r}")
+    return n
 
 
-def dequantize(q: np.ndarray, table: EntropyTable) -> np.ndarray:
-    """Latent values ``q + median`` for integer symbols ``q`` shaped ``[C, H, W]``."""
-    return q.astype(np.float32) + table.medians[:, None, None]
+def _cdf_at(cum: np.ndarray, counts: np.ndarray, num: np.ndarray, den: int) -> np.ndarray:
+    """Piecewise-linear CDF at ``num / den`` bins above the table's lower edge, in counts.
+
+    ``cum[i]`` is the mass below bin ``i``; within a bin the mass is spread evenly.
+    Integer arithmetic throughout (floor division), so every platform agrees.
+    """
+    n = counts.shape[0]
+    index = np.clip(num // den, 0, n)
+    frac = np.where(num < 0, 0, np.where(num // den >= n, 0, num % den))
+    inside = np.where(index < n, counts[np.minimum(index, n - 1)], 0)
+    return cum[index] + inside * frac // den
+
+
+def scaled_table(table: EntropyTable, units: int) -> EntropyTable:
+    """The table of ``s * (y - median)`` for the latent scale ``s = units / SCALE_ONE``.
+
+    The trained table gives the mass of each unit bin of ``y - median``; the
+    mass of a scaled bin ``[(k - 1/2) / s, (k + 1/2) / s)`` is read off the
+    piecewise-linear CDF through those bins. Every symbol keeps at least one
+    count (the others are shrunk in proportion), the escape keeps its count, and
+    ``SCALE_ONE`` gives back the trained table exactly.
+    """
+    if units == SCALE_ONE:
+        return table
+    rows, offsets, lengths = [], [], []
+    for c in range(table.channels):
+        n = int(table.lengths[c]) - 1  # bins, escape excluded
+        counts = table.counts[c, :n].astype(np.int64)
+        escape = int(table.counts[c, n])
+        cum = np.concatenate([[0], np.cumsum(counts)])
+        o = int(table.offsets[c])
+        # a scaled bin k spans [(2k-1), (2k+1)] * SCALE_ONE / (2 units) in y - median; relative
+        # to the table's lower edge o - 1/2 that is num / den bins with den = 2 units
+        den = 2 * units
+        base = units * (2 * o - 1)
+        # first k whose upper edge is above the lower edge, last k whose lower edge is below the upper
+        top = base + n * den
+        k_lo = (base - SCALE_ONE) // (2 * SCALE_ONE) + 1
+        k_hi = -(-(top + SCALE_ONE) // (2 * SCALE_ONE)) - 1
+        k = np.arange(k_lo, k_hi + 1, dtype=np.int64)
+        edges = np.concatenate([(2 * k - 1) * SCALE_ONE - base, [(2 * k_hi + 1) * SCALE_ONE - base]])
+        mass = np.diff(_cdf_at(cum, counts, edges, den))
+        total = int(cum[-1])
+        # one count for every symbol, the rest in proportion; the rounding remainder goes to the mode
+        mass = 1 + mass * (total - len(mass)) // total
+        mass[int(np.argmax(mass))] += total - int(mass.sum())
+        rows.append(np.append(mass, escape))
+        offsets.append(k_lo)
+        lengths.append(len(mass) + 1)
+    out = np.zeros((table.channels, max(lengths)), dtype=np.int32)
+    for c, row in enumerate(rows):
+        out[c, : len(row)] = row
+    scaled = EntropyTable(table.medians, np.asarray(offsets, np.int32), out, np.asarray(lengths, np.int32))
+    scaled.validate()
+    return scaled
+
+
+def quantize(y: np.ndarray, table: EntropyTable, units: int = SCALE_ONE) -> np.ndarray:
+    """Integer symbols ``round(s * (y - median))`` of latents ``y`` shaped ``[C, H, W]``."""
+    centred = y - table.medians[:, None, None]
+    if units != SCALE_ONE:
+        centred = centred * np.float32(units / SCALE_ONE)
+    return np.rint(centred).astype(np.int32)
+
+
+def dequantize(q: np.ndarray, table: EntropyTable, units: int = SCALE_ONE) -> np.ndarray:
+    """Latent values ``q / s + median`` for integer symbols ``q`` shaped ``[C, H, W]``."""
+    values = q.astype(np.float32)
+    if units != SCALE_ONE:
+        values = values / np.float32(units / SCALE_ONE)
+    return values + table.medians[:, None, None]

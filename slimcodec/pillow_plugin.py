@@ -44,9 +44,10 @@ otherwise, explicitly:
 There is no environment variable: which weights decode a file is part of the
 program, not of the environment.
 
-Save options (keyword arguments of ``Image.save``): ``width`` (default 144),
-or one of ``target_bpp``, ``target_bytes``, ``target_psnr`` (see
-:func:`slimcodec.ratecontrol.choose_width`); ``weights``; ``metadata``
+Save options (keyword arguments of ``Image.save``): ``width`` (default 144)
+and ``scale`` (latent scale, default 1), or one of ``target_bpp``,
+``target_bytes``, ``target_psnr`` (see :func:`slimcodec.ratecontrol.choose_setting`);
+``weights``; ``metadata``
 (default ``True``: keep ``info["icc_profile"]`` and the EXIF).
 
 This module imports Pillow and the pure-Python container reader only; the
@@ -170,16 +171,16 @@ def _save(im: Image.Image, fp, filename) -> None:
     weights = params.get("weights", _weights)
     metadata = bool(params.get("metadata", True))
     targets = {k: params[k] for k in ("target_bpp", "target_bytes", "target_psnr") if params.get(k) is not None}
-    width = params.get("width")
+    width, scale = params.get("width"), params.get("scale")
     if targets:
-        if width is not None:
-            raise ValueError("give either width or one of target_bpp, target_bytes, target_psnr, not both")
-        from slimcodec.ratecontrol import choose_width
+        if width is not None or scale is not None:
+            raise ValueError("give either width/scale or one of target_bpp, target_bytes, target_psnr, not both")
+        from slimcodec.ratecontrol import choose_setting
 
-        data = choose_width(im, weights=weights, metadata=metadata, **targets).data
+        data = choose_setting(im, weights=weights, metadata=metadata, **targets).data
     else:
         data = codec.encode(im, codec.DEFAULT_WIDTH if width is None else width,
-                            weights=weights, metadata=metadata)
+                            scale=1.0 if scale is None else scale, weights=weights, metadata=metadata)
     fp.write(data)
 
 

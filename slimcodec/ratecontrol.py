@@ -1,46 +1,45 @@
-"""Choosing a network width for a target file size or quality.
+"""Choosing a width and a latent scale for a target file size or quality.
 
 One set of weights runs at a few widths (192, 144, 96, 72 and 48 for the
-shipped ones); :func:`choose_width` picks one for an image so that the file
-meets a target, measuring real ``.slim`` files (header, chunks and checksum
-included), never estimates:
+shipped ones), and a latent scale (:func:`slimcodec.encode`'s ``scale``) moves
+each width continuously along its rate-distortion curve: below 1 the latents
+are quantized more coarsely (smaller file), above 1 more finely.
+:func:`choose_setting` picks both for an image so that the file meets a target,
+measuring real ``.slim`` files (header, chunks and checksum included), never
+estimates:
 
-- a rate target (``target_bpp`` or ``target_bytes``) picks the **widest**
-  width whose file is no larger than the target. The target is strict: the
-  file never exceeds it (like tfci's ``--bpp_strict``). When even the
-  narrowest width is too large, the narrowest is used and ``met`` is false.
-- a quality target (``target_psnr``, dB on 8-bit RGB) picks the **narrowest**
-  width whose decoded image reaches it. When no width does, the widest is
-  used and ``met`` is false.
+- a rate target (``target_bpp`` or ``target_bytes``) is strict: the file never
+  exceeds it (like tfci's ``--bpp_strict``). The widths are tried at scale 1
+  from the narrowest up until one is too large; that width is then scaled down
+  (bisection on the scale) to the largest file that fits. Measured on Kodak
+  (docs/results.md), a wider width scaled down to a narrower one's rate is as
+  good as or better than the narrower width, so this fills the gaps between the
+  five rate points. When every width fits at scale 1, the widest is scaled up
+  (at most to ``MAX_AUTO_SCALE``) to use the budget. When nothing fits, the
+  smallest file tried is returned and ``met`` is false.
+- a quality target (``target_psnr``, dB on 8-bit RGB) finds the narrowest width
+  reaching it at scale 1, then scales that width down to the smallest file
+  that still reaches it. When no width does, the widest is scaled up (at most
+  to ``MAX_AUTO_SCALE``); if that is not enough, ``met`` is false.
 
-Cost and search order. Each candidate width costs one analysis transform
-(plus, for a PSNR target, one synthesis); at width ``w`` every hidden layer
-has ``w`` channels, so the cost grows about as ``w²`` and the widths cannot
-share their analysis. The image is prepared once, every width is encoded at
-most once, and the chosen width's bytes are returned as they are. Widths are
-tried from the narrowest up, so the expensive wide widths are only run when
-the target needs them:
-
-- PSNR: the first width reaching the target is, by construction, the
-  narrowest one reaching it (no assumption needed).
-- rate: the search stops at the first width whose file is too large. That
-  relies on file size growing with width, which holds in practice, so it is
-  checked on the sizes measured: the search only stops once at least two
-  widths were measured and their sizes grow with width (when the narrowest
-  is already too large, the next one is tried to see the trend); when they
-  do not grow, every width is tried. ``exhaustive=True`` always tries every
-  width. Either way the returned file never exceeds the target.
+Cost. Each width tried costs one analysis transform, whose latents are then
+quantized at every scale tried (range coding only, milliseconds); a quality
+target also costs one synthesis per setting tried (about 7 for the scale
+search). The narrow widths are tried first, so the expensive wide ones only
+run when the target needs them. That relies on file size growing with width,
+which holds in practice; ``exhaustive=True`` tries every width at scale 1.
+``scales=False`` keeps to the five widths at scale 1.
 
 Example (the shipped weights, whose widths are 192, 144, 96, 72 and 48):
 
     >>> from PIL import Image
-    >>> from slimcodec.ratecontrol import choose_width
+    >>> from slimcodec.ratecontrol import choose_setting
     >>> image = Image.new("RGB", (64, 48), (90, 140, 200))
-    >>> choice = choose_width(image, target_bytes=100_000)  # every width fits
-    >>> choice.met, choice.width, len(choice.data) <= 100_000, choice.data[:4]
-    (True, 192, True, b'SLIM')
-    >>> choice = choose_width(image, target_bytes=1)  # no width fits: the narrowest
-    >>> choice.met, choice.width, choice.reason.startswith("no width fits in 1 byte;")
+    >>> choice = choose_setting(image, target_bytes=100_000, scales=False)  # every width fits
+    >>> choice.met, choice.width, choice.scale, len(choice.data) <= 100_000, choice.data[:4]
+    (True, 192, 1.0, True, b'SLIM')
+    >>> choice = choose_setting(image, target_bytes=1)  # nothing fits: the smallest file
+    >>> choice.met, choice.width, choice.reason.startswith("nothing fits in 1 byte;")
     (False, 48, True)
 
 Sizes on the command line (``slim encode --target-size``) are parsed by
@@ -55,7 +54,7 @@ import warnings
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-__all__ = ["Choice", "Target", "Trial", "choose_width", "make_target", "parse_size"]
+__all__ = ["MAX_AUTO_SCALE", "Choice", "Target", "Trial", "choose_setting", "make_target", "parse_size"]
 
 # Units of parse_size, matched case-insensitively: SI prefixes are powers of
 # 1000 (as file managers and `slim`'s own output count), IEC ones powers of 1024.
@@ -142,18 +141,24 @@ def make_target(*, target_bpp: float | None = None, target_bytes: int | None = N
     return Target(kind, value)
 
 
+MAX_AUTO_SCALE = 4.0  # rate control scales the widest width up at most this much
+_SCALE_STEPS = 8  # bisection steps on the scale: the last interval is under 1 %
+
+
 @dataclass(frozen=True)
 class Trial:
-    """One width tried: its real file size and, for a PSNR target, its quality.
+    """One setting tried: its real file size and, for a PSNR target, its quality.
 
     Attributes:
         width (int): network width.
+        scale (float): latent scale (``units / 4096``).
         num_bytes (int): size of the ``.slim`` file.
         bpp (float): ``8 * num_bytes / pixels``.
         psnr (float | None): dB on 8-bit RGB; measured only for a PSNR target.
     """
 
     width: int
+    scale: float
     num_bytes: int
     bpp: float
     psnr: float | None = None
@@ -161,21 +166,23 @@ class Trial:
 
 @dataclass(frozen=True)
 class Choice:
-    """The outcome of :func:`choose_width`.
+    """The outcome of :func:`choose_setting`.
 
     Attributes:
         width (int): the chosen width.
-        data (bytes): the ``.slim`` file at that width.
+        scale (float): the chosen latent scale.
+        data (bytes): the ``.slim`` file.
         bpp (float): its bits per pixel (real file size).
         psnr (float | None): its PSNR in dB on 8-bit RGB; measured only for a
             PSNR target (``None`` for rate targets: no decoding is done).
         met (bool): whether it meets the target.
         reason (str): one line explaining the choice.
         target (Target): the target.
-        trials (tuple[Trial, ...]): every width tried, in the order tried.
+        trials (tuple[Trial, ...]): every setting tried, in the order tried.
     """
 
     width: int
+    scale: float
     data: bytes = field(repr=False)
     bpp: float
     psnr: float | None
@@ -201,33 +208,47 @@ def _describe(target: Target, trial: Trial) -> str:
     return f"{trial.bpp:.3f} bpp"
 
 
-def _grows_with_width(trials: dict[int, Trial]) -> bool:
-    """Whether the measured file sizes never shrink as the width grows."""
-    sizes = [trials[w].num_bytes for w in sorted(trials)]
-    return all(a <= b for a, b in zip(sizes, sizes[1:]))
+def _setting(trial: Trial) -> str:
+    return f"width {trial.width}" + (f" at scale {trial.scale:.3f}" if trial.scale != 1.0 else "")
 
 
-def choose_width(image, *, target_bpp: float | None = None, target_bytes: int | None = None,
-                 target_psnr: float | None = None, weights=None, metadata: bool = True,
-                 exhaustive: bool = False) -> Choice:
-    """Encode ``image`` at the width that meets a target (see the module docstring).
+def _bisect(ok, good: int, bad: int) -> int:
+    """The last integer between ``good`` (``ok``) and ``bad`` (not ``ok``) found ``ok``."""
+    for _ in range(_SCALE_STEPS):
+        if abs(bad - good) <= 1:
+            break
+        mid = (good + bad) // 2
+        if ok(mid):
+            good = mid
+        else:
+            bad = mid
+    return good
+
+
+def choose_setting(image, *, target_bpp: float | None = None, target_bytes: int | None = None,
+                   target_psnr: float | None = None, weights=None, metadata: bool = True,
+                   scales: bool = True, exhaustive: bool = False) -> Choice:
+    """Encode ``image`` at the width and latent scale that meet a target (see the module docstring).
 
     Give exactly one target.
 
     Args:
-        image (PIL.Image.Image): any image :func:`slimcodec.encode` accepts.
+        image (PIL.Image.Image | PixelData): any image :func:`slimcodec.encode`
+            accepts, or one already prepared (:func:`slimcodec.imageio.prepare`;
+            its conversion notes are then not repeated as warnings).
         target_bpp (float | None): largest bits per pixel of the file.
         target_bytes (int | None): largest file size in bytes.
         target_psnr (float | None): smallest PSNR in dB (8-bit RGB, alpha not included).
         weights (Weights | str | PathLike | None): loaded weights or a path;
             the shipped ones by default.
         metadata (bool): keep the ICC profile and EXIF (they count towards the size).
-        exhaustive (bool): for a rate target, try every width instead of stopping
-            at the first one that is too large.
+        scales (bool): search the latent scale too; ``False`` keeps to the widths at scale 1.
+        exhaustive (bool): for a rate target, try every width at scale 1 instead of
+            stopping at the first one that is too large.
 
     Returns:
-        Choice: width, the ``.slim`` bytes, bpp, PSNR, whether the target is
-        met and a one-line reason.
+        Choice: width, scale, the ``.slim`` bytes, bpp, PSNR, whether the target
+        is met and a one-line reason.
 
     Raises:
         ValueError: no target, several targets, or a target that is not positive.
@@ -238,32 +259,42 @@ def choose_width(image, *, target_bpp: float | None = None, target_bytes: int | 
     import numpy as np
 
     from slimcodec import codec, errors
+    from slimcodec.entropy import SCALE_ONE, scale_units
+    from slimcodec.formats.slimfile import MIN_LATENT_SCALE
     from slimcodec.imageio import PixelData, prepare
     from slimcodec.metrics import psnr
     from slimcodec.weights import Weights, load_weights
 
     wts = weights if isinstance(weights, Weights) else load_weights(weights)
-    pixels = prepare(image)
-    category = getattr(errors, "ConversionWarning", UserWarning)
-    for note in pixels.notes:  # as slimcodec.encode does
-        warnings.warn(note, category, stacklevel=2)
+    if isinstance(image, PixelData):
+        pixels = image
+    else:
+        pixels = prepare(image)
+        for note in pixels.notes:  # as slimcodec.encode does
+            warnings.warn(note, errors.ConversionWarning, stacklevel=2)
     if not metadata:
         pixels = PixelData(pixels.rgb, pixels.gray, pixels.alpha)
     height, width_px = pixels.rgb.shape[:2]
     num_pixels = height * width_px
+    top_units = scale_units(MAX_AUTO_SCALE) if scales else SCALE_ONE
+    low_units = MIN_LATENT_SCALE if scales else SCALE_ONE
 
-    data_of: dict[int, bytes] = {}
-    trials: dict[int, Trial] = {}
+    latents: dict[int, np.ndarray] = {}
+    data_of: dict[tuple[int, int], bytes] = {}
+    trials: dict[tuple[int, int], Trial] = {}
 
-    def run(width: int) -> Trial:
-        data = codec.encode_pixels(pixels, width, weights=wts)
-        quality = None
-        if target.kind == "psnr":
-            decoded = codec.decode(data, weights=wts)
-            quality = psnr(pixels.rgb, np.asarray(decoded.convert("RGB")))
-        data_of[width] = data
-        trials[width] = Trial(width, len(data), 8 * len(data) / num_pixels, quality)
-        return trials[width]
+    def run(width: int, units: int) -> Trial:
+        if (width, units) not in trials:
+            if width not in latents:
+                latents[width] = codec.analyze(wts, pixels.rgb, width)
+            data = codec.encode_latents(pixels, latents[width], width, units, wts)
+            quality = None
+            if target.kind == "psnr":
+                decoded = codec.decode(data, weights=wts)
+                quality = psnr(pixels.rgb, np.asarray(decoded.convert("RGB")))
+            data_of[width, units] = data
+            trials[width, units] = Trial(width, units / SCALE_ONE, len(data), 8 * len(data) / num_pixels, quality)
+        return trials[width, units]
 
     def fits(trial: Trial) -> bool:
         if target.kind == "bytes":
@@ -273,29 +304,50 @@ def choose_width(image, *, target_bpp: float | None = None, target_bytes: int | 
         return trial.psnr >= target.value
 
     ascending = sorted(wts.widths)
+    first_miss = None  # rate: the narrowest width too large; psnr: the narrowest reaching
     for width in ascending:
-        ok = fits(run(width))
-        if target.kind == "psnr" and ok:
-            break  # the narrowest width reaching the target
-        if target.is_rate and not ok and not exhaustive and len(trials) >= 2 and _grows_with_width(trials):
-            break  # wider widths are larger still (checked on the sizes so far)
+        meets = fits(run(width, SCALE_ONE))
+        if target.is_rate and not meets and first_miss is None:
+            first_miss = width
+            if not exhaustive:
+                break
+        if target.kind == "psnr" and meets:
+            first_miss = width
+            break
 
+    ok = lambda units: fits(run(edge, units))  # noqa: E731
     if target.is_rate:
-        fitting = [w for w in trials if fits(trials[w])]
-        chosen = max(fitting) if fitting else ascending[0]
+        if first_miss is None:  # every width fits: scale the widest up to use the budget
+            edge = ascending[-1]
+            if top_units != SCALE_ONE and not ok(top_units):
+                _bisect(ok, SCALE_ONE, top_units)
+        else:  # scale the first width that is too large down until it fits
+            edge = first_miss
+            if low_units != SCALE_ONE and ok(low_units):
+                _bisect(ok, low_units, SCALE_ONE)
+        fitting = [t for t in trials.values() if fits(t)]
         met = bool(fitting)
-        what = "the widest width" if len(ascending) > 1 else "the only width"
-        fallback = f"using the narrowest (width {chosen}, {_describe(target, trials[chosen])})"
-        reason = (f"width {chosen}: {_describe(target, trials[chosen])}, {what} within {target.describe()}"
-                  if met else f"no width fits in {target.describe()}; {fallback}")
+        best = (max(fitting, key=lambda t: (t.num_bytes, t.width)) if met
+                else min(trials.values(), key=lambda t: t.num_bytes))
+        reason = (f"{_setting(best)}: {_describe(target, best)}, the largest file within {target.describe()}"
+                  if met else f"nothing fits in {target.describe()}; using the smallest file tried "
+                              f"({_setting(best)}, {_describe(target, best)})")
     else:
-        reaching = [w for w in trials if fits(trials[w])]
-        chosen = min(reaching) if reaching else ascending[-1]
+        if first_miss is not None:  # scale the narrowest width reaching the target down
+            edge = first_miss
+            if low_units != SCALE_ONE:
+                _bisect(ok, SCALE_ONE, low_units)
+        else:  # no width reaches it: scale the widest up
+            edge = ascending[-1]
+            if top_units != SCALE_ONE and ok(top_units):
+                _bisect(ok, top_units, SCALE_ONE)
+        reaching = [t for t in trials.values() if fits(t)]
         met = bool(reaching)
-        what = "the narrowest width" if len(ascending) > 1 else "the only width"
-        fallback = f"using the widest (width {chosen}, {_describe(target, trials[chosen])})"
-        reason = (f"width {chosen}: {_describe(target, trials[chosen])}, {what} reaching {target.describe()}"
-                  if met else f"no width reaches {target.describe()}; {fallback}")
-    best = trials[chosen]
-    return Choice(width=chosen, data=data_of[chosen], bpp=best.bpp, psnr=best.psnr, met=met,
-                  reason=reason, target=target, trials=tuple(trials.values()))
+        best = (min(reaching, key=lambda t: (t.num_bytes, t.width)) if met
+                else max(trials.values(), key=lambda t: (t.psnr, -t.num_bytes)))
+        reason = (f"{_setting(best)}: {_describe(target, best)}, the smallest file reaching {target.describe()}"
+                  if met else f"nothing reaches {target.describe()}; using the best tried "
+                              f"({_setting(best)}, {_describe(target, best)})")
+    units = round(best.scale * SCALE_ONE)
+    return Choice(width=best.width, scale=best.scale, data=data_of[best.width, units], bpp=best.bpp,
+                  psnr=best.psnr, met=met, reason=reason, target=target, trials=tuple(trials.values()))

@@ -16,13 +16,14 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from slimcodec.entropy import EntropyTable
+from slimcodec.entropy import SCALE_ONE, EntropyTable, scaled_table
 from slimcodec.errors import SlimError
 
 WEIGHTS_FORMAT = "slimcodec-weights"
 WEIGHTS_FORMAT_VERSION = 1
 WEIGHTS_ID_BYTES = 8
 SHIPPED_DIR = Path(__file__).with_name("weights")
+_SCALED_TABLES_KEPT = 64
 
 
 @dataclass
@@ -34,9 +35,22 @@ class Weights:
     weights_id: bytes
     meta: dict = field(default_factory=dict)
 
+    _scaled: dict = field(default_factory=dict, repr=False, compare=False)
+
     @property
     def widths(self) -> tuple[int, ...]:
         return tuple(sorted(self.tables, reverse=True))
+
+    def table(self, width: int, latent_scale: int = SCALE_ONE) -> EntropyTable:
+        """The entropy table of ``width`` for a latent scale in 1/4096 units (cached)."""
+        if latent_scale == SCALE_ONE:
+            return self.tables[width]
+        key = (width, latent_scale)
+        if key not in self._scaled:
+            if len(self._scaled) >= _SCALED_TABLES_KEPT:  # rate searches try many scales
+                self._scaled.clear()
+            self._scaled[key] = scaled_table(self.tables[width], latent_scale)
+        return self._scaled[key]
 
 
 def weights_id_of(data: bytes) -> bytes:

@@ -378,7 +378,7 @@ def test_info_shows_the_header_fields(encoded):
     size = encoded.stat().st_size
     out = result.stdout
     assert out.splitlines()[0] == "a.slim"
-    for expected in ("format version  1.0", "image size      40 x 24", "color type      RGB",
+    for expected in ("format version  1.1", "image size      40 x 24", "color type      RGB", "latent scale    1\n",
                      "width           8", "latent shape    8 x 2 x 3", "chunks          none",
                      f"file bytes      {size}", f"bpp             {8 * size / (40 * 24):.4f}"):
         assert expected in out

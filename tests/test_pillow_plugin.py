@@ -94,7 +94,7 @@ def test_save_options(tmp_path, tiny, tiny_weights):
     with pytest.raises(ValueError, match="width 144 is not available"):  # the default width
         gradient_image(40, 24).save(path)
     assert not path.exists()  # Pillow removes what it created
-    with pytest.raises(ValueError, match="either width or"):
+    with pytest.raises(ValueError, match="either width/scale or"):
         gradient_image(40, 24).save(path, width=8, target_bpp=1.0)
     gradient_image(40, 24).save(path, target_bytes=10**6)  # everything fits: the widest
     assert Image.open(path).info["slim_width"] == 8
@@ -106,6 +106,9 @@ def test_save_options(tmp_path, tiny, tiny_weights):
     assert Image.open(path).info["icc_profile"] == b"not really a profile"
     image.save(path, width=4, metadata=False)
     assert "icc_profile" not in Image.open(path).info
+    image.save(path, width=8, scale=3.0)
+    assert path.read_bytes()[34:36] == (3 * 4096).to_bytes(2, "little")  # latent_scale
+    assert Image.open(path).size == (40, 24)
 
 
 def test_other_files_are_not_hijacked(tmp_path, tiny):
@@ -169,4 +172,4 @@ def test_package_registers_on_import():
     code = "import sys, slimcodec; from PIL import Image; print(Image.registered_extensions()['.slim'], 'torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "SLIM False"
-    assert slimcodec.choose_width is not None
+    assert slimcodec.choose_setting is not None

@@ -46,6 +46,7 @@ FIELDS = {
     "latent_height": (28, "<H"),
     "latent_width": (30, "<H"),
     "pad_mode": (32, "<B"),
+    "latent_scale": (34, "<H"),
     "flags": (36, "<I"),
     "chunks_size": (40, "<I"),
     "payload_size": (44, "<I"),
@@ -149,7 +150,7 @@ class TestRoundTrip:
     def test_header_fields_sit_at_their_spec_offsets(self):
         data = write_slim(make_file((Chunk(b"iccp", b"abc"),), payload=bytes(8)))
         assert data[:4] == b"SLIM"
-        assert get(data, "version_major") == 1 and get(data, "version_minor") == 0
+        assert get(data, "version_major") == 1 and get(data, "version_minor") == 1
         assert get(data, "header_size") == 48
         assert get(data, "image_width") == 37 and get(data, "image_height") == 20
         assert get(data, "color_type") == 0 and get(data, "bit_depth") == 8
@@ -158,6 +159,8 @@ class TestRoundTrip:
         assert get(data, "latent_height") == 2 and get(data, "latent_width") == 3
         assert data[32:36] == bytes(4) and get(data, "flags") == 0
         assert get(data, "chunks_size") == 8 + 3 and get(data, "payload_size") == 8
+        scaled = write_slim(make_file(latent_scale=3072))
+        assert get(scaled, "latent_scale") == 3072 and read_slim(scaled).header.latent_scale == 3072
         assert data[48:59] == b"iccp\x03\x00\x00\x00abc"
         assert len(data) == 48 + 11 + 8 + 4
         assert data[-4:] == struct.pack("<I", zlib.crc32(data[:-4]))
@@ -201,7 +204,7 @@ class TestReadRejects:
     def test_read_rejects_unknown_major_version(self):
         data = patch(sample_bytes(), "version_major", 2)
         msg = reason(data)
-        assert msg.startswith("unsupported format version 2.0 (this slimcodec reads 1.x")
+        assert msg.startswith("unsupported format version 2.1 (this slimcodec reads 1.x")
         assert "newer slimcodec" in msg
 
     def test_read_rejects_major_version_before_checking_anything_else(self):
@@ -211,7 +214,7 @@ class TestReadRejects:
 
     def test_read_rejects_major_version_zero(self):
         assert reason(patch(sample_bytes(), "version_major", 0)).startswith(
-            "unsupported format version 0.0"
+            "unsupported format version 0.1"
         )
 
     def test_read_rejects_header_size_below_48(self):
@@ -255,11 +258,25 @@ class TestReadRejects:
         assert read_slim(data, max_pixels=740).header.image_width == 37
         assert reason(data, max_pixels=739).startswith("image too large")
 
-    @pytest.mark.parametrize("index", [33, 34, 35])
-    def test_read_rejects_non_zero_reserved_bytes(self, index):
+    def test_read_rejects_non_zero_reserved_byte(self):
         data = bytearray(sample_bytes())
-        data[index] = 1
+        data[33] = 1
         assert reason(recrc(bytes(data))) == "non-zero reserved bytes"
+
+    def test_read_rejects_a_latent_scale_in_a_1_0_file(self):
+        data = patch(patch(sample_bytes(), "version_minor", 0), "latent_scale", 2048)
+        assert reason(data) == "non-zero reserved bytes"
+        assert read_slim(patch(sample_bytes(), "version_minor", 0)).header.latent_scale == 0
+
+    @pytest.mark.parametrize("value", [1, 255, 4096])
+    def test_read_rejects_a_bad_latent_scale(self, value):
+        assert reason(patch(sample_bytes(), "latent_scale", value)) == (
+            f"bad latent scale {value} (0 or 256..65535 other than 4096)"
+        )
+
+    @pytest.mark.parametrize("value", [256, 4095, 4097, 65535])
+    def test_read_accepts_latent_scales_in_range(self, value):
+        assert read_slim(patch(sample_bytes(), "latent_scale", value)).header.latent_scale == value
 
     def test_read_rejects_payload_size_not_multiple_of_4(self):
         data = build(sample_bytes()[:HEADER_SIZE], b"", bytes(6))
@@ -404,8 +421,10 @@ class TestWriteRejects:
             ({"pad_mode": 2}, "unsupported pad mode 2"),
             ({"slim_width": 0}, "bad slim width 0"),
             ({"weights_id": b"short"}, "weights id must be 8 bytes"),
-            ({"version_minor": 1}, "cannot write format version 1.1 (this slimcodec writes 1.0)"),
-            ({"version_major": 2}, "cannot write format version 2.0"),
+            ({"version_minor": 0}, "cannot write format version 1.0 (this slimcodec writes 1.1)"),
+            ({"version_major": 2}, "cannot write format version 2.1"),
+            ({"latent_scale": 4096}, "bad latent scale 4096"),
+            ({"latent_scale": 100}, "bad latent scale 100"),
             ({"image_width": 37.0}, "header field image_width must be an integer"),
         ],
     )

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -12,47 +15,90 @@ from PIL import Image
 
 from slimcodec import codec
 from slimcodec.errors import SlimFormatError
+from slimcodec.formats.slimfile import VERSION_MAJOR, VERSION_MINOR
 from slimcodec.weights import load_weights
 
 VECTORS = Path(__file__).resolve().parents[1] / "formats" / "vectors"
-EXPECTED = json.loads((VECTORS / "v1.0" / "expected.json").read_text())
+CURRENT = f"v{VERSION_MAJOR}.{VERSION_MINOR}"
+VERSIONS = sorted(p.name for p in VECTORS.glob("v*.*") if p.is_dir())
+EXPECTED = {v: json.loads((VECTORS / v / "expected.json").read_text()) for v in VERSIONS}
 INVALID = json.loads((VECTORS / "invalid" / "expected.json").read_text())
+ALL_VECTORS = [(v, name) for v in VERSIONS for name in sorted(EXPECTED[v]["vectors"])]
+
+
+def _generator():
+    """formats/vectors/generate.py as a module (it defines how tables are hashed)."""
+    spec = importlib.util.spec_from_file_location("slim_vectors_generate", VECTORS / "generate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="module")
 def vector_weights():
-    return load_weights(VECTORS / "v1.0" / EXPECTED["weights"])
+    weights = {v: load_weights(VECTORS / v / EXPECTED[v]["weights"]) for v in VERSIONS}
+    return weights
 
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def test_vector_weights_have_the_recorded_id(vector_weights):
-    assert vector_weights.weights_id.hex() == EXPECTED["weights_id"]
+def test_every_format_version_so_far_has_vectors():
+    assert VERSIONS == ["v1.0", "v1.1"] and CURRENT in VERSIONS
 
 
-@pytest.mark.parametrize("name", sorted(EXPECTED["vectors"]))
-def test_vector_decodes_to_the_recorded_symbols_and_pixels(vector_weights, name):
-    entry = EXPECTED["vectors"][name]
-    data = (VECTORS / "v1.0" / name).read_bytes()
+@pytest.mark.parametrize("version", VERSIONS)
+def test_vector_weights_have_the_recorded_id(vector_weights, version):
+    assert vector_weights[version].weights_id.hex() == EXPECTED[version]["weights_id"]
+
+
+@pytest.mark.parametrize("version, name", ALL_VECTORS)
+def test_vector_decodes_to_the_recorded_symbols_and_pixels(vector_weights, version, name):
+    entry = EXPECTED[version]["vectors"][name]
+    data = (VECTORS / version / name).read_bytes()
     assert sha256(data) == entry["file_sha256"]
-    _, q, _ = codec.decode_symbols_of(data, weights=vector_weights)
+    _, q, _ = codec.decode_symbols_of(data, weights=vector_weights[version])
     assert sha256(q.astype("<i4").tobytes()) == entry["symbols_sha256"]
-    pixels = np.asarray(codec.decode(data, weights=vector_weights))
+    pixels = np.asarray(codec.decode(data, weights=vector_weights[version]))
     assert sha256(pixels.tobytes()) == entry["pixels_sha256"]
 
 
-@pytest.mark.parametrize("name", sorted(EXPECTED["vectors"]))
+@pytest.mark.parametrize("name", sorted(EXPECTED[CURRENT]["vectors"]))
 def test_encoding_the_source_gives_the_vector_bytes(vector_weights, name):
-    entry = EXPECTED["vectors"][name]
-    with Image.open(VECTORS / "v1.0" / entry["source"]) as image:
-        data = codec.encode(image, entry["width"], weights=vector_weights)
-    assert data == (VECTORS / "v1.0" / name).read_bytes()
+    entry = EXPECTED[CURRENT]["vectors"][name]
+    with Image.open(VECTORS / CURRENT / entry["source"]) as image:
+        data = codec.encode(image, entry["width"], scale=entry["scale"], weights=vector_weights[CURRENT])
+    assert data == (VECTORS / CURRENT / name).read_bytes()
+
+
+def test_scaled_vectors_code_symbols_other_than_zero(vector_weights):
+    scaled = [n for n, e in EXPECTED[CURRENT]["vectors"].items() if e["scale"] != 1.0]
+    assert len(scaled) >= 4
+    varied = 0
+    for name in scaled:
+        _, q, _ = codec.decode_symbols_of((VECTORS / CURRENT / name).read_bytes(), weights=vector_weights[CURRENT])
+        varied += len(np.unique(q)) > 2
+    assert varied >= 3
+
+
+@pytest.mark.parametrize("key", sorted(EXPECTED[CURRENT]["scaled_tables"]))
+def test_scaled_table_is_the_recorded_one(vector_weights, key):
+    width, units = map(int, key.split("/"))
+    assert _generator().table_digest(vector_weights[CURRENT].table(width, units)) == EXPECTED[CURRENT]["scaled_tables"][key]
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED["v1.0"]["vectors"]))
+def test_unscaled_1_1_files_differ_from_1_0_only_in_the_minor_version(name):
+    old = (VECTORS / "v1.0" / name).read_bytes()
+    new = (VECTORS / "v1.1" / name).read_bytes()
+    assert new[5] == 1 and old[5] == 0
+    body = old[:5] + b"\x01" + old[6:-4]
+    assert new == body + struct.pack("<I", zlib.crc32(body))
 
 
 @pytest.mark.parametrize("name", sorted(INVALID))
 def test_invalid_file_is_refused_with_its_reason(vector_weights, name):
     data = (VECTORS / "invalid" / name).read_bytes()
     with pytest.raises(SlimFormatError, match=INVALID[name]):
-        codec.decode(data, weights=vector_weights)
+        codec.decode(data, weights=vector_weights[CURRENT])

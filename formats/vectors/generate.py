@@ -2,10 +2,12 @@
 
     SLIM_REGENERATE_VECTORS=1 python formats/vectors/generate.py
 
-``v1.0/`` holds, for a tiny seeded network (``tiny-weights.pt``, widths 8 and 4):
+``vX.Y/`` holds, for a tiny seeded network (``tiny-weights.pt``, widths 8 and 4):
 source PNGs, the .slim files they encode to, and in ``expected.json`` the SHA-256 of
 each file, of its decoded integer symbols (bit-exact everywhere) and of its decoded
-pixels (float transforms: exact on the machine class CI runs on).
+pixels (float transforms: exact on the machine class CI runs on). ``v1.1/`` adds files
+with a latent scale (``-s<units>`` in their names) and the SHA-256 of the scaled
+entropy tables. Older version folders are kept as they are: decoders must still read them.
 ``invalid/`` holds broken files and the reason a decoder must give for each.
 Existing vectors are never overwritten unless SLIM_REGENERATE_VECTORS=1.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import struct
 import sys
 import zlib
@@ -24,9 +27,15 @@ import numpy as np
 from PIL import Image
 
 HERE = Path(__file__).resolve().parent
-VERSION_DIR = HERE / "v1.0"
+VERSION_DIR = HERE / "v1.1"
+FIRST_DIR = HERE / "v1.0"  # frozen; its weights are the vectors' weights ever since
 INVALID_DIR = HERE / "invalid"
 WEIGHTS = VERSION_DIR / "tiny-weights.pt"
+# (source, width, latent scale units): the tiny network's latents are small, so large
+# scales are what give its files symbols other than zero
+SCALED = (("noise-40x24", 8, 16384), ("noise-40x24", 8, 65535), ("noise-40x24", 4, 65535),
+          ("gradient-40x24", 8, 1024), ("alpha-40x24", 8, 6000))
+TABLE_SCALES = (256, 1024, 3000, 4095, 4097, 5000, 16384, 65535)
 
 
 def sha256(data: bytes) -> str:
@@ -54,11 +63,22 @@ def with_crc(body: bytes) -> bytes:
     return body + struct.pack("<I", zlib.crc32(body))
 
 
+def table_digest(table) -> str:
+    """SHA-256 of an entropy table's integers (offsets, lengths, counts; little-endian int32)."""
+    parts = (table.offsets, table.lengths, table.counts)
+    return sha256(b"".join(np.ascontiguousarray(a, dtype="<i4").tobytes() for a in parts))
+
+
 def invalid_files(valid: bytes, other_weights: bytes) -> dict[str, tuple[bytes, str]]:
     """Broken files and a fragment of the reason each must be refused with."""
     body = valid[:-4]
     newer = bytearray(body)
     newer[4] = 2
+    scaled_1_0 = bytearray(body)
+    scaled_1_0[5] = 0
+    scaled_1_0[34:36] = struct.pack("<H", 2048)
+    scale_one = bytearray(body)
+    scale_one[34:36] = struct.pack("<H", 4096)
     bad_width = bytearray(body)
     bad_width[18:20] = struct.pack("<H", 12)
     flipped = bytearray(valid)
@@ -70,7 +90,9 @@ def invalid_files(valid: bytes, other_weights: bytes) -> dict[str, tuple[bytes, 
         "truncated-payload": (valid[:-9], "truncated"),
         "trailing-data": (valid + b"\0\0\0\0", "trailing data"),
         "bit-flip-payload": (bytes(flipped), "checksum mismatch"),
-        "future-major-version": (with_crc(bytes(newer)), "unsupported format version 2.0"),
+        "future-major-version": (with_crc(bytes(newer)), "unsupported format version 2.1"),
+        "latent-scale-in-1.0-file": (with_crc(bytes(scaled_1_0)), "non-zero reserved bytes"),
+        "latent-scale-4096": (with_crc(bytes(scale_one)), "bad latent scale 4096"),
         "unknown-width": (with_crc(bytes(bad_width)), "width 12 is not in these weights"),
         "other-weights": (other_weights, "made with other weights"),
     }
@@ -89,24 +111,33 @@ def main() -> int:
     VERSION_DIR.mkdir(parents=True, exist_ok=True)
     INVALID_DIR.mkdir(parents=True, exist_ok=True)
     if not WEIGHTS.exists():
-        torch.manual_seed(0)
-        save_weights(SlimCAE((8, 4)), WEIGHTS, meta={"purpose": "golden vectors"})
+        if (FIRST_DIR / WEIGHTS.name).exists():
+            shutil.copyfile(FIRST_DIR / WEIGHTS.name, WEIGHTS)
+        else:
+            torch.manual_seed(0)
+            save_weights(SlimCAE((8, 4)), WEIGHTS, meta={"purpose": "golden vectors"})
     weights = load_weights(WEIGHTS)
-    expected = {"weights": WEIGHTS.name, "weights_id": weights.weights_id.hex(), "vectors": {}}
+    expected = {"weights": WEIGHTS.name, "weights_id": weights.weights_id.hex(), "vectors": {},
+                "scaled_tables": {f"{w}/{u}": table_digest(weights.table(w, u))
+                                  for w in weights.widths for u in TABLE_SCALES}}
+    settings = [(name, width, 4096) for name in sources() for width in weights.widths] + list(SCALED)
     for name, image in sources().items():
         image.save(VERSION_DIR / f"{name}.png")
-        for width in weights.widths:
-            data = codec.encode(Image.open(VERSION_DIR / f"{name}.png"), width, weights=weights)
-            (VERSION_DIR / f"{name}-w{width}.slim").write_bytes(data)
-            _, q, _ = codec.decode_symbols_of(data, weights=weights)
-            pixels = np.asarray(codec.decode(data, weights=weights))
-            expected["vectors"][f"{name}-w{width}.slim"] = {
-                "source": f"{name}.png",
-                "width": width,
-                "file_sha256": sha256(data),
-                "symbols_sha256": sha256(q.astype("<i4").tobytes()),
-                "pixels_sha256": sha256(pixels.tobytes()),
-            }
+    for name, width, units in settings:
+        file_name = f"{name}-w{width}" + (f"-s{units}" if units != 4096 else "") + ".slim"
+        with Image.open(VERSION_DIR / f"{name}.png") as image:
+            data = codec.encode(image, width, scale=units / 4096, weights=weights)
+        (VERSION_DIR / file_name).write_bytes(data)
+        _, q, _ = codec.decode_symbols_of(data, weights=weights)
+        pixels = np.asarray(codec.decode(data, weights=weights))
+        expected["vectors"][file_name] = {
+            "source": f"{name}.png",
+            "width": width,
+            "scale": units / 4096,
+            "file_sha256": sha256(data),
+            "symbols_sha256": sha256(q.astype("<i4").tobytes()),
+            "pixels_sha256": sha256(pixels.tobytes()),
+        }
     (VERSION_DIR / "expected.json").write_text(json.dumps(expected, indent=2) + "\n")
 
     torch.manual_seed(1)
