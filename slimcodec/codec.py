@@ -9,6 +9,10 @@
     >>> slimcodec.decode(data).size
     (40, 24)
 
+``scale`` (a latent scale, recorded in the file) moves each width continuously
+along its rate-distortion curve: ``encode(image, width=144, scale=0.7)`` lands
+between widths 96 and 144.
+
 Images of any size are padded to a multiple of 16 by edge replication and
 cropped back after decoding. Large images run through the transforms in
 overlapping tiles whose margins cover the network's receptive field, so

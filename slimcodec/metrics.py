@@ -85,6 +85,29 @@ def bpp(num_bytes: int, width: int, height: int) -> float:
     return 8.0 * num_bytes / (width * height)
 
 
+def quality_at_rate(points, bpp: float) -> float | None:
+    """Quality of a rate-quality curve at ``bpp``, linear in log-rate; ``None`` outside it.
+
+    Args:
+        points: ``(bpp, quality)`` pairs, in any order.
+        bpp (float): the rate to read the curve at.
+
+    Example:
+        >>> round(quality_at_rate([(0.25, 30.0), (1.0, 36.0)], 0.5), 6)
+        33.0
+        >>> quality_at_rate([(0.25, 30.0), (1.0, 36.0)], 2.0) is None
+        True
+    """
+    points = sorted(points)
+    for (b0, q0), (b1, q1) in zip(points, points[1:]):
+        if b0 <= bpp <= b1:
+            if b1 == b0:
+                return max(q0, q1)
+            t = (math.log(bpp) - math.log(b0)) / (math.log(b1) - math.log(b0))
+            return q0 + t * (q1 - q0)
+    return None
+
+
 def _gaussian_window(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA):
     import torch
 

@@ -19,6 +19,8 @@ README = ROOT / "README.md"
 # (so that an example cannot silently vanish). The codec's and the plugin's use the shipped weights.
 DOCTESTED = {
     "slimcodec.codec": 4,
+    "slimcodec.entropy": 1,
+    "slimcodec.metrics": 2,
     "slimcodec.formats.slimfile": 6,
     "slimcodec.ratecontrol": 5,
     "slimcodec.pillow_plugin": 5,
