@@ -10,7 +10,10 @@ weights file (the shipped one by default when no checkpoint exists).
 Usage::
 
     python -m slimcodec.train --data ../shared/data/train --checkpoint runs/ckpt.pt \
-        --steps 8000 --export slimcodec/weights/new.pt
+        --time-limit-min 150 --export runs/new.pt
+
+Without ``--steps`` it trains until the time limit (or SIGTERM, or Ctrl-C), then
+checkpoints and exports.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ import numpy as np
 import torch
 
 from slimcodec.model import PAPER_WIDTHS, SlimCAE
+# imported now, not at export: a long run must not pick up source files edited meanwhile
+from slimcodec.weights import load_weights, save_weights
 
 # λ of the paper's code (2048 … 128 on MSE of [0, 1] pixels) in CompressAI's
 # λ·255²·MSE convention.
@@ -147,7 +152,7 @@ def settle_quantiles(model: SlimCAE, max_steps: int = 6000, lr: float = 0.1, tol
     for step in range(max_steps):
         opt.zero_grad(set_to_none=True)
         loss = model.aux_loss()
-        if float(loss) < tol * len(quantiles):
+        if float(loss.detach()) < tol * len(quantiles):
             break
         loss.backward()
         opt.step()
@@ -178,7 +183,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--stage1-steps", type=int, default=5000, help="stage-1 steps before the slope search")
     p.add_argument("--trial-steps", type=int, default=500, help="steps trained after each λ reduction")
     p.add_argument("--max-reductions", type=int, default=7)
-    p.add_argument("--steps", type=int, default=8000, help="train until this global step")
+    p.add_argument("--steps", type=int, default=0,
+                   help="train until this global step (0: until --time-limit-min or SIGTERM)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--patch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-4)
@@ -214,8 +220,6 @@ class Trainer:
             torch.manual_seed(args.seed)
             model = SlimCAE(args.widths)
         else:
-            from slimcodec.weights import load_weights
-
             model = load_weights(None if args.init == "shipped" else args.init).model
             print(f"warm start from {args.init} weights", flush=True)
         self.model = model.to(self.device).to(memory_format=torch.channels_last).train()
@@ -304,7 +308,7 @@ class Trainer:
         aux_loss.backward()
         self.aux_opt.step()
         self.step += 1
-        self._log(float(loss), float(aux_loss), terms)
+        self._log(float(loss.detach()), float(aux_loss.detach()), terms)
 
     def _log(self, loss: float, aux_loss: float, terms: dict) -> None:
         for w, (mse, bpp) in terms.items():
@@ -329,7 +333,7 @@ class Trainer:
 
     def train_until(self, step: int) -> None:
         """Train up to global ``step`` (or until time runs out), checkpointing on the way."""
-        while self.step < step and not self.out_of_time():
+        while (not step or self.step < step) and not self.out_of_time():
             self.train_step()
             if self.step % self.args.checkpoint_every == 0:
                 self.checkpoint()
@@ -382,8 +386,6 @@ def lambda_schedule(trainer: Trainer) -> None:
 
 def export(model: SlimCAE, path: Path, meta: dict) -> bytes:
     """Settle the quantiles and write a weights file with fresh tables; return its id."""
-    from slimcodec.weights import save_weights
-
     model = model.float().to("cpu").to(memory_format=torch.contiguous_format)
     print(f"auxiliary loss after settling the quantiles: {settle_quantiles(model):.3f}", flush=True)
     wid = save_weights(model, path, meta=meta)
@@ -399,14 +401,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(trainer.sampler.images)} training images, {len(trainer.val_images)} validation images, "
           f"widths {trainer.model.widths}, λ {({w: round(l, 5) for w, l in trainer.lambdas.items()})}, "
           f"schedule={args.schedule}, bf16={trainer.bf16}, threads={torch.get_num_threads()}", flush=True)
-    signal.signal(signal.SIGTERM, lambda *_: setattr(trainer, "stop", True))
+    for sig in (signal.SIGTERM, signal.SIGINT):  # finish the step, checkpoint, export
+        signal.signal(sig, lambda *_: setattr(trainer, "stop", True))
     if args.schedule == "paper":
-        trainer.train_until(min(args.stage1_steps, args.steps))
+        trainer.train_until(min(args.stage1_steps, args.steps) if args.steps else args.stage1_steps)
         if trainer.step >= args.stage1_steps:
             lambda_schedule(trainer)
     trainer.train_until(args.steps)
     if trainer.out_of_time():
-        print("stopped (time limit or SIGTERM)", flush=True)
+        print("stopped (time limit, SIGTERM or Ctrl-C)", flush=True)
     trainer.checkpoint()
     if args.export:
         export(trainer.model, args.export, {
