@@ -241,7 +241,7 @@ def _encode_target(width: int | None, scale: float | None, target_bpp: float | N
 @click.option("-s", "--scale", type=float, metavar="S",
               help="Latent scale, a continuous quality control from 0.0625 to 16: below 1 smaller "
                    "and coarser, above 1 larger and finer [default: 1]. Between two widths, the "
-                   "wider one scaled below 1 is as good as the widths' own curve.")
+                   "wider one scaled below 1 is on average as good as the widths' own curve.")
 @click.option("--target-bpp", type=float, metavar="BPP",
               help="Pick width and scale per file: the largest file with at most BPP bits per pixel "
                    "(never more). Not with --width/--scale.")
