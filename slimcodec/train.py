@@ -159,7 +159,7 @@ def settle_quantiles(model: SlimCAE, max_steps: int = 6000, lr: float = 0.1, tol
         if step and step % (max_steps // 3) == 0:  # 0.1, 0.01, 0.001
             for g in opt.param_groups:
                 g["lr"] /= 10
-    return float(model.aux_loss())
+    return float(model.aux_loss().detach())
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
