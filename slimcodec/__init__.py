@@ -10,7 +10,7 @@ Pillow (:mod:`slimcodec.pillow_plugin`), so ``Image.open("photo.slim")`` and
 from __future__ import annotations
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "encode", "decode", "choose_setting", "load_weights"]
+__all__ = ["__version__", "encode", "decode", "encode_file", "decode_file", "choose_setting", "load_weights"]
 
 
 def encode(image, width=None, **kwargs) -> bytes:
@@ -25,6 +25,20 @@ def decode(data: bytes, **kwargs):
     from slimcodec import codec
 
     return codec.decode(data, **kwargs)
+
+
+def encode_file(src, dst=None, **kwargs):
+    """Encode an image file to a .slim file; return its path (see :func:`slimcodec.files.encode_file`)."""
+    from slimcodec import files
+
+    return files.encode_file(src, dst, **kwargs)
+
+
+def decode_file(src, dst=None, **kwargs):
+    """Decode a .slim file to an image file; return its path (see :func:`slimcodec.files.decode_file`)."""
+    from slimcodec import files
+
+    return files.decode_file(src, dst, **kwargs)
 
 
 def load_weights(path=None, device: str = "cpu"):

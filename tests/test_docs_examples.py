@@ -20,6 +20,7 @@ README = ROOT / "README.md"
 DOCTESTED = {
     "slimcodec.codec": 4,
     "slimcodec.entropy": 1,
+    "slimcodec.files": 7,
     "slimcodec.metrics": 2,
     "slimcodec.formats.slimfile": 6,
     "slimcodec.ratecontrol": 5,
