@@ -304,25 +304,25 @@ def choose_setting(image, *, target_bpp: float | None = None, target_bytes: int 
         return trial.psnr >= target.value
 
     ascending = sorted(wts.widths)
-    first_miss = None  # rate: the narrowest width too large; psnr: the narrowest reaching
+    first_past = None  # the first width past the target: too large (rate) or reaching it (psnr)
     for width in ascending:
         meets = fits(run(width, SCALE_ONE))
-        if target.is_rate and not meets and first_miss is None:
-            first_miss = width
+        if target.is_rate and not meets and first_past is None:
+            first_past = width
             if not exhaustive:
                 break
         if target.kind == "psnr" and meets:
-            first_miss = width
+            first_past = width
             break
 
     ok = lambda units: fits(run(edge, units))  # noqa: E731
     if target.is_rate:
-        if first_miss is None:  # every width fits: scale the widest up to use the budget
+        if first_past is None:  # every width fits: scale the widest up to use the budget
             edge = ascending[-1]
             if top_units != SCALE_ONE and not ok(top_units):
                 _bisect(ok, SCALE_ONE, top_units)
         else:  # scale the first width that is too large down until it fits
-            edge = first_miss
+            edge = first_past
             if low_units != SCALE_ONE and ok(low_units):
                 _bisect(ok, low_units, SCALE_ONE)
         fitting = [t for t in trials.values() if fits(t)]
@@ -333,8 +333,8 @@ def choose_setting(image, *, target_bpp: float | None = None, target_bytes: int 
                   if met else f"nothing fits in {target.describe()}; using the smallest file tried "
                               f"({_setting(best)}, {_describe(target, best)})")
     else:
-        if first_miss is not None:  # scale the narrowest width reaching the target down
-            edge = first_miss
+        if first_past is not None:  # scale the narrowest width reaching the target down
+            edge = first_past
             if low_units != SCALE_ONE:
                 _bisect(ok, SCALE_ONE, low_units)
         else:  # no width reaches it: scale the widest up
