@@ -151,7 +151,7 @@ def _plan(sources: tuple[Path, ...], out: str | None, suffixes, out_suffix: str)
 def _run(ctx: click.Context, action: str, planned, make_job, worker_fn, workers: int,
          weights_path: str | None, force: bool, nothing_found: str) -> None:
     """Report planning problems, skip existing outputs, run the jobs, exit."""
-    from slimcodec.cli.jobs import output_exists
+    from slimcodec.outputs import output_exists
     from slimcodec.cli.parallel import run_many
 
     opts = _options(ctx)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from slimcodec.cli.jobs import OutputExistsError, write_atomic
+from slimcodec.outputs import OutputExistsError, write_atomic
 
 __all__ = ["encode_file", "decode_file"]
 

@@ -14,6 +14,7 @@ from click.testing import CliRunner, Result
 from conftest import gradient_image
 
 from slimcodec import __version__
+from slimcodec import outputs
 from slimcodec.cli import jobs
 from slimcodec.cli.main import cli
 from slimcodec.cli.parallel import WORKERS_ENV, resolve_workers
@@ -282,7 +283,7 @@ def test_failure_while_writing_leaves_no_partial_or_temporary_file(png, tiny_wei
         assert tmp.read_bytes()[:4] == b"SLIM"  # the temporary file was complete
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(jobs, "_publish", failing_publish)
+    monkeypatch.setattr(outputs, "_publish", failing_publish)
     result = invoke_slim(["encode", png, "-o", "out/a.slim", "--weights", tiny_weights_path, "-w", 8], exit_code=1)
     assert stderr_lines(result)[0] == "error: cannot encode a.png: cannot write out/a.slim: no space left on device"
     assert files_under(Path("out")) == []
