@@ -212,6 +212,7 @@ class Trainer:
         self.bf16 = (self.device.type == "cpu") if args.bf16 is None else args.bf16
         self.gen = torch.Generator().manual_seed(args.seed)
         ckpt = None
+        init_meta: dict = {}  # a warm start continues the weights' step count and λ
         if args.checkpoint.exists():
             ckpt = torch.load(args.checkpoint, map_location=self.device, weights_only=True)
             model = SlimCAE.from_state_dict(ckpt["model"])
@@ -220,8 +221,10 @@ class Trainer:
             torch.manual_seed(args.seed)
             model = SlimCAE(args.widths)
         else:
-            model = load_weights(None if args.init == "shipped" else args.init).model
-            print(f"warm start from {args.init} weights", flush=True)
+            init = load_weights(None if args.init == "shipped" else args.init)
+            model, init_meta = init.model, init.meta
+            print(f"warm start from {args.init} weights {init.weights_id.hex()} "
+                  f"(step {init_meta.get('steps', 0)})", flush=True)
         self.model = model.to(self.device).to(memory_format=torch.channels_last).train()
         self.main_params, aux = split_parameters(self.model)
         self.opt = torch.optim.Adam(main_param_groups(self.model, args.eb_lr_mult), lr=args.lr)
@@ -230,9 +233,11 @@ class Trainer:
             self.lambdas = dict(zip(self.model.widths, args.lambdas))
         elif args.schedule == "paper":
             self.lambdas = {w: args.stage1_lambda for w in self.model.widths}
+        elif "lambdas" in init_meta:
+            self.lambdas = {int(w): float(v) for w, v in init_meta["lambdas"].items()}
         else:
             self.lambdas = {w: PAPER_LAMBDAS.get(w, 0.01) for w in self.model.widths}
-        self.step = 0
+        self.step = int(init_meta.get("steps", 0))
         self.schedule: dict = {"pair": 0, "reductions": 0, "best_slope": None}
         if ckpt is not None:
             self._load_optimizer(ckpt["optimizer"])

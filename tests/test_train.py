@@ -65,6 +65,15 @@ def test_export_writes_weights_that_code_images(folders, tmp_path, capsys):
     assert codec.decode(codec.encode(image, 4, weights=weights), weights=weights).size == (24, 20)
 
 
+def test_warm_start_continues_the_weights_step_count_and_lambdas(folders, tmp_path, capsys):
+    run(folders, tmp_path / "first.pt", "--steps", 2, "--lambdas", 0.02, 0.005, "--export", tmp_path / "w.pt")
+    run(folders, tmp_path / "second.pt", "--init", tmp_path / "w.pt", "--steps", 4)
+    assert "(step 2)" in capsys.readouterr().out
+    state = model_state(tmp_path / "second.pt")
+    assert state["step"] == 4  # two more steps, not four from zero
+    assert {int(k): v for k, v in state["lambdas"].items()} == {8: 0.02, 4: 0.005}
+
+
 def test_training_logs_loss_rate_and_quality_per_width_and_validates(folders, tmp_path, capsys):
     run(folders, tmp_path / "ck.pt", "--steps", 3)
     out = capsys.readouterr().out
