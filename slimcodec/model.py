@@ -119,6 +119,22 @@ class SlimCAE(nn.Module):
         model.load_state_dict(state_dict)
         return model
 
+    def restore_constants(self) -> None:
+        """Reset the float buffers to the values the architecture gives them.
+
+        They are constants (GDN pedestals and bounds, the bottlenecks' quantile
+        targets and likelihood bound), but weights files before 2026-11-30 stored
+        them in float16, which turns the likelihood bound 1e-9 into 0: a training
+        step then sees an infinite rate. Inference is unaffected.
+        """
+        fresh = type(self)(self.widths).state_dict()
+        params = {name for name, _ in self.named_parameters()}
+        constants = {k: v for k, v in fresh.items() if k not in params and v.is_floating_point()}
+        with torch.no_grad():
+            for name, buffer in self.state_dict(keep_vars=True).items():
+                if name in constants:
+                    buffer.copy_(constants[name])
+
     def state_dict_for_saving(self) -> dict:
         """State dict without CompressAI's CDF buffers (our tables live in entropy.py)."""
         return {k: v for k, v in self.state_dict().items() if not k.endswith(_CDF_BUFFERS)}

@@ -223,6 +223,7 @@ class Trainer:
         else:
             init = load_weights(None if args.init == "shipped" else args.init)
             model, init_meta = init.model, init.meta
+            model.restore_constants()
             print(f"warm start from {args.init} weights {init.weights_id.hex()} "
                   f"(step {init_meta.get('steps', 0)})", flush=True)
         self.model = model.to(self.device).to(memory_format=torch.channels_last).train()

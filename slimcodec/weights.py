@@ -65,8 +65,8 @@ def save_weights(model, path: str | os.PathLike, meta: dict | None = None, half:
         model (SlimCAE): a trained model (its bottlenecks' CDFs are rebuilt).
         path (path-like): destination; written atomically.
         meta (dict): plain values stored alongside (λ, steps, ...).
-        half (bool): store float tensors as float16 (half the size; the
-            tables stay exact integers either way).
+        half (bool): store the parameters as float16 (half the size; the
+            buffers, all constants, and the tables stay exact either way).
 
     Returns:
         bytes: the 8-byte weights id.
@@ -74,8 +74,9 @@ def save_weights(model, path: str | os.PathLike, meta: dict | None = None, half:
     import torch
 
     tables = {w: EntropyTable.from_bottleneck(model.entropy_bottleneck[str(w)]) for w in model.widths}
+    params = {name for name, _ in model.named_parameters()}  # buffers are small constants: kept exact
     state = {
-        k: (v.half() if half and v.is_floating_point() else v).detach().cpu().contiguous()
+        k: (v.half() if half and k in params and v.is_floating_point() else v).detach().cpu().contiguous()
         for k, v in model.state_dict_for_saving().items()
     }
     blob = {

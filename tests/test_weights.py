@@ -48,3 +48,33 @@ def test_loading_twice_gives_identical_models(tiny_weights_path):
     b = load_weights_bytes(tiny_weights_path.read_bytes())
     x = torch.rand(1, 3, 16, 16)
     assert torch.equal(a.model.analysis(x, 8), b.model.analysis(x, 8))
+
+
+def constant_buffers(model) -> dict:
+    params = {name for name, _ in model.named_parameters()}
+    return {k: v for k, v in model.state_dict().items() if k not in params and v.is_floating_point()}
+
+
+def test_saved_weights_keep_the_constant_buffers_exact(tiny_weights):
+    from slimcodec.model import SlimCAE
+
+    fresh = constant_buffers(SlimCAE((8, 4)))
+    loaded = constant_buffers(tiny_weights.model)
+    assert loaded.keys() == fresh.keys()
+    for name, value in fresh.items():
+        assert torch.equal(loaded[name], value), name
+    bound = loaded["entropy_bottleneck.8.likelihood_lower_bound.bound"]
+    assert bound.item() > 0  # float16 made it 0: an infinite rate when training
+
+
+def test_restore_constants_repairs_buffers_rounded_to_float16():
+    from slimcodec.model import SlimCAE
+
+    model = SlimCAE((8, 4))
+    expected = constant_buffers(model)
+    rounded = {k: v.half().float() for k, v in expected.items()}
+    model.load_state_dict({**model.state_dict(), **rounded})
+    assert constant_buffers(model)["entropy_bottleneck.4.likelihood_lower_bound.bound"].item() == 0
+    model.restore_constants()
+    for name, value in constant_buffers(model).items():
+        assert torch.equal(value, expected[name]), name
