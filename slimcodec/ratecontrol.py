@@ -280,7 +280,7 @@ def choose_setting(image, *, target_bpp: float | None = None, target_bytes: int 
     low_units = MIN_LATENT_SCALE if scales else SCALE_ONE
 
     latents: dict[int, np.ndarray] = {}
-    data_of: dict[tuple[int, int], bytes] = {}
+    data_of: dict[Trial, bytes] = {}
     trials: dict[tuple[int, int], Trial] = {}
 
     def run(width: int, units: int) -> Trial:
@@ -292,8 +292,8 @@ def choose_setting(image, *, target_bpp: float | None = None, target_bytes: int 
             if target.kind == "psnr":
                 decoded = codec.decode(data, weights=wts)
                 quality = psnr(pixels.rgb, np.asarray(decoded.convert("RGB")))
-            data_of[width, units] = data
-            trials[width, units] = Trial(width, units / SCALE_ONE, len(data), 8 * len(data) / num_pixels, quality)
+            trial = Trial(width, units / SCALE_ONE, len(data), 8 * len(data) / num_pixels, quality)
+            trials[width, units], data_of[trial] = trial, data
         return trials[width, units]
 
     def fits(trial: Trial) -> bool:
@@ -348,6 +348,5 @@ def choose_setting(image, *, target_bpp: float | None = None, target_bytes: int 
         reason = (f"{_setting(best)}: {_describe(target, best)}, the smallest file reaching {target.describe()}"
                   if met else f"nothing reaches {target.describe()}; using the best tried "
                               f"({_setting(best)}, {_describe(target, best)})")
-    units = round(best.scale * SCALE_ONE)
-    return Choice(width=best.width, scale=best.scale, data=data_of[best.width, units], bpp=best.bpp,
+    return Choice(width=best.width, scale=best.scale, data=data_of[best], bpp=best.bpp,
                   psnr=best.psnr, met=met, reason=reason, target=target, trials=tuple(trials.values()))
