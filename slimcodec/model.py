@@ -128,12 +128,16 @@ class SlimCAE(nn.Module):
         step then sees an infinite rate. Inference is unaffected.
         """
         fresh = type(self)(self.widths).state_dict()
-        params = {name for name, _ in self.named_parameters()}
-        constants = {k: v for k, v in fresh.items() if k not in params and v.is_floating_point()}
+        constants = self.constant_names()
         with torch.no_grad():
             for name, buffer in self.state_dict(keep_vars=True).items():
                 if name in constants:
-                    buffer.copy_(constants[name])
+                    buffer.copy_(fresh[name])
+
+    def constant_names(self) -> set[str]:
+        """State-dict names of the float buffers: constants of the architecture, never trained."""
+        params = {name for name, _ in self.named_parameters()}
+        return {k for k, v in self.state_dict().items() if k not in params and v.is_floating_point()}
 
     def state_dict_for_saving(self) -> dict:
         """State dict without CompressAI's CDF buffers (our tables live in entropy.py)."""

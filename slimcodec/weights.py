@@ -74,9 +74,9 @@ def save_weights(model, path: str | os.PathLike, meta: dict | None = None, half:
     import torch
 
     tables = {w: EntropyTable.from_bottleneck(model.entropy_bottleneck[str(w)]) for w in model.widths}
-    params = {name for name, _ in model.named_parameters()}  # buffers are small constants: kept exact
+    constants = model.constant_names()  # small: kept exact
     state = {
-        k: (v.half() if half and k in params and v.is_floating_point() else v).detach().cpu().contiguous()
+        k: (v.half() if half and k not in constants and v.is_floating_point() else v).detach().cpu().contiguous()
         for k, v in model.state_dict_for_saving().items()
     }
     blob = {
