@@ -79,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--docs", default=str(ROOT / "docs"), help="docs folder (default: docs/)")
     parser.add_argument("--reuse-eval", action="store_true",
                         help="reuse docs/results/<dataset>/results.json from an earlier run instead of evaluating")
+    parser.add_argument("--reuse-bench", action="store_true",
+                        help="reuse docs/results/bench.json instead of benchmarking (speed and memory depend on "
+                             "the architecture, not on the weights' values)")
     args = parser.parse_args(argv)
 
     import json
@@ -109,14 +112,17 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(default_threads)
 
     bench_result = None
+    saved_bench = out_root / "bench.json"
     sizes = [s for s in args.bench_sizes.split(",") if s.strip() and s.strip() != "none"]
-    if sizes:
+    if args.reuse_bench and saved_bench.exists():
+        bench_result = json.loads(saved_bench.read_text())
+    elif sizes:
         print("== bench", file=sys.stderr)
         bench_result = bench.run_bench(args.weights, widths, sizes, bench.DEFAULT_SOURCE, args.repeats,
                                        args.large_repeats, args.peers, memory=not args.no_memory,
                                        threads=args.bench_threads)
         out_root.mkdir(parents=True, exist_ok=True)
-        (out_root / "bench.json").write_text(json.dumps(bench_result, indent=1) + "\n")
+        saved_bench.write_text(json.dumps(bench_result, indent=1) + "\n")
 
     any_result = next(iter(results.values()), None)
     meta = any_result["meta"] if any_result else (bench_result or {}).get("meta", {})
@@ -182,7 +188,11 @@ def main(argv: list[str] | None = None) -> int:
             lines.append(f"| {label.replace(' (published)', '')} | " + " | ".join(f"{v:.2f}" for v in values) + " |")
         lines.append("")
     if bench_result:
-        lines += ["## Speed and memory", "", bench.format_markdown(bench_result), ""]
+        lines += ["## Speed and memory", ""]
+        if bench_result["meta"].get("weights_id") != meta.get("weights_id"):
+            lines += [f"Measured with weights `{bench_result['meta'].get('weights_id', '?')}` (reused with "
+                      "`--reuse-bench`: the architecture, not the weights' values, sets speed and memory).", ""]
+        lines += [bench.format_markdown(bench_result), ""]
         lines += ["Full data: [results/bench.json](results/bench.json).", ""]
     docs.mkdir(parents=True, exist_ok=True)
     (docs / "results.md").write_text("\n".join(lines).rstrip() + "\n")

@@ -209,20 +209,42 @@ class TestPeers:
             P.PEERS["webp"].encode(np.zeros((8, 8), np.uint8), 50)
 
 
+def _make_results_module():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "make_results.py"
+    spec = importlib.util.spec_from_file_location("make_results", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 class TestMakeResults:
     def test_preliminary_results_page_names_its_subset(self, image_dir, tiny_weights_path, tmp_path):
-        import importlib.util
-
-        path = Path(__file__).resolve().parents[1] / "benchmarks" / "make_results.py"
-        spec = importlib.util.spec_from_file_location("make_results", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
         docs = tmp_path / "docs"
-        code = module.main(["--kodak", str(image_dir), "--eval2", str(tmp_path / "missing"), "--limit", "1",
-                            "--weights", str(tiny_weights_path), "--peers", "jpeg420", "--bench-sizes", "none",
-                            "--docs", str(docs)])
+        code = _make_results_module().main(
+            ["--kodak", str(image_dir), "--eval2", str(tmp_path / "missing"), "--limit", "1",
+             "--weights", str(tiny_weights_path), "--peers", "jpeg420", "--bench-sizes", "none",
+             "--docs", str(docs)])
         assert code == 0
         text = (docs / "results.md").read_text()
         assert "Preliminary: a subset only" in text and "kodak: 1 of 2 images (a.png)" in text
         assert "(results/kodak/points.csv)" in text
         assert (docs / "results" / "kodak" / "points.csv").exists()
+
+    def test_reused_bench_is_kept_and_attributed_to_its_weights(self, image_dir, tiny_weights_path, tmp_path):
+        docs = tmp_path / "docs"
+        (docs / "results").mkdir(parents=True)
+        row = {"codec": "slimcodec", "setting": 8, "bpp": 0.5, "enc_s": {"total": 0.0123}, "dec_s": {"total": 0.0456}}
+        bench = {"meta": {"weights_id": "00aa00aa00aa00aa", "torch_threads": 2, "threads_note": "machine default",
+                          "repeats": 5, "large_repeats": 3, "load_average": [0.1, 0.1, 0.1]},
+                 "sizes": {"kodak": {"size": [768, 512], "rows": [row], "ratios": {"w8 decode / encode": 3.7}}}}
+        (docs / "results" / "bench.json").write_text(json.dumps(bench))
+        code = _make_results_module().main(
+            ["--kodak", str(image_dir), "--eval2", str(tmp_path / "missing"), "--limit", "1",
+             "--weights", str(tiny_weights_path), "--peers", "jpeg420", "--reuse-bench", "--docs", str(docs)])
+        assert code == 0
+        text = (docs / "results.md").read_text()
+        assert "Measured with weights `00aa00aa00aa00aa` (reused with `--reuse-bench`" in text
+        assert "| slimcodec | w8 | 0.500 |" in text and "**12.3**" in text
+        assert json.loads((docs / "results" / "bench.json").read_text()) == bench
