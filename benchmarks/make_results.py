@@ -27,7 +27,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
-COMMAND = "nice -n 19 .venv/bin/python benchmarks/make_results.py"
+SCRIPT = ".venv/bin/python benchmarks/make_results.py"
+COMMAND = f"nice -n 19 {SCRIPT}"  # the recommended way to run it
 
 
 def _rel(path: Path, start: Path) -> str:
@@ -134,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         n_all = len(evaluate.list_images(r["meta"]["folder"]))
         subset.append(f"{name}: {r['meta']['num_images']} of {n_all} images"
                       + (f" ({', '.join(r['meta']['images'])})" if r["meta"]["num_images"] < n_all else ""))
-    cmd = COMMAND + "".join(f" {a}" for a in (sys.argv[1:] if argv is None else argv))
+    cmd = SCRIPT + "".join(f" {a}" for a in (sys.argv[1:] if argv is None else argv))
     lines = [
         "# slimcodec results",
         "",
