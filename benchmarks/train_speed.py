@@ -22,7 +22,7 @@ import time
 import torch
 
 from slimcodec.model import PAPER_WIDTHS, SlimCAE
-from slimcodec.train import CropSampler, rd_terms, split_parameters
+from slimcodec.tools.train import CropSampler, is_aux, rd_terms
 
 # name, channels_last, bf16, widths, (batch, patch) or None for the command line's
 CONFIGS = [
@@ -41,7 +41,7 @@ def time_steps(channels_last: bool, bf16: bool, widths, steps: int, batch: int, 
     model = SlimCAE(PAPER_WIDTHS)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
-    opt = torch.optim.Adam(split_parameters(model)[0], lr=1e-4)
+    opt = torch.optim.Adam([p for n, p in model.named_parameters() if not is_aux(n)], lr=1e-4)
     x = torch.rand(batch, 3, patch, patch).contiguous(memory_format=fmt)
     times = []
     for i in range(steps + 1):

@@ -92,7 +92,7 @@ class SlimCAE(nn.Module):
         return y_hat
 
     def forward(self, x: Tensor, width: int) -> dict:
-        """Training pass: noisy latents and their likelihoods.
+        """Training pass: likelihoods of noisy latents, and the synthesis of rounded ones.
 
         Returns:
             dict: ``{"x_hat": Tensor, "likelihoods": {"y": Tensor}}`` as in CompressAI.
@@ -102,8 +102,13 @@ class SlimCAE(nn.Module):
         # The density model runs in fp32 even under bf16 autocast: its
         # likelihoods need more than bf16's 8 bits of mantissa.
         with torch.autocast(device_type=y.device.type, enabled=False):
-            y_hat, likelihoods = bottleneck(y.float())
-        x_hat = self.synthesis(y_hat.to(y.dtype), width)
+            y = y.float()
+            _, likelihoods = bottleneck(y)
+            # Mixed quantization: the rate sees noise (in training), the synthesis
+            # always sees the grid the decoder will see, with a straight-through gradient.
+            medians = bottleneck._get_medians().detach()
+            y_hat = y + (torch.round(y - medians) + medians - y).detach()
+        x_hat = self.synthesis(y_hat, width)
         return {"x_hat": x_hat, "likelihoods": {"y": likelihoods}}
 
     def aux_loss(self) -> Tensor:

@@ -1,18 +1,27 @@
-"""Range coding of integer latent symbols with constriction (the only module importing it).
+"""Range coding of integer symbols with constriction (the only module importing it).
 
-Layout of the coded words (also in formats/SPEC.md, "Payload"): first every
-symbol, channel by channel in raster order, each as its table index or the
-escape index; then, for each escaped symbol in the same order, its side of
-the table, the bit length of its distance from the table, and those bits.
-Escapes make every integer codable exactly: nothing is ever clamped.
+Symbols are coded against *rows*: integer distributions (``offsets[r]``, ``counts[r]``,
+``lengths[r]``, the last used entry of a row is the escape), and an index array says
+which row each symbol uses — for the factorized prior a symbol's channel, for the
+hyperprior the Gaussian table chosen from the scale. :class:`Encoder` and
+:class:`Decoder` live across calls, so a decoder can read z, let the hyper-synthesis
+choose y's rows, then read y from the same stream.
+
+Layout of one ``encode`` call's words (also in formats/SPEC.md, "Payload"): the
+symbols grouped by row, rows in increasing order, each group in the symbols' order
+(so with one row per channel: channel by channel in raster order), each as its row
+entry or the row's escape; then, for each escaped symbol in the same order, its side
+of the row, the bit length of its distance from the row, and those bits. Escapes make
+every integer codable exactly: nothing is ever clamped.
 """
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import constriction
 import numpy as np
 
-from slimcodec.entropy import EntropyTable
 from slimcodec.errors import SlimFormatError
 
 _queue = constriction.stream.queue
@@ -24,11 +33,12 @@ _SIDE = _model.Uniform(2)
 _NUM_BITS = _model.Uniform(32)
 
 
-def _channel_models(table: EntropyTable) -> list:
-    return [
-        _model.Categorical(table.counts[c, :n].astype(np.float64), perfect=False)
-        for c, n in enumerate(table.lengths)
-    ]
+class Rows(Protocol):
+    """Integer distributions indexed by row (``EntropyTable``, ``GaussianTables``)."""
+
+    offsets: np.ndarray
+    counts: np.ndarray
+    lengths: np.ndarray
 
 
 def _pieces(num_bits: int) -> list[int]:
@@ -37,79 +47,158 @@ def _pieces(num_bits: int) -> list[int]:
     return ([head] if head else []) + [_PIECE_BITS] * (num_bits // _PIECE_BITS)
 
 
-def encode_symbols(q: np.ndarray, table: EntropyTable) -> np.ndarray:
-    """Range-code integer symbols ``q`` (``[C, H, W]``) with ``table``.
+class _Models:
+    """constriction models of a table's rows, built on first use."""
+
+    def __init__(self, rows: Rows):
+        self.rows = rows
+        self._models: dict[int, object] = {}
+
+    def __getitem__(self, r: int):
+        if r not in self._models:
+            n = int(self.rows.lengths[r])
+            self._models[r] = _model.Categorical(self.rows.counts[r, :n].astype(np.float64), perfect=False)
+        return self._models[r]
+
+
+def _groups(indexes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Coding order (positions grouped by row, stable), the rows present and their group sizes."""
+    order = np.argsort(indexes, kind="stable")
+    rows, counts = np.unique(indexes[order], return_counts=True)
+    return order, rows, counts
+
+
+class Encoder:
+    """A range encoder whose ``encode`` calls append to one stream."""
+
+    def __init__(self) -> None:
+        self._encoder = _queue.RangeEncoder()
+
+    def encode(self, symbols: np.ndarray, indexes: np.ndarray, rows: Rows) -> None:
+        """Code integer ``symbols``, each with the row ``indexes`` names (same shape)."""
+        q = np.asarray(symbols).reshape(-1).astype(np.int64)
+        idx = np.asarray(indexes).reshape(-1).astype(np.int64)
+        if q.shape != idx.shape:
+            raise ValueError(f"{q.size} symbols but {idx.size} indexes")
+        if q.size and (idx.min() < 0 or idx.max() >= len(rows.lengths)):
+            raise ValueError("row index out of range")
+        models = _Models(rows)
+        order, present, sizes = _groups(idx)
+        q, idx = q[order], idx[order]
+        entry = q - rows.offsets[idx].astype(np.int64)
+        escape = rows.lengths[idx].astype(np.int64) - 1
+        outside = (entry < 0) | (entry >= escape)
+        entry = np.where(outside, escape, entry).astype(np.int32)
+        start = 0
+        for r, n in zip(present.tolist(), sizes.tolist()):
+            self._encoder.encode(entry[start : start + n], models[r])
+            start += n
+        for value, r in zip(q[outside].tolist(), idx[outside].tolist()):
+            offset, length = int(rows.offsets[r]), int(rows.lengths[r])
+            below = value < offset
+            m = offset - 1 - value if below else value - (offset + length - 1)
+            num_bits = (m + 1).bit_length() - 1
+            if num_bits > MAX_ESCAPE_BITS:
+                raise ValueError(f"latent value {value} is too large to code")
+            self._encoder.encode(int(below), _SIDE)
+            self._encoder.encode(num_bits, _NUM_BITS)
+            rest, shift = m + 1 - (1 << num_bits), num_bits
+            for bits in _pieces(num_bits):
+                shift -= bits
+                self._encoder.encode((rest >> shift) & ((1 << bits) - 1), _model.Uniform(1 << bits))
+
+    def words(self) -> np.ndarray:
+        """The compressed words so far, as little-endian ``uint32`` (``"<u4"``)."""
+        return self._encoder.get_compressed().astype("<u4")
+
+
+class Decoder:
+    """A range decoder over a payload's words; ``decode`` calls read in encoding order.
+
+    Errors of the underlying coder (corrupt data) become :class:`SlimFormatError`.
+    """
+
+    def __init__(self, words: np.ndarray):
+        try:
+            self._decoder = _queue.RangeDecoder(np.asarray(words, dtype="<u4").astype(np.uint32))
+        except Exception as exc:
+            raise SlimFormatError(f"corrupt payload ({exc})") from exc
+
+    def decode(self, indexes: np.ndarray, rows: Rows) -> np.ndarray:
+        """Integer symbols (int32, shaped like ``indexes``), one per row index."""
+        try:
+            return self._decode(indexes, rows)
+        except SlimFormatError:
+            raise
+        except Exception as exc:  # constriction reports invalid data with various types
+            raise SlimFormatError(f"corrupt payload ({exc})") from exc
+
+    def _decode(self, indexes: np.ndarray, rows: Rows) -> np.ndarray:
+        shape = np.shape(indexes)
+        idx = np.asarray(indexes).reshape(-1).astype(np.int64)
+        models = _Models(rows)
+        order, present, sizes = _groups(idx)
+        entry = np.empty(idx.size, np.int64)
+        start = 0
+        for r, n in zip(present.tolist(), sizes.tolist()):
+            entry[start : start + n] = self._decoder.decode(models[r], n)
+            start += n
+        idx = idx[order]
+        q = entry + rows.offsets[idx].astype(np.int64)
+        for i in np.flatnonzero(entry == rows.lengths[idx].astype(np.int64) - 1).tolist():
+            offset, length = int(rows.offsets[idx[i]]), int(rows.lengths[idx[i]])
+            below = int(self._decoder.decode(_SIDE))
+            num_bits = int(self._decoder.decode(_NUM_BITS))
+            if num_bits > MAX_ESCAPE_BITS:
+                raise SlimFormatError("corrupt payload (escape value out of range)")
+            m = 1
+            for bits in _pieces(num_bits):
+                m = (m << bits) | int(self._decoder.decode(_model.Uniform(1 << bits)))
+            m -= 1
+            value = offset - 1 - m if below else offset + length - 1 + m
+            if not -(2**31) <= value < 2**31:
+                raise SlimFormatError("corrupt payload (escape value out of range)")
+            q[i] = value
+        out = np.empty(idx.size, np.int32)
+        out[order] = q
+        return out.reshape(shape)
+
+    def finish(self) -> None:
+        """Raise :class:`SlimFormatError` unless every word has been read."""
+        try:
+            exhausted = self._decoder.maybe_exhausted()
+        except Exception as exc:
+            raise SlimFormatError(f"corrupt payload ({exc})") from exc
+        if not exhausted:
+            raise SlimFormatError("corrupt payload (data left after the last symbol)")
+
+
+def channel_indexes(shape: tuple[int, ...]) -> np.ndarray:
+    """Row indexes of a factorized latent ``[C, H, W]``: each symbol's channel."""
+    c = shape[0]
+    return np.broadcast_to(np.arange(c, dtype=np.int32).reshape(c, *([1] * (len(shape) - 1))), shape)
+
+
+def encode_symbols(q: np.ndarray, table) -> np.ndarray:
+    """Range-code a factorized latent's symbols ``q`` (``[C, H, W]``) with its ``EntropyTable``.
 
     Returns:
         np.ndarray: the compressed words as little-endian ``uint32`` (``"<u4"``).
     """
     if q.ndim != 3 or q.shape[0] != table.channels:
         raise ValueError(f"symbols of shape {q.shape} do not match a {table.channels}-channel table")
-    encoder = _queue.RangeEncoder()
-    escapes: list[tuple[int, int]] = []  # (channel, symbol value), in coding order
-    models = _channel_models(table)
-    for c in range(q.shape[0]):
-        index = q[c].reshape(-1).astype(np.int64) - int(table.offsets[c])
-        escape = int(table.lengths[c]) - 1
-        outside = (index < 0) | (index >= escape)
-        if outside.any():
-            escapes += [(c, int(v)) for v in q[c].reshape(-1)[outside]]
-            index = np.where(outside, escape, index)
-        encoder.encode(index.astype(np.int32), models[c])
-    for c, value in escapes:
-        below = value < int(table.offsets[c])
-        m = int(table.offsets[c]) - 1 - value if below else value - (int(table.offsets[c]) + int(table.lengths[c]) - 1)
-        num_bits = (m + 1).bit_length() - 1
-        if num_bits > MAX_ESCAPE_BITS:
-            raise ValueError(f"latent value {value} is too large to code")
-        encoder.encode(int(below), _SIDE)
-        encoder.encode(num_bits, _NUM_BITS)
-        rest, shift = m + 1 - (1 << num_bits), num_bits
-        for bits in _pieces(num_bits):
-            shift -= bits
-            encoder.encode((rest >> shift) & ((1 << bits) - 1), _model.Uniform(1 << bits))
-    return encoder.get_compressed().astype("<u4")
+    encoder = Encoder()
+    encoder.encode(q, channel_indexes(q.shape), table)
+    return encoder.words()
 
 
-def decode_symbols(words: np.ndarray, table: EntropyTable, height: int, width: int) -> np.ndarray:
+def decode_symbols(words: np.ndarray, table, height: int, width: int) -> np.ndarray:
     """Inverse of :func:`encode_symbols`: integer symbols shaped ``[C, height, width]``.
 
     Raises:
         SlimFormatError: the words do not decode to exactly this many symbols.
     """
-    try:
-        decoder = _queue.RangeDecoder(np.asarray(words, dtype="<u4").astype(np.uint32))
-        models = _channel_models(table)
-        count = height * width
-        q = np.empty((table.channels, count), dtype=np.int32)
-        escaped: list[tuple[int, np.ndarray]] = []  # (channel, positions): arrays, not one object each
-        for c in range(table.channels):
-            index = decoder.decode(models[c], count).astype(np.int64)
-            escape = int(table.lengths[c]) - 1
-            q[c] = index + int(table.offsets[c])
-            positions = np.flatnonzero(index == escape)
-            if positions.size:
-                escaped.append((c, positions))
-        for c, positions in escaped:
-            offset, length = int(table.offsets[c]), int(table.lengths[c])
-            for i in positions.tolist():
-                below = int(decoder.decode(_SIDE))
-                num_bits = int(decoder.decode(_NUM_BITS))
-                if num_bits > MAX_ESCAPE_BITS:
-                    raise SlimFormatError("corrupt payload (escape value out of range)")
-                m = 1
-                for bits in _pieces(num_bits):
-                    m = (m << bits) | int(decoder.decode(_model.Uniform(1 << bits)))
-                m -= 1
-                value = offset - 1 - m if below else offset + length - 1 + m
-                if not -(2**31) <= value < 2**31:
-                    raise SlimFormatError("corrupt payload (escape value out of range)")
-                q[c, i] = value
-        exhausted = decoder.maybe_exhausted()
-    except SlimFormatError:
-        raise
-    except Exception as exc:  # constriction reports invalid data with various types
-        raise SlimFormatError(f"corrupt payload ({exc})") from exc
-    if not exhausted:
-        raise SlimFormatError("corrupt payload (data left after the last symbol)")
-    return q.reshape(table.channels, height, width)
+    decoder = Decoder(words)
+    q = decoder.decode(channel_indexes((table.channels, height, width)), table)
+    decoder.finish()
+    return q

@@ -19,7 +19,7 @@ README = ROOT / "README.md"
 # (so that an example cannot silently vanish). The codec's and the plugin's use the shipped weights.
 DOCTESTED = {
     "slimcodec.codec": 4,
-    "slimcodec.entropy": 1,
+    "slimcodec.entropy.tables": 1,
     "slimcodec.files": 7,
     "slimcodec.metrics": 2,
     "slimcodec.formats.slimfile": 6,

@@ -1,4 +1,4 @@
-"""Training mechanics on a tiny model: exact resume, export, λ-scheduling (no real training)."""
+"""Training mechanics on tiny models: exact resume, EMA, lr schedule, export, training state."""
 
 from __future__ import annotations
 
@@ -11,88 +11,132 @@ from conftest import gradient_image
 from PIL import Image
 
 from slimcodec import codec
-from slimcodec.train import main
+from slimcodec.tools.train import lr_at, main
 from slimcodec.weights import load_weights
 
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory) -> tuple[Path, Path]:
-    """A training folder of six 40×32 pictures and a validation folder of two."""
+    """A training folder of six 72×64 pictures and a validation folder of two."""
     root = tmp_path_factory.mktemp("data")
     rng = np.random.default_rng(0)
     for name, count in (("train", 6), ("val", 2)):
         (root / name).mkdir()
         for i in range(count):
-            base = np.asarray(gradient_image(40, 32)).astype(int)
+            base = np.asarray(gradient_image(72, 64)).astype(int)
             noisy = np.clip(base + rng.integers(-30, 31, base.shape), 0, 255).astype(np.uint8)
             Image.fromarray(noisy).save(root / name / f"{i}.png")
     return root / "train", root / "val"
 
 
-def run(folders, checkpoint: Path, *extra) -> None:
+def run(folders, checkpoint: Path, *extra, arch: str = "factorized") -> None:
     train, val = folders
-    args = ["--data", str(train), "--val", str(val), "--checkpoint", str(checkpoint), "--init", "none",
-            "--widths", "8", "4", "--batch-size", "2", "--patch-size", "16", "--threads", "1",
-            "--no-bf16", "--lr", "1e-3", "--log-every", "1", "--checkpoint-every", "1", "--val-every", "3",
-            *map(str, extra)]
+    args = ["--arch", arch, "--data", str(train), "--val", str(val), "--checkpoint", str(checkpoint),
+            "--init", "none", "--widths", "8", "4", "--lambdas", "0.02", "0.005", "--batch-size", "2",
+            "--patch-size", "64", "--threads", "1", "--no-bf16", "--lr", "1e-3", "--warmup-steps", "2",
+            "--log-every", "1", "--checkpoint-every", "1", "--val-every", "3", *map(str, extra)]
     assert main(args) == 0
 
 
-def model_state(checkpoint: Path) -> dict:
-    return torch.load(checkpoint, weights_only=False)
+def state(checkpoint: Path) -> dict:
+    return torch.load(checkpoint, weights_only=True)
 
 
-def test_resume_continues_exactly_where_an_uninterrupted_run_would_be(folders, tmp_path):
-    run(folders, tmp_path / "straight.pt", "--steps", 6)
-    run(folders, tmp_path / "resumed.pt", "--steps", 2)
-    run(folders, tmp_path / "resumed.pt", "--steps", 6)
-    a, b = model_state(tmp_path / "straight.pt"), model_state(tmp_path / "resumed.pt")
-    assert a["step"] == b["step"] == 6
-    assert a["model"].keys() == b["model"].keys()
-    for key in a["model"]:
-        assert torch.equal(a["model"][key], b["model"][key]), key
+@pytest.mark.parametrize("arch", ["factorized", "hyperprior"])
+def test_resume_continues_exactly_where_an_uninterrupted_run_would_be(folders, tmp_path, arch):
+    run(folders, tmp_path / "straight.pt", "--steps", 4, arch=arch)
+    run(folders, tmp_path / "resumed.pt", "--steps", 2, arch=arch)
+    run(folders, tmp_path / "resumed.pt", "--steps", 4, arch=arch)
+    a, b = state(tmp_path / "straight.pt"), state(tmp_path / "resumed.pt")
+    assert a["step"] == b["step"] == 4 and a["architecture"] == f"slimcae-{arch}"
+    for part in ("model", "ema"):
+        assert a[part].keys() == b[part].keys()
+        for key in a[part]:
+            assert torch.equal(a[part][key], b[part][key]), (part, key)
     assert torch.equal(a["sampler_rng"], b["sampler_rng"])
 
 
-def test_export_writes_weights_that_code_images(folders, tmp_path, capsys):
+def test_the_ema_lags_the_trained_weights(folders, tmp_path):
+    run(folders, tmp_path / "ck.pt", "--steps", 3, "--ema-decay", 0.9)
+    s = state(tmp_path / "ck.pt")
+    key = "g_a.0.weight"
+    assert not torch.equal(s["ema"][key], s["model"][key])
+
+
+def test_a_checkpoint_of_another_architecture_is_refused(folders, tmp_path):
+    run(folders, tmp_path / "ck.pt", "--steps", 1)
+    with pytest.raises(SystemExit, match="not a hyperprior training state"):
+        run(folders, tmp_path / "ck.pt", "--steps", 2, arch="hyperprior")
+
+
+def test_lr_warms_up_stays_constant_then_decays_to_a_tenth():
+    assert lr_at(0, 1.0, 0, 0, warmup=4) == 0.25 and lr_at(3, 1.0, 0, 0, warmup=4) == 1.0
+    assert lr_at(12, 1.0, 0, 0, warmup=4, adam_start=10) == 0.75  # warm-up restarts with Adam
+    assert lr_at(500, 1.0, 1000, 2000) == 1.0
+    assert lr_at(1500, 1.0, 1000, 2000) == pytest.approx(0.55)
+    assert lr_at(2000, 1.0, 1000, 2000) == pytest.approx(0.1) == lr_at(9000, 1.0, 1000, 2000)
+
+
+def test_export_writes_factorized_weights_that_code_images(folders, tmp_path, capsys):
     run(folders, tmp_path / "ck.pt", "--steps", 2, "--export", tmp_path / "out.pt")
-    out = capsys.readouterr().out
     weights = load_weights(tmp_path / "out.pt")
-    assert f"weights id {weights.weights_id.hex()}" in out
+    assert f"weights id {weights.weights_id.hex()}" in capsys.readouterr().out
     assert weights.widths == (8, 4) and weights.meta["steps"] == 2
-    assert set(weights.meta["lambdas"]) == {"8", "4"}
     image = gradient_image(24, 20)
     assert codec.decode(codec.encode(image, 4, weights=weights), weights=weights).size == (24, 20)
 
 
-def test_warm_start_continues_the_weights_step_count_and_lambdas(folders, tmp_path, capsys):
-    run(folders, tmp_path / "first.pt", "--steps", 2, "--lambdas", 0.02, 0.005, "--export", tmp_path / "w.pt")
-    run(folders, tmp_path / "second.pt", "--init", tmp_path / "w.pt", "--steps", 4)
+def test_a_training_state_continues_its_step_count_lambdas_and_weights(folders, tmp_path, capsys):
+    run(folders, tmp_path / "first.pt", "--steps", 2, "--save-state", tmp_path / "state.pt", arch="hyperprior")
+    saved = state(tmp_path / "state.pt")
+    assert saved["format"] == "slimcodec-ema-state" and saved["ema"]["g_a.0.weight"].dtype == torch.float16
+    run(folders, tmp_path / "second.pt", "--init", tmp_path / "state.pt", "--steps", 3, arch="hyperprior")
     assert "(step 2)" in capsys.readouterr().out
-    state = model_state(tmp_path / "second.pt")
-    assert state["step"] == 4  # two more steps, not four from zero
-    assert {int(k): v for k, v in state["lambdas"].items()} == {8: 0.02, 4: 0.005}
+    assert state(tmp_path / "second.pt")["step"] == 3  # one more step, not three from zero
 
 
-def test_training_logs_loss_rate_and_quality_per_width_and_validates(folders, tmp_path, capsys):
-    run(folders, tmp_path / "ck.pt", "--steps", 3)
+def test_training_logs_rate_and_quality_per_width_and_validates_the_ema(folders, tmp_path, capsys):
+    run(folders, tmp_path / "ck.pt", "--steps", 3, "--curve", tmp_path / "curve.jsonl", arch="hyperprior")
     out = capsys.readouterr().out
     assert "step 3 " in out and "| w8: " in out and "bpp" in out and "dB" in out
-    assert "val step 3 " in out
-
-
-def test_paper_schedule_reduces_narrow_lambdas_or_undoes_the_trial(folders, tmp_path, capsys):
-    run(folders, tmp_path / "ck.pt", "--schedule", "paper", "--stage1-steps", 2, "--trial-steps", 1,
-        "--max-reductions", 2, "--steps", 8)
-    state = model_state(tmp_path / "ck.pt")
-    lambdas = {int(k): v for k, v in state["lambdas"].items()}
-    assert lambdas[8] == pytest.approx(4000 / 255**2)  # the widest keeps stage 1's λ
-    assert lambdas[4] <= lambdas[8]  # a narrower width's λ is only ever reduced
-    assert state["schedule"]["pair"] >= 1  # the slope search went through the pair
+    assert "val step 3 (EMA" in out
+    assert len((tmp_path / "curve.jsonl").read_text().splitlines()) == 2  # step 0 and step 3
 
 
 def test_time_limit_stops_without_a_step_limit(folders, tmp_path, capsys):
     run(folders, tmp_path / "ck.pt", "--time-limit-min", 0.002)  # about 0.1 s, no --steps
-    out = capsys.readouterr().out
-    assert "stopped (time limit, SIGTERM or Ctrl-C)" in out
+    assert "stopped (time limit, SIGTERM or Ctrl-C)" in capsys.readouterr().out
     assert (tmp_path / "ck.pt").exists()
+
+
+def test_gpu_script_trains_and_returns_the_state_in_pieces(folders, tmp_path):
+    """scripts/gpu-train.sh on the CPU with a tiny model (the install step needs the device)."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {**os.environ, "OUT": str(out), "DEVICE": "cpu", "PYTHON": sys.executable, "SKIP_INSTALL": "1",
+           "DATA": str(folders[0]), "INIT": "none", "BATCH": "2", "CHECKPOINT": str(tmp_path / "ck.pt")}
+    script = Path(__file__).resolve().parents[1] / "scripts" / "gpu-train.sh"
+    done = subprocess.run(["bash", str(script), "--widths", "8", "4", "--patch-size", "64", "--steps", "2",
+                    "--threads", "1"], env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    pieces = sorted(out.glob("state.pt.part-*"))
+    assert pieces and (out / "train.log").exists()
+    joined = tmp_path / "state.pt"
+    joined.write_bytes(b"".join(p.read_bytes() for p in pieces))
+    assert state(joined)["step"] == 2 and state(joined)["architecture"] == "slimcae-hyperprior"
+
+
+def test_bf16_is_chosen_only_where_the_cpu_computes_it_natively(monkeypatch, tmp_path):
+    from slimcodec.tools import train
+
+    fake = tmp_path / "cpuinfo"
+    fake.write_text("flags : fpu avx2 fma\n")
+    real_path = train.Path
+    monkeypatch.setattr(train, "Path", lambda p: fake if p == "/proc/cpuinfo" else real_path(p))
+    assert train.cpu_has_fast_bf16() is False
+    fake.write_text("flags : fpu avx2 avx512f avx512_bf16\n")
+    assert train.cpu_has_fast_bf16() is True

@@ -28,6 +28,19 @@ PRECISION_BITS = 16  # the tables' counts sum to 2**PRECISION_BITS per channel
 MAX_LATENT_SCALE = 0xFFFF  # just under 16: the header field is a u16
 
 
+def check_rows(offsets: np.ndarray, counts: np.ndarray, lengths: np.ndarray, what: str) -> None:
+    """Raise ``ValueError`` unless ``counts[r, :lengths[r]]`` are positive, sum to the precision,
+    and are followed by zeros, for every row ``r``."""
+    n = counts.shape[0]
+    if offsets.shape != (n,) or lengths.shape != (n,):
+        raise ValueError(f"{what} arrays disagree on the row count")
+    if (lengths < 2).any() or (lengths > counts.shape[1]).any():
+        raise ValueError(f"{what} lengths out of range")
+    for row, used in zip(counts, lengths):
+        if (row[:used] <= 0).any() or (row[used:] != 0).any() or row.sum() != 1 << PRECISION_BITS:
+            raise ValueError(f"{what} counts are not a valid distribution")
+
+
 @dataclass(frozen=True)
 class EntropyTable:
     """Per-channel discrete distributions of one width's latents.
@@ -51,14 +64,7 @@ class EntropyTable:
 
     def validate(self) -> None:
         """Raise ``ValueError`` unless the arrays are consistent and every count is usable."""
-        c = self.channels
-        if self.offsets.shape != (c,) or self.lengths.shape != (c,) or self.counts.shape[0] != c:
-            raise ValueError("entropy table arrays disagree on the channel count")
-        if (self.lengths < 2).any() or (self.lengths > self.counts.shape[1]).any():
-            raise ValueError("entropy table lengths out of range")
-        for row, n in zip(self.counts, self.lengths):
-            if (row[:n] <= 0).any() or (row[n:] != 0).any() or row.sum() != 1 << PRECISION_BITS:
-                raise ValueError("entropy table counts are not a valid distribution")
+        check_rows(self.offsets, self.counts, self.lengths, "entropy table")
 
     def to_tensors(self) -> dict:
         """The table as a dict of tensors, for the weights file."""

@@ -1,0 +1,231 @@
+"""The hyperprior's entropy model: zero-mean Gaussian tables and an exact table choice.
+
+A y symbol is ``q = round(s · (y − μ))`` (``s`` the latent scale, 1 by default), coded
+with one of ``L`` integer tables: the discretized zero-mean Gaussian of a scale from a
+log-spaced scale table. Which table is chosen from the hyper-synthesis' scale output σ:
+the index of the first table scale at or above ``σ · s``. A one-ulp difference there
+would change the table and desynchronize the range decoder, so σ is computed by an
+integer-exact network (Ballé, Johnston and Minnen, ICLR 2019): weights and activations in
+fixed point, sums of integer products that are exact in float64 (every partial sum stays
+below 2**53, checked when the weights are built), so any BLAS, thread count or summation
+order gives the same integers. μ stays float: it moves values, not tables.
+
+Fixed point (``FixedPointHyperSynthesis``): a weight ``w`` is ``round(w · 2**WEIGHT_BITS)``,
+an activation ``a`` is ``round(a · 2**ACT_BITS)`` clamped to ``[0, ACT_MAX]``. A layer's
+accumulator ``Σ w·a + b`` is in units of ``2**-(WEIGHT_BITS + ACT_BITS)``; ReLU and
+rescaling give the next activation ``clamp(floor((acc + 2**(WEIGHT_BITS-1)) / 2**WEIGHT_BITS),
+0, ACT_MAX)``. The scale head's accumulator is compared, as an integer, with the table's
+thresholds in the same units.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from slimcodec.entropy.tables import PRECISION_BITS, SCALE_ONE, check_rows
+
+SCALE_MIN = 0.11  # the model's lower bound on σ
+SCALE_MAX = 256.0
+SCALE_LEVELS = 64
+TAIL_MASS = 1e-9  # mass left outside a table's support, coded through the escape
+WEIGHT_BITS = 16
+ACT_BITS = 12
+ACT_MAX = (1 << 24) - 1  # activations (and inputs) are clamped to this magnitude
+ACC_LIMIT = 1 << 53  # exact-integer range of float64
+SCALE_ACC_MAX = 1 << 40  # the scale accumulator is clamped here before the latent scale multiplies it
+
+
+def scale_table(levels: int = SCALE_LEVELS, low: float = SCALE_MIN, high: float = SCALE_MAX) -> np.ndarray:
+    """Log-spaced table scales from ``low`` to ``high`` (CompressAI's ``get_scale_table``)."""
+    return np.exp(np.linspace(math.log(low), math.log(high), levels))
+
+
+def _normal_cdf(x: np.ndarray) -> np.ndarray:
+    return 0.5 * np.vectorize(math.erfc)(-x / math.sqrt(2))
+
+
+@dataclass(frozen=True)
+class GaussianTables:
+    """Integer tables of zero-mean discretized Gaussians, one per table scale.
+
+    Attributes:
+        scales (np.ndarray): float64 ``[L]``, the table scales (informative; never used to decode).
+        thresholds (np.ndarray): int64 ``[L]``, ``ceil(scale · 2**(WEIGHT_BITS + ACT_BITS))``:
+            a symbol whose scale accumulator times the latent scale is at most
+            ``thresholds[i] · SCALE_ONE`` uses table ``i`` or a smaller one.
+        offsets (np.ndarray): int32 ``[L]``, symbol value of table entry 0 (``−K``).
+        counts (np.ndarray): int32 ``[L, N]``: ``lengths[i]`` positive counts (the last is the
+            escape) summing to ``2**PRECISION_BITS``, then zeros.
+        lengths (np.ndarray): int32 ``[L]``.
+    """
+
+    scales: np.ndarray
+    thresholds: np.ndarray
+    offsets: np.ndarray
+    counts: np.ndarray
+    lengths: np.ndarray
+
+    @property
+    def levels(self) -> int:
+        return int(self.thresholds.shape[0])
+
+    @classmethod
+    def build(cls, scales: np.ndarray | None = None) -> "GaussianTables":
+        """Discretize each Gaussian over ``[−K, K]`` with ``K = ceil(tail · σ)`` (floats; built once)."""
+        scales = scale_table() if scales is None else np.asarray(scales, np.float64)
+        tail = -_normal_cdf_inverse(TAIL_MASS / 2)
+        total = 1 << PRECISION_BITS
+        rows, offsets = [], []
+        for s in scales:
+            k = max(1, int(math.ceil(tail * s)))
+            q = np.arange(-k, k + 1, dtype=np.float64)
+            pmf = _normal_cdf((q + 0.5) / s) - _normal_cdf((q - 0.5) / s)
+            escape = 1
+            counts = 1 + np.floor(pmf * (total - escape - len(q))).astype(np.int64)
+            counts[k] += total - escape - int(counts.sum())  # the remainder goes to the mode
+            rows.append(np.append(counts, escape))
+            offsets.append(-k)
+        width = max(len(r) for r in rows)
+        table = np.zeros((len(rows), width), np.int32)
+        for i, r in enumerate(rows):
+            table[i, : len(r)] = r
+        thresholds = np.ceil(scales * (1 << (WEIGHT_BITS + ACT_BITS))).astype(np.int64)
+        built = cls(scales, thresholds, np.asarray(offsets, np.int32), table,
+                    np.asarray([len(r) for r in rows], np.int32))
+        built.validate()
+        return built
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` unless the arrays are consistent and every count is usable."""
+        if self.thresholds.shape != self.offsets.shape:
+            raise ValueError("Gaussian table arrays disagree on the level count")
+        if (np.diff(self.thresholds) <= 0).any() or self.thresholds[0] <= 0:
+            raise ValueError("Gaussian table thresholds are not increasing")
+        check_rows(self.offsets, self.counts, self.lengths, "Gaussian table")
+
+    def indexes(self, scale_acc: np.ndarray, latent_scale: int = SCALE_ONE) -> np.ndarray:
+        """Table index per symbol from the scale head's integer accumulator (exact).
+
+        Args:
+            scale_acc: the accumulators (integers, as int64 or exact float64).
+            latent_scale: the latent scale in 1/SCALE_ONE units (σ grows with it).
+        """
+        acc = np.clip(np.asarray(scale_acc, np.float64), 0, SCALE_ACC_MAX).astype(np.int64)
+        scaled = acc * np.int64(latent_scale)
+        index = np.searchsorted(self.thresholds * np.int64(SCALE_ONE), scaled, side="left")
+        return np.minimum(index, self.levels - 1).astype(np.int32)
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return {"scales": self.scales, "thresholds": self.thresholds, "offsets": self.offsets,
+                "counts": self.counts, "lengths": self.lengths}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict) -> "GaussianTables":
+        table = cls(
+            scales=np.asarray(arrays["scales"], np.float64),
+            thresholds=np.asarray(arrays["thresholds"], np.int64),
+            offsets=np.asarray(arrays["offsets"], np.int32),
+            counts=np.asarray(arrays["counts"], np.int32),
+            lengths=np.asarray(arrays["lengths"], np.int32),
+        )
+        table.validate()
+        return table
+
+
+def _normal_cdf_inverse(p: float) -> float:
+    """Φ⁻¹(p) by bisection on ``math.erfc`` (only used to size the tables)."""
+    lo, hi = -40.0, 40.0
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        if 0.5 * math.erfc(-mid / math.sqrt(2)) < p:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+@dataclass(frozen=True)
+class FixedPointLayer:
+    """One convolution in fixed point: integer weights ``[out, in, k, k]`` (correlation form)."""
+
+    weight: np.ndarray  # float64 holding integers, [out, in, k, k]
+    bias: np.ndarray  # float64 holding integers, [out], in accumulator units
+    stride: int  # 1 for a convolution, 2 for a transposed convolution (upsampling)
+    padding: int
+    output_padding: int = 0
+
+    @property
+    def transposed(self) -> bool:
+        return self.stride > 1
+
+
+@dataclass(frozen=True)
+class FixedPointHyperSynthesis:
+    """The trunk and scale head of h_s at one width, integer-exact.
+
+    ``layers`` are the trunk's transposed convolutions followed by the scale head.
+    """
+
+    layers: tuple[FixedPointLayer, ...]
+    z_offsets: np.ndarray  # int64 [C]: round(median · 2**ACT_BITS) of each z channel
+
+    def check_exact(self) -> None:
+        """Raise ``ValueError`` if some accumulator could leave float64's exact-integer range."""
+        for layer in self.layers:
+            bound = np.abs(layer.weight).reshape(layer.weight.shape[0], -1).sum(1) * ACT_MAX + np.abs(layer.bias)
+            if bound.max() >= ACC_LIMIT:
+                raise ValueError("fixed-point hyper-synthesis could overflow float64's exact range")
+
+    def input_activations(self, z_symbols: np.ndarray) -> np.ndarray:
+        """Fixed-point ẑ from z's integer symbols ``[C, h, w]``: ``q · 2**ACT_BITS + offset``."""
+        a = z_symbols.astype(np.int64) * (1 << ACT_BITS) + self.z_offsets[:, None, None]
+        return np.clip(a, -ACT_MAX, ACT_MAX).astype(np.float64)
+
+    def run(self, z_symbols: np.ndarray, conv=None) -> tuple[np.ndarray, np.ndarray]:
+        """Trunk activations (fixed point, float64 integers) and the scale accumulators.
+
+        Args:
+            z_symbols: int ``[C, h, w]``.
+            conv: the exact convolution to use (default :func:`conv_exact_numpy`); any
+                function computing exact integer sums gives identical results.
+
+        Returns:
+            (trunk ``[C', 4h, 4w]``, scale accumulators ``[C, 4h, 4w]``), both float64 integers.
+        """
+        conv = conv or conv_exact_numpy
+        a = self.input_activations(z_symbols)
+        *trunk, head = self.layers
+        for layer in trunk:
+            acc = conv(a, layer)
+            a = np.clip(np.floor((acc + (1 << (WEIGHT_BITS - 1))) / (1 << WEIGHT_BITS)), 0, ACT_MAX)
+        return a, conv(a, head)
+
+
+def conv_exact_numpy(a: np.ndarray, layer: FixedPointLayer, chunk: int = 4096) -> np.ndarray:
+    """``layer`` applied to ``a`` ``[C, H, W]`` by im2col and float64 matmul (exact on integers).
+
+    A transposed convolution is computed as a correlation over the zero-upsampled input
+    (``layer.weight`` is already in correlation form).
+    """
+    out_c, in_c, k, _ = layer.weight.shape
+    if layer.transposed:
+        s, p = layer.stride, layer.padding
+        c, h, w = a.shape
+        up = np.zeros((c, (h - 1) * s + 1, (w - 1) * s + 1), np.float64)
+        up[:, ::s, ::s] = a
+        lo, hi = k - 1 - p, k - 1 - p + layer.output_padding
+        a = np.pad(up, ((0, 0), (lo, hi), (lo, hi)))
+    else:
+        p = layer.padding
+        a = np.pad(a, ((0, 0), (p, p), (p, p)))
+    windows = np.lib.stride_tricks.sliding_window_view(a, (k, k), axis=(1, 2))  # [C, H', W', k, k]
+    _, oh, ow = windows.shape[:3]
+    cols = windows.transpose(1, 2, 0, 3, 4).reshape(oh * ow, in_c * k * k)
+    kernel = layer.weight.reshape(out_c, -1).T
+    out = np.empty((oh * ow, out_c), np.float64)
+    for start in range(0, oh * ow, chunk):  # bounds the copy im2col makes
+        out[start : start + chunk] = np.ascontiguousarray(cols[start : start + chunk]) @ kernel
+    return (out + layer.bias).T.reshape(out_c, oh, ow)

@@ -1,0 +1,205 @@
+"""SlimCAE with a slimmable mean-scale hyperprior.
+
+The analysis and synthesis transforms are 0.1.0's SlimCAE (Yang et al., CVPR 2021);
+the hyperprior is Minnen, Ballé and Toderici 2018 without the autoregressive context,
+as in CompressAI's ``MeanScaleHyperprior``. Every hyper convolution is sliced from one
+set of full-width kernels like the main ones, so width ``w`` uses ``w`` channels of
+``y`` and of ``z``::
+
+    x ─g_a─► y ─h_a─► z ─Q─► ẑ ──(factorized, per width)
+                              │
+                      h_s trunk: deconv5↑2 ReLU deconv5↑2 ReLU
+                              ├─ scale head conv3 ─► σ  (index of an integer table)
+                              └─ mean head  conv3 ─► μ
+    ŷ = round(y − μ) + μ  ──(Gaussian(0, σ) ⊛ U(−½, ½) on round(y − μ))
+    x̂ ◄─g_s─ ŷ
+
+The scale and the mean have separate output heads so that slicing keeps each output
+channel's meaning at every width (one ``2w``-channel conv sliced at ``w`` would mix
+them). Training uses mixed quantization (Minnen & Singh 2020): noisy latents for the
+rate terms, straight-through rounding into ``h_s`` and ``g_s``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from slimcodec.layers import SlimConv2d, SlimConvTranspose2d
+from slimcodec.model import PAPER_WIDTHS, SlimCAE
+
+SCALE_BOUND = 0.11  # smallest σ (CompressAI's GaussianConditional default)
+LIKELIHOOD_BOUND = 1e-9
+DOWNSAMPLING = 64  # z is at 1/64 of the image side
+
+
+def hidden_width(width: int) -> int:
+    """Channels between h_s's second deconvolution and its heads (CompressAI: 3/2 of M)."""
+    return width * 3 // 2
+
+
+def ste_round(x: Tensor) -> Tensor:
+    """Round with a straight-through (identity) gradient."""
+    return x + (torch.round(x) - x).detach()
+
+
+def gaussian_likelihood(values: Tensor, scales: Tensor) -> Tensor:
+    """P(v) of a zero-mean Gaussian with scale σ convolved with U(−½, ½), lower-bounded.
+
+    Args:
+        values: ``y − μ`` (noisy in training, integers when coding).
+        scales: σ, bounded below by :data:`SCALE_BOUND`.
+    """
+    scales = scales.clamp_min(SCALE_BOUND)
+    v = values.abs()
+    # the upper tail form keeps precision far from the mean
+    upper = 0.5 * torch.erfc((v - 0.5) / (scales * math.sqrt(2)))
+    lower = 0.5 * torch.erfc((v + 0.5) / (scales * math.sqrt(2)))
+    return (upper - lower).clamp_min(LIKELIHOOD_BOUND)
+
+
+class SlimCAEHyperprior(SlimCAE):
+    """SlimCAE whose latents are coded with a slimmable mean-scale hyperprior.
+
+    ``entropy_bottleneck[str(w)]`` is z's factorized density at width ``w``.
+
+    Args:
+        widths (Iterable[int]): channel counts the network can run at.
+    """
+
+    def __init__(self, widths: Iterable[int] = PAPER_WIDTHS):
+        super().__init__(widths)
+        n = self.widths[0]
+        m = hidden_width(n)
+        self.h_a = nn.ModuleList(
+            [
+                SlimConv2d(n, n, 3, stride=1, padding=1),
+                SlimConv2d(n, n, 5, stride=2, padding=2),
+                SlimConv2d(n, n, 5, stride=2, padding=2),
+            ]
+        )
+        self.h_s = nn.ModuleList(
+            [
+                SlimConvTranspose2d(n, n, 5, stride=2, padding=2, output_padding=1),
+                SlimConvTranspose2d(n, m, 5, stride=2, padding=2, output_padding=1),
+            ]
+        )
+        self.h_s_scale = SlimConv2d(m, n, 3, stride=1, padding=1)
+        self.h_s_mean = SlimConv2d(m, n, 3, stride=1, padding=1)
+
+    def hyper_analysis(self, y: Tensor, width: int) -> Tensor:
+        """Map latents ``y`` (N×w×h×w') to hyper-latents ``z`` at a quarter of their side."""
+        for i, conv in enumerate(self.h_a):
+            y = conv(y, width)
+            if i < len(self.h_a) - 1:
+                y = F.relu(y)
+        return y
+
+    def hyper_synthesis(self, z_hat: Tensor, width: int) -> tuple[Tensor, Tensor]:
+        """Map quantized hyper-latents to ``(μ, σ_raw)`` of y (σ is bounded by the caller)."""
+        h = F.relu(self.h_s[0](z_hat, width))
+        h = F.relu(self.h_s[1](h, hidden_width(width)))
+        return self.h_s_mean(h, width), self.h_s_scale(h, width)
+
+    def z_medians(self, width: int) -> Tensor:
+        """z's quantization offsets (1×w×1×1): the medians of its factorized densities."""
+        return self.entropy_bottleneck[str(width)]._get_medians().detach()
+
+    def forward(self, x: Tensor, width: int) -> dict:
+        """Training pass with mixed quantization.
+
+        Returns:
+            dict: ``{"x_hat", "likelihoods": {"y", "z"}}``; likelihoods from noisy latents.
+        """
+        self.check_width(width)
+        y = self.analysis(x, width)
+        bottleneck = self.entropy_bottleneck[str(width)]
+        # The hyperprior runs in fp32 even under bf16 autocast: its likelihoods
+        # need more than bf16's 8 bits of mantissa, and it is cheap (1/16, 1/64).
+        with torch.autocast(device_type=y.device.type, enabled=False):
+            y = y.float()
+            z = self.hyper_analysis(y, width)
+            _, z_likelihoods = bottleneck(z, training=self.training)
+            medians = self.z_medians(width)
+            z_hat = ste_round(z - medians) + medians
+            mean, scale = self.hyper_synthesis(z_hat, width)
+            if self.training:
+                y_noisy = y + torch.empty_like(y).uniform_(-0.5, 0.5)
+                y_likelihoods = gaussian_likelihood(y_noisy - mean, scale)
+            else:
+                y_likelihoods = gaussian_likelihood(torch.round(y - mean), scale)
+            y_hat = ste_round(y - mean) + mean
+        x_hat = self.synthesis(y_hat, width)
+        return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
+
+    @torch.no_grad()
+    def start_heads_at(self, y: Tensor, width: int, weight_gain: float = 0.1) -> None:
+        """Start the heads near a per-channel Gaussian fit of latents ``y`` (N×w×h×w').
+
+        A fresh h_s predicts σ near zero and a warm-started y then costs several bits a
+        symbol; with the biases at each channel's mean and spread, and the heads' weights
+        shrunk by ``weight_gain``, training starts near the factorized prior's rate and
+        the hyperprior only has to learn what depends on z.
+        """
+        y = y.float()
+        self.h_s_mean.bias[:width] = y.mean((0, 2, 3))
+        self.h_s_scale.bias[:width] = y.std((0, 2, 3)).clamp_min(SCALE_BOUND)
+        self.h_s_mean.weight.mul_(weight_gain)
+        self.h_s_scale.weight.mul_(weight_gain)
+
+    @classmethod
+    def from_factorized(cls, factorized: SlimCAE) -> "SlimCAEHyperprior":
+        """A hyperprior model whose transforms (and GDNs) are ``factorized``'s; the rest is new."""
+        model = cls(factorized.widths)
+        transforms = {
+            k: v for k, v in factorized.state_dict_for_saving().items()
+            if not k.startswith("entropy_bottleneck.")
+        }
+        missing, unexpected = nn.Module.load_state_dict(model, transforms, strict=False)
+        new = ("h_a.", "h_s.", "h_s_scale.", "h_s_mean.", "entropy_bottleneck.")
+        if unexpected or any(not k.startswith(new) for k in missing):
+            raise ValueError(f"not a SlimCAE state dict: missing {missing}, unexpected {unexpected}")
+        return model
+
+
+def fixed_point_hyper_synthesis(model: SlimCAEHyperprior, width: int):
+    """The integer-exact trunk and scale head of ``model``'s h_s at ``width``.
+
+    Returns:
+        slimcodec.entropy.gaussian.FixedPointHyperSynthesis
+    """
+    import numpy as np
+
+    from slimcodec.entropy.gaussian import ACT_BITS, WEIGHT_BITS, FixedPointHyperSynthesis, FixedPointLayer
+
+    model.check_width(width)
+    acc_units = float(1 << (WEIGHT_BITS + ACT_BITS))
+
+    def fixed(weight: Tensor, bias: Tensor | None, out: int, **geometry) -> FixedPointLayer:
+        w = weight.detach().double().cpu()
+        b = torch.zeros(out, dtype=torch.float64) if bias is None else bias.detach().double().cpu()[:out]
+        return FixedPointLayer(
+            weight=np.round(w.numpy() * (1 << WEIGHT_BITS)), bias=np.round(b.numpy() * acc_units), **geometry
+        )
+
+    def transposed(conv: SlimConvTranspose2d, in_width: int, out_width: int) -> FixedPointLayer:
+        # ConvTranspose2d weights are [in, out, k, k]; the correlation form flips the kernel
+        w = conv.weight[:in_width, :out_width].transpose(0, 1).flip(2, 3)
+        return fixed(w, conv.bias, out_width, stride=conv.stride[0], padding=conv.padding[0],
+                     output_padding=conv.output_padding[0])
+
+    m = hidden_width(width)
+    head = model.h_s_scale
+    layers = (
+        transposed(model.h_s[0], width, width),
+        transposed(model.h_s[1], width, m),
+        fixed(head.weight[:width, :m], head.bias, width, stride=1, padding=head.padding[0]),
+    )
+    medians = model.z_medians(width).reshape(-1).double().cpu().numpy()
+    net = FixedPointHyperSynthesis(layers, np.round(medians * (1 << ACT_BITS)).astype(np.int64))
+    net.check_exact()
+    return net

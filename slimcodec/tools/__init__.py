@@ -1,0 +1,1 @@
+"""Programs built on the library (training, ...); the library never imports this package."""

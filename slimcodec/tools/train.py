@@ -1,0 +1,484 @@
+"""Train a SlimCAE (factorized or hyperprior): all widths every step, EMA, exact resume.
+
+The loss of one step is ``Σ_w λ_w · 255² · MSE_w + bpp_w`` over all widths on the same
+batch (pixels in [0, 1]; bpp counts y and, with the hyperprior, z), with mixed
+quantization (noisy latents for the rate, straight-through rounding into the
+synthesis), then one step of the z (or y) bottlenecks' auxiliary quantile loss. An
+exponential moving average (EMA) of the weights is validated and exported. The
+learning rate is one long schedule: constant, then a cosine decay between
+``--decay-start`` and ``--decay-end`` to a tenth, a pure function of the step, so a
+resumed run continues exactly (model, EMA, both Adam states, RNGs, step).
+
+Usage (one core, beside other work)::
+
+    taskset -c 0 python -m slimcodec.tools.train --arch hyperprior \\
+        --checkpoint ~/ckpt/hyperprior.pt --threads 1 --time-limit-min 150
+
+Without a checkpoint it warm-starts from the shipped factorized weights (the
+hyperprior keeps their transforms and GDNs and starts its hyper networks afresh).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from slimcodec.model import PAPER_WIDTHS, SlimCAE
+from slimcodec.models import ARCHITECTURES, architecture_of
+from slimcodec.models.hyperprior import SlimCAEHyperprior
+# imported now, not at export: a long run must not pick up source files edited meanwhile
+from slimcodec.weights import load_weights, save_weights
+
+ARCH_NAMES = {"factorized": "slimcae-factorized", "hyperprior": "slimcae-hyperprior"}
+CHECKPOINT_FORMAT = "slimcodec-training-state"
+STATE_FORMAT = "slimcodec-ema-state"
+# λ of the paper's code (2048 … 128 on MSE of [0, 1] pixels) in CompressAI's λ·255²·MSE convention
+PAPER_LAMBDAS = {w: lam / 255**2 for w, lam in zip(PAPER_WIDTHS, (2048, 1024, 512, 256, 128))}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+def find_images(folders: list[str]) -> list[Path]:
+    """All image files under ``folders``, sorted for reproducibility."""
+    paths: list[Path] = []
+    for folder in folders:
+        paths += [p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES]
+    return sorted(paths)
+
+
+def load_images(paths: list[Path], min_side: int) -> list[torch.Tensor]:
+    """Decode every image once into uint8 ``3×H×W`` tensors (skipping small ones)."""
+    from PIL import Image
+
+    images = []
+    for p in paths:
+        with Image.open(p) as im:
+            arr = np.asarray(im.convert("RGB"))
+        if min(arr.shape[:2]) >= min_side:
+            images.append(torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous())
+    return images
+
+
+class CropSampler:
+    """Random ``patch×patch`` crops with random flips from in-memory images."""
+
+    def __init__(self, images: list[torch.Tensor], patch: int, generator: torch.Generator):
+        if not images:
+            raise ValueError("no training images at least as large as the patch size")
+        self.images, self.patch, self.gen = images, patch, generator
+
+    def batch(self, size: int) -> torch.Tensor:
+        idx = torch.randint(len(self.images), (size,), generator=self.gen).tolist()
+        crops = []
+        for i in idx:
+            img = self.images[i]
+            _, h, w = img.shape
+            top = int(torch.randint(h - self.patch + 1, (1,), generator=self.gen))
+            left = int(torch.randint(w - self.patch + 1, (1,), generator=self.gen))
+            crop = img[:, top : top + self.patch, left : left + self.patch]
+            if torch.rand(1, generator=self.gen) < 0.5:
+                crop = crop.flip(2)
+            crops.append(crop)
+        return torch.stack(crops).float().div_(255.0)
+
+
+def is_aux(name: str) -> bool:
+    """Whether a parameter belongs to the auxiliary (quantile) loss."""
+    return name.endswith(".quantiles")
+
+
+def param_groups(model: SlimCAE, eb_lr_mult: float) -> list[dict]:
+    """Adam groups: transforms (incl. hyper networks), then the bottlenecks' densities."""
+    named = [(n, p) for n, p in model.named_parameters() if not is_aux(n)]
+    transforms = [p for n, p in named if not n.startswith("entropy_bottleneck.")]
+    densities = [p for n, p in named if n.startswith("entropy_bottleneck.")]
+    return [{"params": transforms, "lr_mult": 1.0}, {"params": densities, "lr_mult": eb_lr_mult}]
+
+
+def lr_at(step: int, lr: float, decay_start: int, decay_end: int, warmup: int = 0, adam_start: int = 0) -> float:
+    """The learning rate of ``step``: a linear warm-up, constant, then cosine down to ``lr / 10``.
+
+    The warm-up (``warmup`` steps from ``adam_start``, where the optimizer's moments
+    began) keeps fresh Adam moments from shaking warm-started weights.
+    """
+    if step - adam_start < warmup:
+        return lr * (step - adam_start + 1) / warmup
+    if not decay_end or step < decay_start:
+        return lr
+    t = min(1.0, (step - decay_start) / max(1, decay_end - decay_start))
+    return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+class EMA:
+    """Exponential moving average of a model's floating-point state (parameters and buffers)."""
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        self.decay = decay
+        self.state = {k: v.detach().clone().float() for k, v in model.state_dict().items() if v.is_floating_point()}
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module, step: int) -> None:
+        # warm-up: early averages do not drag in the warm-start's weights forever
+        d = min(self.decay, (1 + step) / (10 + step))
+        for k, v in model.state_dict().items():
+            if k in self.state:
+                self.state[k].mul_(d).add_(v.detach().float(), alpha=1 - d)
+
+    def copy_to(self, model: torch.nn.Module) -> None:
+        model.load_state_dict({**model.state_dict(), **self.state})
+
+
+def rd_terms(model: SlimCAE, x: torch.Tensor, width: int, bf16: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """MSE (on [0, 1] pixels) and estimated bpp (all latents) of one width on batch ``x``."""
+    with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=bf16):
+        out = model(x, width)
+    n, _, h, w = x.shape
+    mse = torch.mean((out["x_hat"].float() - x) ** 2)
+    bits = sum(torch.log(lik).sum() for lik in out["likelihoods"].values())
+    return mse, bits / (-math.log(2) * n * h * w)
+
+
+@torch.no_grad()
+def validate(model: SlimCAE, images: list[torch.Tensor], device: torch.device, multiple: int) -> dict[int, tuple[float, float]]:
+    """Estimated bpp (rounded latents) and mean PSNR per width on whole images."""
+    was_training = model.training
+    model.eval()
+    results = {}
+    for width in model.widths:
+        bpps, psnrs = [], []
+        for img in images:
+            h, w = img.shape[1] // multiple * multiple, img.shape[2] // multiple * multiple
+            x = img[None, :, :h, :w].float().div(255).to(device).contiguous(memory_format=torch.channels_last)
+            out = model(x, width)
+            x_hat = out["x_hat"].clamp(0, 1).mul(255).round().div(255)
+            mse = float(torch.mean((x_hat - x) ** 2))
+            bits = sum(float(torch.log2(lik).sum()) for lik in out["likelihoods"].values())
+            bpps.append(-bits / (h * w))
+            psnrs.append(10 * math.log10(1 / max(mse, 1e-10)))
+        results[width] = (float(np.mean(bpps)), float(np.mean(psnrs)))
+    model.train(was_training)
+    return results
+
+
+def settle_quantiles(model: SlimCAE, max_steps: int = 6000, lr: float = 0.1, tol: float = 1e-2) -> float:
+    """Fit the bottlenecks' quantiles (the auxiliary loss alone) before building tables.
+
+    The auxiliary loss needs no images, so this is cheap; it makes the
+    medians (quantization offsets) and table supports match the trained
+    densities even after a short training run.
+
+    Returns:
+        float: the final auxiliary loss.
+    """
+    quantiles = [p for n, p in model.named_parameters() if is_aux(n)]
+    opt = torch.optim.Adam(quantiles, lr=lr)
+    for step in range(max_steps):
+        opt.zero_grad(set_to_none=True)
+        loss = model.aux_loss()
+        if float(loss.detach()) < tol * len(quantiles):
+            break
+        loss.backward()
+        opt.step()
+        if step and step % (max_steps // 3) == 0:  # 0.1, 0.01, 0.001
+            for g in opt.param_groups:
+                g["lr"] /= 10
+    return float(model.aux_loss().detach())
+
+
+def build_model(args: argparse.Namespace) -> tuple[SlimCAE, dict]:
+    """The model to start from when there is no checkpoint, and the meta it continues.
+
+    ``--init`` names shipped-style weights (the transforms a hyperprior starts from, or
+    the factorized model to continue) or a committed training state (see
+    :func:`save_state`), which continues its own step count and λ.
+    """
+    cls = ARCHITECTURES[ARCH_NAMES[args.arch]]
+    if args.init == "none":
+        torch.manual_seed(args.seed)
+        return cls(args.widths), {}
+    if args.init != "shipped":
+        state = torch.load(args.init, map_location="cpu", weights_only=True)
+        if state.get("format") == STATE_FORMAT:
+            if state["architecture"] != ARCH_NAMES[args.arch]:
+                raise SystemExit(f"{args.init} holds a {state['architecture']} model, not {ARCH_NAMES[args.arch]}")
+            model = cls(state["widths"])
+            model.load_state_dict({**model.state_dict(), **{k: v.float() for k, v in state["ema"].items()}})
+            print(f"continuing the training state {args.init} (step {state['step']})", flush=True)
+            return model, {"steps": state["step"], "lambdas": state["lambdas"]}
+    init = load_weights(None if args.init == "shipped" else args.init)
+    factorized = init.model
+    factorized.restore_constants()
+    print(f"warm start from weights {init.weights_id.hex()} (step {init.meta.get('steps', 0)})", flush=True)
+    if cls is SlimCAEHyperprior:
+        torch.manual_seed(args.seed)
+        model = SlimCAEHyperprior.from_factorized(factorized)
+        images = load_images(find_images(args.data)[:: max(1, len(find_images(args.data)) // 32)], args.patch_size)
+        sample = CropSampler(images, args.patch_size, torch.Generator().manual_seed(args.seed)).batch(min(32, len(images)))
+        with torch.no_grad():
+            model.start_heads_at(model.analysis(sample, model.widths[0]), model.widths[0])
+        return model, {"lambdas": init.meta.get("lambdas", {})}
+    return factorized, {"lambdas": init.meta.get("lambdas", {}), "init": init.weights_id.hex()}
+
+
+def save_state(model: SlimCAE, ema: "EMA", step: int, lambdas: dict[int, float], path: Path) -> None:
+    """Write the EMA weights as a small training state to commit (float16, constants exact).
+
+    It carries no optimizer moments: a run continued from it (``--init PATH``) keeps
+    the weights, step and λ and warms Adam up afresh.
+    """
+    constants = model.constant_names()
+    state = {
+        "format": STATE_FORMAT, "architecture": architecture_of(model),
+        "widths": list(model.widths), "step": step,
+        "lambdas": {str(w): l for w, l in lambdas.items()},
+        "ema": {k: (v if k in constants else v.half()).cpu().contiguous() for k, v in ema.state.items()},
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX-512 BF16 or AMX); without it autocast is ~8× slower."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+class Trainer:
+    """Model, EMA, optimizers, λ and counters, with exact checkpoint/resume."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.device = torch.device(args.device)
+        self.bf16 = (self.device.type == "cpu" and cpu_has_fast_bf16()) if args.bf16 is None else args.bf16
+        self.gen = torch.Generator().manual_seed(args.seed)
+        ckpt = None
+        if args.checkpoint.exists():
+            ckpt = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
+            if ckpt.get("format") != CHECKPOINT_FORMAT or ckpt["architecture"] != ARCH_NAMES[args.arch]:
+                raise SystemExit(f"{args.checkpoint} is not a {args.arch} training state")
+            model = ARCHITECTURES[ckpt["architecture"]](ckpt["widths"])
+            model.load_state_dict(ckpt["model"])
+            meta = {}
+            print(f"resuming from {args.checkpoint} at step {ckpt['step']}", flush=True)
+        else:
+            model, meta = build_model(args)
+        self.model = model.to(self.device).to(memory_format=torch.channels_last).train()
+        self.ema = EMA(self.model, args.ema_decay)
+        self.opt = torch.optim.Adam(param_groups(self.model, args.eb_lr_mult), lr=args.lr)
+        aux = [p for n, p in self.model.named_parameters() if is_aux(n)]
+        self.aux_opt = torch.optim.Adam(aux, lr=args.aux_lr)
+        if args.lambdas:
+            self.lambdas = dict(zip(self.model.widths, args.lambdas))
+        elif meta.get("lambdas"):
+            self.lambdas = {int(w): float(v) for w, v in meta["lambdas"].items()}
+        else:
+            self.lambdas = {w: PAPER_LAMBDAS.get(w, 0.01) for w in self.model.widths}
+        self.step = int(meta.get("steps", 0))
+        self.meta = meta
+        self.adam_start = self.step  # the warm-up counts from the optimizer's first step
+        if ckpt is not None:
+            self.meta = dict(ckpt.get("meta", {}))
+            self.adam_start = int(ckpt.get("adam_start", 0))
+            self.ema.state = {k: v.to(self.device) for k, v in ckpt["ema"].items()}
+            self.opt.load_state_dict(ckpt["optimizer"])
+            self.aux_opt.load_state_dict(ckpt["aux_optimizer"])
+            self.step = int(ckpt["step"])
+            if not args.lambdas:
+                self.lambdas = {int(k): float(v) for k, v in ckpt["lambdas"].items()}
+            self.gen.set_state(ckpt["sampler_rng"])
+            torch.set_rng_state(ckpt["torch_rng"])
+        self.sampler = CropSampler(load_images(find_images(args.data), args.patch_size), args.patch_size, self.gen)
+        self.val_images = load_images(find_images([args.val]), 64) if args.val else []
+        self.multiple = 64 if isinstance(self.model, SlimCAEHyperprior) else 16
+        self.stop = False
+        self.t0 = time.time()
+        self._window: dict[int, list[float]] = {w: [0.0, 0.0] for w in self.model.widths}
+        self._window_t, self._window_n = time.time(), 0
+
+    def state(self) -> dict:
+        """Everything a resume needs, as plain tensors and values (loadable with weights_only)."""
+        return {
+            "format": CHECKPOINT_FORMAT, "architecture": ARCH_NAMES[self.args.arch],
+            "widths": list(self.model.widths), "model": self.model.state_dict_for_saving(),
+            "ema": self.ema.state, "optimizer": self.opt.state_dict(),
+            "aux_optimizer": self.aux_opt.state_dict(), "step": self.step,
+            "lambdas": {str(w): l for w, l in self.lambdas.items()},
+            "sampler_rng": self.gen.get_state(), "torch_rng": torch.get_rng_state(),
+            "meta": dict(self.meta), "adam_start": self.adam_start,
+        }
+
+    def checkpoint(self) -> None:
+        path = self.args.checkpoint
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        torch.save(self.state(), tmp)
+        os.replace(tmp, path)
+
+    def ema_model(self) -> SlimCAE:
+        """A copy of the model carrying the EMA weights (for validation and export)."""
+        model = type(self.model)(self.model.widths).to(self.device).to(memory_format=torch.channels_last)
+        model.load_state_dict(self.model.state_dict())
+        self.ema.copy_to(model)
+        return model
+
+    def out_of_time(self) -> bool:
+        limit = self.args.time_limit_min
+        return self.stop or bool(limit and time.time() - self.t0 > limit * 60)
+
+    def train_step(self) -> None:
+        """One joint step over all widths, then one auxiliary-loss step and the EMA update."""
+        args = self.args
+        lr = lr_at(self.step, args.lr, args.decay_start, args.decay_end, args.warmup_steps, self.adam_start)
+        for g in self.opt.param_groups:
+            g["lr"] = lr * g["lr_mult"]
+        x = self.sampler.batch(args.batch_size).to(self.device).contiguous(memory_format=torch.channels_last)
+        self.opt.zero_grad(set_to_none=True)
+        self.aux_opt.zero_grad(set_to_none=True)
+        loss = 0.0
+        terms = {}
+        for width in self.model.widths:
+            mse, bpp = rd_terms(self.model, x, width, self.bf16)
+            loss = loss + self.lambdas[width] * 255**2 * mse + bpp
+            terms[width] = (mse.item(), bpp.item())
+        if not torch.isfinite(loss):
+            print(f"step {self.step}: non-finite loss, batch skipped", flush=True)
+            return
+        loss.backward()
+        if args.clip:
+            torch.nn.utils.clip_grad_norm_([p for g in self.opt.param_groups for p in g["params"]], args.clip)
+        self.opt.step()
+        aux_loss = self.model.aux_loss()
+        aux_loss.backward()
+        self.aux_opt.step()
+        self.step += 1
+        self.ema.update(self.model, self.step)
+        self._log(float(loss.detach()), float(aux_loss.detach()), lr, terms)
+
+    def _log(self, loss: float, aux_loss: float, lr: float, terms: dict) -> None:
+        for w, (mse, bpp) in terms.items():
+            self._window[w][0] += mse
+            self._window[w][1] += bpp
+        self._window_n += 1
+        if self.step % self.args.log_every:
+            return
+        n = self._window_n
+        rate = n / (time.time() - self._window_t)
+        parts = [f"w{w}: {b / n:.3f}bpp {10 * math.log10(1 / max(m / n, 1e-10)):.2f}dB"
+                 for w, (m, b) in self._window.items()]
+        print(f"step {self.step} {rate:.2f} it/s lr {lr:.2e} loss {loss:.3f} aux {aux_loss:.1f} | "
+              + " | ".join(parts), flush=True)
+        self._window = {w: [0.0, 0.0] for w in self.model.widths}
+        self._window_t, self._window_n = time.time(), 0
+
+    def validate(self) -> dict[int, tuple[float, float]]:
+        """Validate the EMA weights; print the curve and append it to ``--curve`` (JSON lines)."""
+        t = time.time()
+        res = validate(self.ema_model(), self.val_images, self.device, self.multiple)
+        print(f"val step {self.step} (EMA, {time.time() - t:.0f} s) | "
+              + " | ".join(f"w{w}: {b:.4f}bpp {p:.2f}dB" for w, (b, p) in res.items()), flush=True)
+        if self.args.curve:
+            record = {"arch": self.args.arch, "step": self.step, "time": time.time(),
+                      "points": {str(w): {"bpp": b, "psnr": p} for w, (b, p) in res.items()}}
+            with open(self.args.curve, "a") as f:
+                f.write(json.dumps(record) + "\n")
+        return res
+
+    def train_until(self, step: int) -> None:
+        """Train up to global ``step`` (0: no limit) or until time runs out."""
+        while (not step or self.step < step) and not self.out_of_time():
+            self.train_step()
+            if self.step % self.args.checkpoint_every == 0:
+                self.checkpoint()
+            if self.val_images and self.args.val_every and self.step % self.args.val_every == 0:
+                self.validate()
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m slimcodec.tools.train", description=__doc__.split("\n")[0])
+    p.add_argument("--arch", choices=sorted(ARCH_NAMES), default="hyperprior")
+    p.add_argument("--data", nargs="+", default=["../shared/data/train"], help="training image folders")
+    p.add_argument("--val", default="../shared/data/eval2", help="validation folder ('' to skip); never Kodak")
+    p.add_argument("--checkpoint", type=Path, default=Path.home() / "ckpt" / "train.pt",
+                   help="training state, resumed exactly when present (keep it outside the work tree)")
+    p.add_argument("--init", default="shipped", help="weights to warm-start from without a checkpoint: a path, 'shipped' or 'none'")
+    p.add_argument("--widths", type=int, nargs="+", default=list(PAPER_WIDTHS), help="widths (with --init none)")
+    p.add_argument("--lambdas", type=float, nargs="+", help="λ per width, widest first (default: the init weights')")
+    p.add_argument("--steps", type=int, default=0, help="train until this global step (0: until the time limit)")
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--patch-size", type=int, default=256)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--warmup-steps", type=int, default=100, help="linear lr warm-up from step 0")
+    p.add_argument("--decay-start", type=int, default=0, help="step where the cosine lr decay begins")
+    p.add_argument("--decay-end", type=int, default=0, help="step where it reaches lr/10 (0: no decay)")
+    p.add_argument("--eb-lr-mult", type=float, default=10.0, help="lr multiplier of the bottlenecks' densities")
+    p.add_argument("--aux-lr", type=float, default=1e-3)
+    p.add_argument("--ema-decay", type=float, default=0.999)
+    p.add_argument("--clip", type=float, default=1.0, help="gradient norm clip (0: off)")
+    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None, help="bf16 autocast for the transforms (default: on for CPUs with native bf16)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--log-every", type=int, default=50)
+    p.add_argument("--checkpoint-every", type=int, default=250)
+    p.add_argument("--val-every", type=int, default=500)
+    p.add_argument("--export", type=Path, help="factorized only: write a weights file (EMA, fresh tables) here at the end")
+    p.add_argument("--save-state", type=Path, help="write the EMA training state (to commit) here at the end")
+    p.add_argument("--curve", type=Path, help="append each validation (JSON lines) here")
+    p.add_argument("--time-limit-min", type=float, default=0, help="stop (and checkpoint) after this many minutes")
+    p.add_argument("--seed", type=int, default=0)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.export and args.arch != "factorized":
+        raise SystemExit("--export writes factorized weights files; hyperprior weights need the 0.2 format "
+                         "(keep the training state with --save-state)")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    trainer = Trainer(args)
+    print(f"{args.arch}: {len(trainer.sampler.images)} training images, {len(trainer.val_images)} validation images, "
+          f"widths {trainer.model.widths}, λ {({w: round(l, 5) for w, l in trainer.lambdas.items()})}, "
+          f"batch {args.batch_size}×{args.patch_size}², bf16={trainer.bf16}, threads={torch.get_num_threads()}", flush=True)
+    for sig in (signal.SIGTERM, signal.SIGINT):  # finish the step, then checkpoint
+        signal.signal(sig, lambda *_: setattr(trainer, "stop", True))
+    if trainer.step == 0 and trainer.val_images and args.val_every:
+        trainer.validate()
+    trainer.train_until(args.steps)
+    if trainer.out_of_time():
+        print("stopped (time limit, SIGTERM or Ctrl-C)", flush=True)
+    trainer.checkpoint()
+    if args.save_state:
+        save_state(trainer.model, trainer.ema, trainer.step, trainer.lambdas, args.save_state)
+        print(f"saved the training state {args.save_state} (step {trainer.step})", flush=True)
+    if args.export:
+        export(trainer.ema_model(), args.export, {
+            "steps": trainer.step, "lambdas": {str(w): l for w, l in trainer.lambdas.items()},
+            **({"init": trainer.meta["init"]} if "init" in trainer.meta else {}),
+        })
+    return 0
+
+
+def export(model: SlimCAE, path: Path, meta: dict) -> bytes:
+    """Settle the quantiles and write a factorized weights file with fresh tables; return its id."""
+    model = model.float().to("cpu").to(memory_format=torch.contiguous_format)
+    print(f"auxiliary loss after settling the quantiles: {settle_quantiles(model):.3f}", flush=True)
+    wid = save_weights(model, path, meta=meta)
+    print(f"exported {path} (weights id {wid.hex()})", flush=True)
+    return wid
+
+
+if __name__ == "__main__":
+    sys.exit(main())
