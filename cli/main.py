@@ -371,13 +371,14 @@ def decode(ctx: click.Context, sources: tuple[Path, ...], out: str | None, fmt: 
 
 def describe_slim(path: Path, data: bytes) -> dict:
     """The fields ``slim info`` shows for one file (pure Python: no torch)."""
-    from slimcodec.formats.slimfile import SCALE_ONE, read_slim
+    from slimcodec.formats.slimfile import ARCHITECTURE_OF_MAJOR, SCALE_ONE, read_slim
 
     slim = read_slim(data)
     h = slim.header
     return {
         "file": str(path),
         "format_version": f"{h.version_major}.{h.version_minor}",
+        "architecture": ARCHITECTURE_OF_MAJOR[h.version_major],
         "image_width": h.image_width,
         "image_height": h.image_height,
         "color_type": h.color_type.name,
@@ -400,6 +401,7 @@ def format_info(fields: dict) -> str:
     c, lh, lw = fields["latent_shape"]
     rows = [
         ("format version", fields["format_version"]),
+        ("architecture", fields["architecture"]),
         ("image size", f"{fields['image_width']} x {fields['image_height']}"),
         ("color type", f"{fields['color_type']}{' + alpha' if fields['alpha'] else ''}, "
                        f"{fields['bit_depth']} bits"),

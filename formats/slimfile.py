@@ -33,6 +33,8 @@ __all__ = [
     "MAX_SIDE",
     "MAX_SLIM_WIDTH",
     "LATENT_STRIDE",
+    "HYPER_STRIDE",
+    "ARCHITECTURE_OF_MAJOR",
     "KNOWN_CHUNKS",
     "ColorType",
     "SlimHeader",
@@ -46,13 +48,18 @@ __all__ = [
 ]
 
 MAGIC = b"SLIM"
-VERSION_MAJOR = 1
-VERSION_MINOR = 1
+VERSION_MAJOR = 2  # the newest format this module reads and writes
+VERSION_MINOR = 0
+# the minor version written for each major version read and written: 1.x is the factorized
+# prior (latents at 1/16), 2.x the hyperprior (y at 1/16 of an image padded to a multiple of 64)
+WRITTEN_MINOR = {1: 1, 2: 0}
+ARCHITECTURE_OF_MAJOR = {1: "slimcae-factorized", 2: "slimcae-hyperprior"}  # what makes each major's files
 HEADER_SIZE = 48  # fixed header size written by this version; readers accept larger
 MAX_PIXELS = 100_000_000
 MAX_SIDE = 65535
 MAX_SLIM_WIDTH = 4096
 LATENT_STRIDE = 16  # the analysis transform downsamples by 16 in each direction
+HYPER_STRIDE = 64  # format 2: z is at 1/64, so images pad to a multiple of 64
 KNOWN_CHUNKS = frozenset({b"ALPH", b"iccp", b"exif"})
 SCALE_ONE = 4096  # latent_scale units: the scale is latent_scale / SCALE_ONE; 0 means no scaling
 MIN_LATENT_SCALE = 256  # 1/16
@@ -74,7 +81,11 @@ class ColorType(enum.IntEnum):
     GRAY = 1
 
 
-def _latent_side(side: int) -> int:
+def _latent_side(side: int, major: int = 1) -> int:
+    """Latent (y) positions along an image side: ``ceil(side / 16)``, in format 2
+    ``4 · ceil(side / 64)``."""
+    if major >= 2:
+        return -(-side // HYPER_STRIDE) * (HYPER_STRIDE // LATENT_STRIDE)
     return -(-side // LATENT_STRIDE)
 
 
@@ -108,8 +119,8 @@ class SlimHeader:
     bit_depth: int = 8
     pad_mode: int = 0
     latent_scale: int = 0
-    version_major: int = VERSION_MAJOR
-    version_minor: int = VERSION_MINOR
+    version_major: int = 1
+    version_minor: int = 1
 
     @classmethod
     def for_image(
@@ -120,6 +131,7 @@ class SlimHeader:
         slim_width: int,
         weights_id: bytes,
         latent_scale: int = 0,
+        version_major: int = 1,
     ) -> "SlimHeader":
         """Build the header of an image, deriving the latent size from the image size.
 
@@ -130,14 +142,17 @@ class SlimHeader:
             slim_width (int): number of latent channels.
             weights_id (bytes): 8-byte weights identifier.
             latent_scale (int): 0 (no scaling) or the scale in 1/4096 units, 256..65535.
+            version_major (int): 1 (factorized, written as 1.1) or 2 (hyperprior, 2.0).
 
         Returns:
             SlimHeader: with ``latent_height = ceil(image_height / 16)`` and
-            ``latent_width = ceil(image_width / 16)``.
+            ``latent_width = ceil(image_width / 16)`` (format 2: ``4 · ceil(side / 64)``).
 
         Example:
             >>> h = SlimHeader.for_image(100, 33, ColorType.RGB, 192, bytes(8))
             >>> assert (h.latent_height, h.latent_width) == (3, 7)
+            >>> h = SlimHeader.for_image(100, 33, ColorType.RGB, 192, bytes(8), version_major=2)
+            >>> assert (h.latent_height, h.latent_width, h.version_minor) == (4, 8, 0)
         """
         return cls(
             image_width=image_width,
@@ -145,9 +160,11 @@ class SlimHeader:
             color_type=ColorType(color_type),
             slim_width=slim_width,
             weights_id=bytes(weights_id),
-            latent_height=_latent_side(image_height),
-            latent_width=_latent_side(image_width),
+            latent_height=_latent_side(image_height, version_major),
+            latent_width=_latent_side(image_width, version_major),
             latent_scale=latent_scale,
+            version_major=version_major,
+            version_minor=WRITTEN_MINOR[version_major],
         )
 
 
@@ -218,6 +235,7 @@ def _field_problem(
     pad_mode: int,
     latent_scale: int,
     max_pixels: int,
+    major: int,
 ) -> Optional[str]:
     """The reason the header fields are invalid, or ``None``. Shared by reader and writer."""
     if not (1 <= image_width <= MAX_SIDE and 1 <= image_height <= MAX_SIDE):
@@ -233,7 +251,7 @@ def _field_problem(
         return f"unsupported bit depth {bit_depth} (only 8)"
     if not 1 <= slim_width <= MAX_SLIM_WIDTH:
         return f"bad slim width {slim_width} (must be 1..{MAX_SLIM_WIDTH})"
-    expected = (_latent_side(image_width), _latent_side(image_height))
+    expected = (_latent_side(image_width, major), _latent_side(image_height, major))
     if (latent_width, latent_height) != expected:
         return (
             f"latent size {latent_width}x{latent_height} does not match the image "
@@ -261,11 +279,11 @@ def _check_version(data) -> None:
     if len(data) < 6:
         raise _fail("truncated file")
     major, minor = data[4], data[5]
-    if major != VERSION_MAJOR:
+    if major not in WRITTEN_MINOR:
         newer = "; it needs a newer slimcodec" if major > VERSION_MAJOR else ""
         raise _fail(
             f"unsupported format version {major}.{minor} "
-            f"(this slimcodec reads {VERSION_MAJOR}.x{newer})"
+            f"(this slimcodec reads {', '.join(f'{m}.x' for m in WRITTEN_MINOR)}{newer})"
         )
 
 
@@ -306,7 +324,7 @@ def _check_fields(raw: tuple, max_pixels: int) -> SlimHeader:
         _chunks_size,
         payload_size,
     ) = raw
-    if reserved != 0 or (minor == 0 and latent_scale != 0):
+    if reserved != 0 or ((major, minor) == (1, 0) and latent_scale != 0):
         raise _fail("non-zero reserved bytes")
     problem = _field_problem(
         image_width=image_width,
@@ -319,6 +337,7 @@ def _check_fields(raw: tuple, max_pixels: int) -> SlimHeader:
         pad_mode=pad_mode,
         latent_scale=latent_scale,
         max_pixels=max_pixels,
+        major=major,
     )
     if problem:
         raise _fail(problem)
@@ -473,10 +492,10 @@ def write_slim(f: SlimFile, *, known_chunks: frozenset = KNOWN_CHUNKS) -> bytes:
         value = getattr(h, field.name)
         if field.name != "weights_id" and (not isinstance(value, int) or isinstance(value, bool)):
             raise _fail(f"header field {field.name} must be an integer")
-    if (h.version_major, h.version_minor) != (VERSION_MAJOR, VERSION_MINOR):
+    if WRITTEN_MINOR.get(h.version_major) != h.version_minor:
         raise _fail(
             f"cannot write format version {h.version_major}.{h.version_minor} "
-            f"(this slimcodec writes {VERSION_MAJOR}.{VERSION_MINOR})"
+            f"(this slimcodec writes {', '.join(f'{a}.{b}' for a, b in WRITTEN_MINOR.items())})"
         )
     if not isinstance(h.weights_id, (bytes, bytearray)) or len(h.weights_id) != 8:
         raise _fail("weights id must be 8 bytes")
@@ -491,6 +510,7 @@ def write_slim(f: SlimFile, *, known_chunks: frozenset = KNOWN_CHUNKS) -> bytes:
         pad_mode=h.pad_mode,
         latent_scale=h.latent_scale,
         max_pixels=MAX_PIXELS,
+        major=h.version_major,
     )
     if problem:
         raise _fail(problem)
@@ -521,8 +541,8 @@ def write_slim(f: SlimFile, *, known_chunks: frozenset = KNOWN_CHUNKS) -> bytes:
 
     head = _HEADER.pack(
         MAGIC,
-        VERSION_MAJOR,
-        VERSION_MINOR,
+        h.version_major,
+        h.version_minor,
         HEADER_SIZE,
         h.image_width,
         h.image_height,

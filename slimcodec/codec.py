@@ -34,14 +34,16 @@ from slimcodec.formats.slimfile import (
     ColorType,
     SlimFile,
     SlimHeader,
+    HYPER_STRIDE,
     make_alpha_chunk,
     read_alpha,
     read_slim,
     write_slim,
 )
+from slimcodec import hyperprior_codec
 from slimcodec.imageio import PixelData, finish, prepare
 from slimcodec.rangecoder import decode_symbols, encode_symbols
-from slimcodec.weights import Weights, load_weights
+from slimcodec.weights import HYPERPRIOR, Weights, load_weights
 
 DEFAULT_WIDTH = 144
 STRIDE = 16  # pixels per latent position
@@ -82,17 +84,23 @@ def _run_tiled(fn: Callable, load: Callable, store: Callable, grid: tuple[int, i
         store(core, outer, y)
 
 
-def analyze(weights: Weights, rgb: np.ndarray, width: int, tile: int = TILE_LATENTS) -> np.ndarray:
-    """Latents ``y`` (``[C, ceil(H/16), ceil(W/16)]``) of an ``H×W×3`` uint8 image.
+def padding_multiple(weights: Weights) -> int:
+    """Images are padded to a multiple of this: 16, or 64 with the hyperprior (z is at 1/64)."""
+    return HYPER_STRIDE if weights.architecture == HYPERPRIOR else STRIDE
 
-    The image is padded to a multiple of 16 by edge replication; each tile is
-    padded and converted to float on its own, so no full-size float or padded
-    copy of the image is made.
+
+def analyze(weights: Weights, rgb: np.ndarray, width: int, tile: int = TILE_LATENTS) -> np.ndarray:
+    """Latents ``y`` of an ``H×W×3`` uint8 image, at 1/16 of the image padded to
+    :func:`padding_multiple` (``[C, ceil(H/16), ceil(W/16)]`` for the factorized model).
+
+    The image is padded by edge replication; each tile is padded and converted to
+    float on its own, so no full-size float or padded copy of the image is made.
     """
     import torch
 
     h, w = rgb.shape[:2]
-    grid = (-(-h // STRIDE), -(-w // STRIDE))
+    pad = padding_multiple(weights) // STRIDE
+    grid = (-(-h // (STRIDE * pad)) * pad, -(-w // (STRIDE * pad)) * pad)
     y = np.empty((width, *grid), dtype=np.float32)
 
     def load(outer):
@@ -167,13 +175,17 @@ def encode_latents(pixels: PixelData, y: np.ndarray, width: int, units: int, wts
         units (int): latent scale in 1/4096 units (:func:`slimcodec.entropy.scale_units`).
     """
     h, w = pixels.rgb.shape[:2]
-    table = wts.table(width, units)
-    q = quantize(y, table, units)
     color = ColorType.GRAY if pixels.gray else ColorType.RGB
-    header = SlimHeader.for_image(w, h, color, width, wts.weights_id, 0 if units == SCALE_ONE else units)
+    hyper = wts.architecture == HYPERPRIOR
+    header = SlimHeader.for_image(w, h, color, width, wts.weights_id, 0 if units == SCALE_ONE else units,
+                                  version_major=2 if hyper else 1)
     if not metadata:
         pixels = PixelData(pixels.rgb, pixels.gray, pixels.alpha)
-    payload = encode_symbols(q, table).tobytes()
+    if hyper:
+        payload = hyperprior_codec.encode_payload(wts, y, width, units)
+    else:
+        table = wts.table(width, units)
+        payload = encode_symbols(quantize(y, table, units), table).tobytes()
     return write_slim(SlimFile(header, _chunks(pixels), payload))
 
 
@@ -231,22 +243,36 @@ def check_decodable(slim: SlimFile, wts: Weights) -> None:
         )
     if header.slim_width not in wts.tables:
         raise SlimFormatError(f"width {header.slim_width} is not in these weights")
+    if (header.version_major >= 2) != (wts.architecture == HYPERPRIOR):
+        raise SlimFormatError(f"format {header.version_major}.x does not go with {wts.architecture} weights")
 
 
-def decode_symbols_of(data: bytes, *, weights: Weights | str | None = None) -> tuple[SlimFile, np.ndarray, Weights]:
-    """Parse and entropy-decode a .slim file: its container, integer symbols and weights.
+def decode_latents(data: bytes, *, weights: Weights | str | None = None) -> tuple[SlimFile, dict, Weights]:
+    """Parse and entropy-decode a .slim file: its container, symbols and latents.
 
-    The symbols depend on integers only, so they are bit-exact on every
-    platform (the golden vectors pin them).
+    Returns:
+        (SlimFile, dict, Weights): the dict holds the integer symbols ``"y"`` (and, with
+        the hyperprior, ``"z"`` and y's table ``"indexes"``), bit-exact on every platform
+        (the golden vectors pin them), and the dequantized latents ``"y_hat"``.
     """
     slim = read_slim(data)
     wts = _resolve(weights)
     check_decodable(slim, wts)
     header = slim.header
     words = np.frombuffer(slim.payload, dtype="<u4")
-    table = wts.table(header.slim_width, latent_units(header))
+    units = latent_units(header)
+    if wts.architecture == HYPERPRIOR:
+        grid = (header.latent_height, header.latent_width)
+        return slim, hyperprior_codec.decode_payload(wts, words, header.slim_width, grid, units), wts
+    table = wts.table(header.slim_width, units)
     q = decode_symbols(words, table, header.latent_height, header.latent_width)
-    return slim, q, wts
+    return slim, {"y": q, "y_hat": dequantize(q, table, units)}, wts
+
+
+def decode_symbols_of(data: bytes, *, weights: Weights | str | None = None) -> tuple[SlimFile, np.ndarray, Weights]:
+    """Parse and entropy-decode a .slim file: its container, y's integer symbols and weights."""
+    slim, latents, wts = decode_latents(data, weights=weights)
+    return slim, latents["y"], wts
 
 
 def latent_units(header: SlimHeader) -> int:
@@ -260,11 +286,9 @@ def decode(data: bytes, *, weights: Weights | str | None = None) -> Image.Image:
     Raises:
         SlimFormatError: the data is not a valid .slim file for these weights.
     """
-    slim, q, wts = decode_symbols_of(data, weights=weights)
+    slim, latents, wts = decode_latents(data, weights=weights)
     header = slim.header
-    units = latent_units(header)
-    y_hat = dequantize(q, wts.table(header.slim_width, units), units)
-    rgb = synthesize(wts, y_hat, header.slim_width, header.image_height, header.image_width)
+    rgb = synthesize(wts, latents["y_hat"], header.slim_width, header.image_height, header.image_width)
     alpha = None
     if (raw := read_alpha(slim)) is not None:
         alpha = np.frombuffer(raw, dtype=np.uint8).reshape(header.image_height, header.image_width)

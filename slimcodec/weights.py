@@ -1,7 +1,11 @@
 """Weights files: save, load (safely) and identify them.
 
 A weights file is a ``torch.save`` dict of tensors and plain values, loaded
-with ``weights_only=True``. Its id is the first 8 bytes of the SHA-256 of the
+with ``weights_only=True``. It names its architecture (``"architecture"``, a key of
+:data:`slimcodec.models.ARCHITECTURES`; files without it are 0.1.0's factorized
+SlimCAE). ``tables`` holds, per width, the factorized tables of the latent that is coded
+with one: y for the factorized model, z for the hyperprior, whose file also holds the
+Gaussian tables of y (``"gaussian"``). Its id is the first 8 bytes of the SHA-256 of the
 file's bytes; every .slim file records it, and decoding refuses a file made
 with other weights. Shipped files are named ``slimcae-<id hex>.pt``.
 """
@@ -16,12 +20,17 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
+
 from slimcodec.entropy import SCALE_ONE, EntropyTable, scaled_table
+from slimcodec.entropy.gaussian import GaussianTables
 from slimcodec.errors import SlimError
 
 WEIGHTS_FORMAT = "slimcodec-weights"
 WEIGHTS_FORMAT_VERSION = 1
 WEIGHTS_ID_BYTES = 8
+FACTORIZED = "slimcae-factorized"
+HYPERPRIOR = "slimcae-hyperprior"
 SHIPPED_DIR = Path(__file__).with_name("weights")
 _SCALED_TABLES_KEPT = 64
 
@@ -34,8 +43,11 @@ class Weights:
     tables: dict[int, EntropyTable]
     weights_id: bytes
     meta: dict = field(default_factory=dict)
+    architecture: str = FACTORIZED
+    gaussian: GaussianTables | None = None  # the hyperprior's y tables
 
     _scaled: dict = field(default_factory=dict, repr=False, compare=False)
+    _fixed: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def widths(self) -> tuple[int, ...]:
@@ -51,6 +63,19 @@ class Weights:
                 self._scaled.clear()
             self._scaled[key] = scaled_table(self.tables[width], latent_scale)
         return self._scaled[key]
+
+
+    def hyper_synthesis(self, width: int):
+        """The integer-exact hyper-synthesis of ``width`` (built once from the model's weights).
+
+        Returns:
+            slimcodec.entropy.gaussian.FixedPointHyperSynthesis
+        """
+        if width not in self._fixed:
+            from slimcodec.models.hyperprior import fixed_point_hyper_synthesis
+
+            self._fixed[width] = fixed_point_hyper_synthesis(self.model, width)
+        return self._fixed[width]
 
 
 def weights_id_of(data: bytes) -> bytes:
@@ -73,6 +98,9 @@ def save_weights(model, path: str | os.PathLike, meta: dict | None = None, half:
     """
     import torch
 
+    from slimcodec.models import architecture_of
+
+    architecture = architecture_of(model)
     tables = {w: EntropyTable.from_bottleneck(model.entropy_bottleneck[str(w)]) for w in model.widths}
     constants = model.constant_names()  # small: kept exact
     state = {
@@ -86,7 +114,10 @@ def save_weights(model, path: str | os.PathLike, meta: dict | None = None, half:
         "state_dict": state,
         "tables": {str(w): t.to_tensors() for w, t in tables.items()},
         "meta": dict(meta or {}),
+        "architecture": architecture,  # 0.1.0's files have none: they are factorized
     }
+    if architecture == HYPERPRIOR:
+        blob["gaussian"] = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in GaussianTables.build().to_arrays().items()}
     buf = io.BytesIO()
     torch.save(blob, buf)
     data = buf.getvalue()
@@ -121,12 +152,23 @@ def load_weights_bytes(data: bytes, device: str = "cpu") -> Weights:
         raise SlimError("not a slimcodec weights file")
     if blob.get("format_version") != WEIGHTS_FORMAT_VERSION:
         raise SlimError(f"unsupported weights format version {blob.get('format_version')}")
+    from slimcodec.models import ARCHITECTURES
+
+    architecture = blob.get("architecture", FACTORIZED)
+    if architecture not in ARCHITECTURES:
+        raise SlimError(f"weights file of an unknown architecture {architecture!r}")
     state = {k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()}
-    model = SlimCAE.from_state_dict(state).to(device).eval()
-    tables = {int(w): EntropyTable.from_tensors(t) for w, t in blob["tables"].items()}
+    try:
+        model = ARCHITECTURES[architecture].from_state_dict(state).to(device).eval()
+        tables = {int(w): EntropyTable.from_tensors(t) for w, t in blob["tables"].items()}
+        gaussian = None
+        if architecture == HYPERPRIOR:
+            gaussian = GaussianTables.from_arrays({k: v.numpy() for k, v in blob["gaussian"].items()})
+    except (KeyError, ValueError, RuntimeError, AttributeError, TypeError) as exc:
+        raise SlimError(f"weights file is damaged ({type(exc).__name__}: {exc})") from exc
     if set(tables) != set(model.widths):
         raise SlimError("weights file: tables and network disagree on the widths")
-    return Weights(model, tables, weights_id_of(data), dict(blob.get("meta", {})))
+    return Weights(model, tables, weights_id_of(data), dict(blob.get("meta", {})), architecture, gaussian)
 
 
 def default_weights_path() -> Path:

@@ -379,11 +379,18 @@ def test_info_shows_the_header_fields(encoded):
     size = encoded.stat().st_size
     out = result.stdout
     assert out.splitlines()[0] == "a.slim"
-    for expected in ("format version  1.1", "image size      40 x 24", "color type      RGB", "latent scale    1\n",
+    for expected in ("format version  1.1", "architecture    slimcae-factorized", "image size      40 x 24", "color type      RGB", "latent scale    1\n",
                      "width           8", "latent shape    8 x 2 x 3", "chunks          none",
                      f"file bytes      {size}", f"bpp             {8 * size / (40 * 24):.4f}"):
         assert expected in out
     assert "weights id" in out and "payload bytes" in out
+
+
+def test_info_names_the_hyperprior_architecture_of_a_format_2_file(tmp_path):
+    vectors = Path(__file__).resolve().parents[1] / "formats" / "vectors" / "v2.0"
+    out = invoke_slim(["info", vectors / "noise-40x24-w8.slim"]).stdout
+    assert "format version  2.0" in out and "architecture    slimcae-hyperprior" in out
+    assert "latent shape    8 x 4 x 4" in out
 
 
 def test_info_json_lists_every_file(encoded, tiny_weights):

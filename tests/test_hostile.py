@@ -97,7 +97,7 @@ def hostile_files(good: bytes) -> dict[str, tuple[bytes, str]]:
         "bit flip in the payload": (bytes(flipped_payload), "checksum mismatch"),
         "wrong magic": (b"SLIN" + good[4:], "not a .slim file (bad magic)"),
         "a png file": (b"\x89PNG\r\n\x1a\n" + bytes(40), "not a .slim file (bad magic)"),
-        "future version": (patched(good, VERSION, "BB", 2, 0), "unsupported format version 2.0"),
+        "future version": (patched(good, VERSION, "BB", 3, 0), "unsupported format version 3.0"),
         "foreign weights id": (patched(good, WEIGHTS_ID, "8s", b"\x01" * 8), "made with other weights"),
         "width not in the weights": (patched(good, WIDTH, "H", 96), "width 96 is not in these weights"),
         "65535x65535 image": (patched(patched(good, SIZE, "II", 65535, 65535), LATENT, "HH", 4096, 4096),

@@ -202,15 +202,23 @@ class TestReadRejects:
         assert reason(b"X") == "not a .slim file (bad magic)"
 
     def test_read_rejects_unknown_major_version(self):
-        data = patch(sample_bytes(), "version_major", 2)
+        data = patch(sample_bytes(), "version_major", 3)
         msg = reason(data)
-        assert msg.startswith("unsupported format version 2.1 (this slimcodec reads 1.x")
+        assert msg.startswith("unsupported format version 3.1 (this slimcodec reads 1.x, 2.x")
         assert "newer slimcodec" in msg
 
     def test_read_rejects_major_version_before_checking_anything_else(self):
-        # a 2.0 file may have a different layout: no other field may be judged
-        data = b"SLIM\x02\x05" + bytes(3)
-        assert reason(data).startswith("unsupported format version 2.5")
+        # a 3.0 file may have a different layout: no other field may be judged
+        data = b"SLIM\x03\x05" + bytes(3)
+        assert reason(data).startswith("unsupported format version 3.5")
+
+    def test_a_format_2_header_has_its_latents_at_a_quarter_of_an_image_padded_to_64(self):
+        h = SlimHeader.for_image(100, 33, ColorType.RGB, 8, b"weights!", version_major=2)
+        f = read_slim(write_slim(SlimFile(h, (), b"")))
+        assert f.header == h and (h.version_major, h.version_minor) == (2, 0)
+        assert (h.latent_width, h.latent_height) == (8, 4)
+        with pytest.raises(SlimFormatError, match="latent size 7x3 does not match the image"):
+            write_slim(SlimFile(dataclasses.replace(h, latent_width=7, latent_height=3), (), b""))
 
     def test_read_rejects_major_version_zero(self):
         assert reason(patch(sample_bytes(), "version_major", 0)).startswith(
@@ -421,7 +429,7 @@ class TestWriteRejects:
             ({"pad_mode": 2}, "unsupported pad mode 2"),
             ({"slim_width": 0}, "bad slim width 0"),
             ({"weights_id": b"short"}, "weights id must be 8 bytes"),
-            ({"version_minor": 0}, "cannot write format version 1.0 (this slimcodec writes 1.1)"),
+            ({"version_minor": 0}, "cannot write format version 1.0 (this slimcodec writes 1.1, 2.0)"),
             ({"version_major": 2}, "cannot write format version 2.1"),
             ({"latent_scale": 4096}, "bad latent scale 4096"),
             ({"latent_scale": 100}, "bad latent scale 100"),

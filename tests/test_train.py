@@ -77,9 +77,11 @@ def test_lr_warms_up_stays_constant_then_decays_to_a_tenth():
     assert lr_at(2000, 1.0, 1000, 2000) == pytest.approx(0.1) == lr_at(9000, 1.0, 1000, 2000)
 
 
-def test_export_writes_factorized_weights_that_code_images(folders, tmp_path, capsys):
-    run(folders, tmp_path / "ck.pt", "--steps", 2, "--export", tmp_path / "out.pt")
+@pytest.mark.parametrize("arch", ["factorized", "hyperprior"])
+def test_export_writes_weights_that_code_images(folders, tmp_path, capsys, arch):
+    run(folders, tmp_path / "ck.pt", "--steps", 2, "--export", tmp_path / "out.pt", arch=arch)
     weights = load_weights(tmp_path / "out.pt")
+    assert weights.architecture == f"slimcae-{arch}"
     assert f"weights id {weights.weights_id.hex()}" in capsys.readouterr().out
     assert weights.widths == (8, 4) and weights.meta["steps"] == 2
     image = gradient_image(24, 20)
@@ -140,3 +142,14 @@ def test_bf16_is_chosen_only_where_the_cpu_computes_it_natively(monkeypatch, tmp
     assert train.cpu_has_fast_bf16() is False
     fake.write_text("flags : fpu avx2 avx512f avx512_bf16\n")
     assert train.cpu_has_fast_bf16() is True
+
+
+def test_curves_print_as_one_markdown_row_per_validation(folders, tmp_path, capsys):
+    from slimcodec.tools.curves import main as curves
+
+    run(folders, tmp_path / "ck.pt", "--steps", 3, "--curve", tmp_path / "curve.jsonl")
+    capsys.readouterr()
+    assert curves([str(tmp_path / "curve.jsonl")]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0] == "| run | step | w8 | w4 |" and len(table) == 4  # header, rule, steps 0 and 3
+    assert table[3].startswith("| factorized | 3 | ") and "bpp" in table[3] and "dB" in table[3]

@@ -15,11 +15,12 @@ from PIL import Image
 
 from slimcodec import codec
 from slimcodec.errors import SlimFormatError
-from slimcodec.formats.slimfile import VERSION_MAJOR, VERSION_MINOR
+from slimcodec.formats.slimfile import WRITTEN_MINOR
 from slimcodec.weights import load_weights
 
 VECTORS = Path(__file__).resolve().parents[1] / "formats" / "vectors"
-CURRENT = f"v{VERSION_MAJOR}.{VERSION_MINOR}"
+CURRENT = f"v1.{WRITTEN_MINOR[1]}"  # the factorized files this version writes
+HYPERPRIOR = f"v2.{WRITTEN_MINOR[2]}"  # the hyperprior files it writes
 VERSIONS = sorted(p.name for p in VECTORS.glob("v*.*") if p.is_dir())
 EXPECTED = {v: json.loads((VECTORS / v / "expected.json").read_text()) for v in VERSIONS}
 INVALID = json.loads((VECTORS / "invalid" / "expected.json").read_text())
@@ -45,7 +46,7 @@ def sha256(data: bytes) -> str:
 
 
 def test_every_format_version_so_far_has_vectors():
-    assert VERSIONS == ["v1.0", "v1.1"] and CURRENT in VERSIONS
+    assert VERSIONS == ["v1.0", "v1.1", "v2.0"] and CURRENT in VERSIONS
 
 
 @pytest.mark.parametrize("version", VERSIONS)
@@ -58,18 +59,29 @@ def test_vector_decodes_to_the_recorded_symbols_and_pixels(vector_weights, versi
     entry = EXPECTED[version]["vectors"][name]
     data = (VECTORS / version / name).read_bytes()
     assert sha256(data) == entry["file_sha256"]
-    _, q, _ = codec.decode_symbols_of(data, weights=vector_weights[version])
-    assert sha256(q.astype("<i4").tobytes()) == entry["symbols_sha256"]
+    _, latents, _ = codec.decode_latents(data, weights=vector_weights[version])
+    assert sha256(latents["y"].astype("<i4").tobytes()) == entry["symbols_sha256"]
+    for key in ("z", "indexes"):  # the hyperprior's z symbols and y's table indexes
+        if f"{key}_sha256" in entry:
+            assert sha256(latents[key].astype("<i4").tobytes()) == entry[f"{key}_sha256"]
     pixels = np.asarray(codec.decode(data, weights=vector_weights[version]))
     assert sha256(pixels.tobytes()) == entry["pixels_sha256"]
 
 
-@pytest.mark.parametrize("name", sorted(EXPECTED[CURRENT]["vectors"]))
-def test_encoding_the_source_gives_the_vector_bytes(vector_weights, name):
-    entry = EXPECTED[CURRENT]["vectors"][name]
-    with Image.open(VECTORS / CURRENT / entry["source"]) as image:
-        data = codec.encode(image, entry["width"], scale=entry["scale"], weights=vector_weights[CURRENT])
-    assert data == (VECTORS / CURRENT / name).read_bytes()
+@pytest.mark.parametrize("version, name", [(v, n) for v in (CURRENT, HYPERPRIOR) for n in sorted(EXPECTED[v]["vectors"])])
+def test_encoding_the_source_gives_the_vector_bytes(vector_weights, version, name):
+    entry = EXPECTED[version]["vectors"][name]
+    with Image.open(VECTORS / version / entry["source"]) as image:
+        data = codec.encode(image, entry["width"], scale=entry["scale"], weights=vector_weights[version])
+    assert data == (VECTORS / version / name).read_bytes()
+
+
+def test_hyperprior_vectors_use_more_than_one_gaussian_table(vector_weights):
+    used = set()
+    for name in EXPECTED[HYPERPRIOR]["vectors"]:
+        data = (VECTORS / HYPERPRIOR / name).read_bytes()
+        used |= set(np.unique(codec.decode_latents(data, weights=vector_weights[HYPERPRIOR])[1]["indexes"]).tolist())
+    assert len(used) >= 3
 
 
 def test_scaled_vectors_code_symbols_other_than_zero(vector_weights):

@@ -78,3 +78,27 @@ def test_restore_constants_repairs_buffers_rounded_to_float16():
     model.restore_constants()
     for name, value in constant_buffers(model).items():
         assert torch.equal(value, expected[name]), name
+
+
+def test_a_hyperprior_weights_file_names_its_architecture_and_holds_its_gaussian_tables(tmp_path):
+    import torch
+
+    from slimcodec.models.hyperprior import SlimCAEHyperprior
+    from slimcodec.weights import HYPERPRIOR, load_weights, save_weights
+
+    torch.manual_seed(0)
+    model = SlimCAEHyperprior((8, 4))
+    wid = save_weights(model, tmp_path / "h.pt")
+    loaded = load_weights(tmp_path / "h.pt")
+    assert loaded.weights_id == wid and loaded.architecture == HYPERPRIOR
+    assert isinstance(loaded.model, SlimCAEHyperprior) and loaded.widths == (8, 4)
+    assert loaded.gaussian is not None and loaded.gaussian.levels == 64
+    assert loaded.tables[4].channels == 4  # z's factorized tables, one per width
+
+
+def test_the_shipped_factorized_file_loads_as_the_factorized_architecture():
+    from slimcodec.weights import FACTORIZED, load_weights
+
+    shipped = load_weights()
+    assert shipped.architecture == FACTORIZED and shipped.gaussian is None
+    assert shipped.weights_id.hex() == "df9f17e387a8f20d"

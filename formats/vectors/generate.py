@@ -8,6 +8,9 @@ each file, of its decoded integer symbols (bit-exact everywhere) and of its deco
 pixels (float transforms: exact on the machine class CI runs on). ``v1.1/`` adds files
 with a latent scale (``-s<units>`` in their names) and the SHA-256 of the scaled
 entropy tables. Older version folders are kept as they are: decoders must still read them.
+``v2.0/`` (``python formats/vectors/generate.py v2.0``) holds format 2 files of a tiny
+seeded hyperprior network, with the SHA-256 of their z symbols, y symbols and y's table
+indexes as well.
 ``invalid/`` holds broken files and the reason a decoder must give for each.
 Existing vectors are never overwritten unless SLIM_REGENERATE_VECTORS=1.
 """
@@ -30,6 +33,9 @@ HERE = Path(__file__).resolve().parent
 VERSION_DIR = HERE / "v1.1"
 FIRST_DIR = HERE / "v1.0"  # frozen; its weights are the vectors' weights ever since
 INVALID_DIR = HERE / "invalid"
+HYPERPRIOR_DIR = HERE / "v2.0"
+# the tiny hyperprior's latents are small too: scales above 1 give symbols other than zero
+HYPERPRIOR_SCALED = (("noise-40x24", 8, 16384), ("noise-40x24", 8, 65535), ("gradient-40x24", 4, 65535))
 WEIGHTS = VERSION_DIR / "tiny-weights.pt"
 # (source, width, latent scale units): the tiny network's latents are small, so large
 # scales are what give its files symbols other than zero
@@ -73,7 +79,7 @@ def invalid_files(valid: bytes, other_weights: bytes) -> dict[str, tuple[bytes, 
     """Broken files and a fragment of the reason each must be refused with."""
     body = valid[:-4]
     newer = bytearray(body)
-    newer[4] = 2
+    newer[4] = 3  # 2.x is the hyperprior format; 3 is still in the future
     scaled_1_0 = bytearray(body)
     scaled_1_0[5] = 0
     scaled_1_0[34:36] = struct.pack("<H", 2048)
@@ -90,7 +96,7 @@ def invalid_files(valid: bytes, other_weights: bytes) -> dict[str, tuple[bytes, 
         "truncated-payload": (valid[:-9], "truncated"),
         "trailing-data": (valid + b"\0\0\0\0", "trailing data"),
         "bit-flip-payload": (bytes(flipped), "checksum mismatch"),
-        "future-major-version": (with_crc(bytes(newer)), "unsupported format version 2.1"),
+        "future-major-version": (with_crc(bytes(newer)), "unsupported format version 3.1"),
         "latent-scale-in-1.0-file": (with_crc(bytes(scaled_1_0)), "non-zero reserved bytes"),
         "latent-scale-4096": (with_crc(bytes(scale_one)), "bad latent scale 4096"),
         "unknown-width": (with_crc(bytes(bad_width)), "width 12 is not in these weights"),
@@ -98,10 +104,61 @@ def invalid_files(valid: bytes, other_weights: bytes) -> dict[str, tuple[bytes, 
     }
 
 
+def write_vectors(folder: Path, weights, settings) -> dict:
+    """Encode each (source, width, units) into ``folder``; the expected entries by file name."""
+    from slimcodec import codec
+
+    for name, image in sources().items():
+        image.save(folder / f"{name}.png")
+    vectors = {}
+    for name, width, units in settings:
+        file_name = f"{name}-w{width}" + (f"-s{units}" if units != 4096 else "") + ".slim"
+        with Image.open(folder / f"{name}.png") as image:
+            data = codec.encode(image, width, scale=units / 4096, weights=weights)
+        (folder / file_name).write_bytes(data)
+        _, latents, _ = codec.decode_latents(data, weights=weights)
+        pixels = np.asarray(codec.decode(data, weights=weights))
+        vectors[file_name] = {
+            "source": f"{name}.png",
+            "width": width,
+            "scale": units / 4096,
+            "file_sha256": sha256(data),
+            "symbols_sha256": sha256(latents["y"].astype("<i4").tobytes()),
+            "pixels_sha256": sha256(pixels.tobytes()),
+        }
+        for key in ("z", "indexes"):
+            if key in latents:
+                vectors[file_name][f"{key}_sha256"] = sha256(latents[key].astype("<i4").tobytes())
+    return vectors
+
+
+def main_hyperprior() -> int:
+    """Write ``v2.0/``: format 2 files of a tiny seeded hyperprior network."""
+    import torch
+
+    from slimcodec.models.hyperprior import SlimCAEHyperprior
+    from slimcodec.weights import load_weights, save_weights
+
+    HYPERPRIOR_DIR.mkdir(parents=True, exist_ok=True)
+    path = HYPERPRIOR_DIR / "tiny-hyperprior-weights.pt"
+    if not path.exists():
+        torch.manual_seed(0)
+        save_weights(SlimCAEHyperprior((8, 4)), path, meta={"purpose": "golden vectors"})
+    weights = load_weights(path)
+    settings = [(name, width, 4096) for name in sources() for width in weights.widths] + list(HYPERPRIOR_SCALED)
+    expected = {"weights": path.name, "weights_id": weights.weights_id.hex(),
+                "vectors": write_vectors(HYPERPRIOR_DIR, weights, settings)}
+    (HYPERPRIOR_DIR / "expected.json").write_text(json.dumps(expected, indent=2) + "\n")
+    print(f"wrote {len(expected['vectors'])} format 2 vectors")
+    return 0
+
+
 def main() -> int:
     if os.environ.get("SLIM_REGENERATE_VECTORS") != "1":
         print("refusing to regenerate: set SLIM_REGENERATE_VECTORS=1", file=sys.stderr)
         return 2
+    if sys.argv[1:] == ["v2.0"]:
+        return main_hyperprior()
     import torch
 
     from slimcodec import codec
@@ -121,23 +178,7 @@ def main() -> int:
                 "scaled_tables": {f"{w}/{u}": table_digest(weights.table(w, u))
                                   for w in weights.widths for u in TABLE_SCALES}}
     settings = [(name, width, 4096) for name in sources() for width in weights.widths] + list(SCALED)
-    for name, image in sources().items():
-        image.save(VERSION_DIR / f"{name}.png")
-    for name, width, units in settings:
-        file_name = f"{name}-w{width}" + (f"-s{units}" if units != 4096 else "") + ".slim"
-        with Image.open(VERSION_DIR / f"{name}.png") as image:
-            data = codec.encode(image, width, scale=units / 4096, weights=weights)
-        (VERSION_DIR / file_name).write_bytes(data)
-        _, q, _ = codec.decode_symbols_of(data, weights=weights)
-        pixels = np.asarray(codec.decode(data, weights=weights))
-        expected["vectors"][file_name] = {
-            "source": f"{name}.png",
-            "width": width,
-            "scale": units / 4096,
-            "file_sha256": sha256(data),
-            "symbols_sha256": sha256(q.astype("<i4").tobytes()),
-            "pixels_sha256": sha256(pixels.tobytes()),
-        }
+    expected["vectors"] = write_vectors(VERSION_DIR, weights, settings)
     (VERSION_DIR / "expected.json").write_text(json.dumps(expected, indent=2) + "\n")
 
     torch.manual_seed(1)

@@ -433,7 +433,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--log-every", type=int, default=50)
     p.add_argument("--checkpoint-every", type=int, default=250)
     p.add_argument("--val-every", type=int, default=500)
-    p.add_argument("--export", type=Path, help="factorized only: write a weights file (EMA, fresh tables) here at the end")
+    p.add_argument("--export", type=Path, help="write a weights file (EMA, fresh tables) here at the end")
     p.add_argument("--save-state", type=Path, help="write the EMA training state (to commit) here at the end")
     p.add_argument("--curve", type=Path, help="append each validation (JSON lines) here")
     p.add_argument("--time-limit-min", type=float, default=0, help="stop (and checkpoint) after this many minutes")
@@ -443,9 +443,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.export and args.arch != "factorized":
-        raise SystemExit("--export writes factorized weights files; hyperprior weights need the 0.2 format "
-                         "(keep the training state with --save-state)")
     if args.threads:
         torch.set_num_threads(args.threads)
     trainer = Trainer(args)
@@ -472,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def export(model: SlimCAE, path: Path, meta: dict) -> bytes:
-    """Settle the quantiles and write a factorized weights file with fresh tables; return its id."""
+    """Settle the bottlenecks' quantiles and write a weights file with fresh tables; return its id."""
     model = model.float().to("cpu").to(memory_format=torch.contiguous_format)
     print(f"auxiliary loss after settling the quantiles: {settle_quantiles(model):.3f}", flush=True)
     wid = save_weights(model, path, meta=meta)

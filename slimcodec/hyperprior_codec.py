@@ -1,0 +1,83 @@
+"""The hyperprior's payload (format 2): z, then y, in one range-coder stream.
+
+Encoding, from the latents ``y`` (``[C, 4·⌈H/64⌉, 4·⌈W/64⌉]``, see :func:`slimcodec.codec.analyze`)::
+
+    z   = h_a(y)                        float, [C, ⌈H/64⌉, ⌈W/64⌉]
+    q_z = round(z − median_z)           coded with z's factorized tables (row = channel)
+    trunk, σ_acc = h_s(q_z)             integer-exact fixed point (slimcodec.entropy.gaussian)
+    μ   = mean_head(trunk)              float
+    i   = index(σ_acc · s)              one Gaussian table per y symbol, exact
+    q_y = round(s · (y − μ))            coded with table i
+
+Decoding reads q_z, recomputes trunk, σ_acc, μ and i from it exactly as above, reads
+q_y, and returns ``ŷ = q_y / s + μ``. Only μ is float: it moves the values, never the
+choice of a table, so a decoder on any machine reads the same symbols.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from slimcodec.entropy import SCALE_ONE, quantize
+from slimcodec.entropy.gaussian import ACT_BITS
+from slimcodec.rangecoder import Decoder, Encoder, channel_indexes
+from slimcodec.weights import Weights
+
+
+def hyper_analysis(wts: Weights, y: np.ndarray, width: int) -> np.ndarray:
+    """z (float32 ``[C, h/4, w/4]``) of the latents ``y``."""
+    import torch
+
+    with torch.no_grad():
+        z = wts.model.hyper_analysis(torch.from_numpy(np.ascontiguousarray(y))[None], width)
+    return z[0].float().numpy()
+
+
+def side_information(wts: Weights, q_z: np.ndarray, width: int, units: int) -> tuple[np.ndarray, np.ndarray]:
+    """y's table indexes (exact) and means (float32), both ``[C, 4h, 4w]``, from z's symbols."""
+    import torch
+
+    trunk, scale_acc = wts.hyper_synthesis(width).run(q_z)
+    indexes = wts.gaussian.indexes(scale_acc, units)
+    h = torch.from_numpy((trunk / (1 << ACT_BITS)).astype(np.float32))[None]
+    with torch.no_grad():
+        means = wts.model.h_s_mean(h, width)[0].float().numpy()
+    return indexes, means
+
+
+def encode_payload(wts: Weights, y: np.ndarray, width: int, units: int = SCALE_ONE) -> bytes:
+    """The payload words (little-endian bytes) of latents ``y`` at a latent scale."""
+    z_table = wts.tables[width]
+    q_z = quantize(hyper_analysis(wts, y, width), z_table)
+    indexes, means = side_information(wts, q_z, width, units)
+    centred = y - means
+    if units != SCALE_ONE:
+        centred = centred * np.float32(units / SCALE_ONE)
+    q_y = np.rint(centred).astype(np.int32)
+    encoder = Encoder()
+    encoder.encode(q_z, channel_indexes(q_z.shape), z_table)
+    encoder.encode(q_y, indexes, wts.gaussian)
+    return encoder.words().tobytes()
+
+
+def decode_payload(wts: Weights, words: np.ndarray, width: int, grid: tuple[int, int],
+                   units: int = SCALE_ONE) -> dict[str, np.ndarray]:
+    """Read a payload: ``{"z", "y", "indexes"}`` symbols and the latents ``"y_hat"``.
+
+    Args:
+        grid: y's size ``(h, w)``; z's is a quarter of it.
+
+    Raises:
+        SlimFormatError: the words are not exactly such a payload.
+    """
+    z_table = wts.tables[width]
+    decoder = Decoder(words)
+    z_shape = (width, grid[0] // 4, grid[1] // 4)
+    q_z = decoder.decode(channel_indexes(z_shape), z_table)
+    indexes, means = side_information(wts, q_z, width, units)
+    q_y = decoder.decode(indexes, wts.gaussian)
+    decoder.finish()
+    values = q_y.astype(np.float32)
+    if units != SCALE_ONE:
+        values = values / np.float32(units / SCALE_ONE)
+    return {"z": q_z, "y": q_y, "indexes": indexes, "y_hat": values + means}
