@@ -101,7 +101,7 @@ def test_scale_accumulators_do_not_depend_on_thread_count_or_chunking(model):
         two = net.run(q, conv=conv_exact_torch)[1]
     finally:
         torch.set_num_threads(threads)
-    chunked = net.run(q, conv=lambda a, layer: conv_exact_numpy(a, layer, chunk=7))[1]
+    chunked = net.run(q, conv=lambda a, layer: conv_exact_numpy(a, layer, block_bytes=4096))[1]
     assert np.array_equal(one, two) and np.array_equal(one, chunked)
 
 

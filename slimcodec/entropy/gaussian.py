@@ -204,28 +204,31 @@ class FixedPointHyperSynthesis:
         return a, conv(a, head)
 
 
-def conv_exact_numpy(a: np.ndarray, layer: FixedPointLayer, chunk: int = 4096) -> np.ndarray:
-    """``layer`` applied to ``a`` ``[C, H, W]`` by im2col and float64 matmul (exact on integers).
+def conv_exact_numpy(a: np.ndarray, layer: FixedPointLayer, block_bytes: int = 64 << 20) -> np.ndarray:
+    """``layer`` applied to ``a`` ``[C, H, W]`` by float64 matrix products (exact on integers).
 
-    A transposed convolution is computed as a correlation over the zero-upsampled input
-    (``layer.weight`` is already in correlation form).
+    Each input position is multiplied by the whole kernel in one matrix product and the
+    products are scatter-added into the output (col2im), so neither windows are copied nor
+    the zeros of an upsampled input multiplied. The scatter form of a kernel is its
+    correlation form flipped; a stride-1 correlation scatters with padding ``k − 1 − p``. Output channels go in
+    blocks of about ``block_bytes`` of products. Every sum is of integers below 2**53, so
+    any order gives the same result.
     """
     out_c, in_c, k, _ = layer.weight.shape
     if layer.transposed:
-        s, p = layer.stride, layer.padding
-        c, h, w = a.shape
-        up = np.zeros((c, (h - 1) * s + 1, (w - 1) * s + 1), np.float64)
-        up[:, ::s, ::s] = a
-        lo, hi = k - 1 - p, k - 1 - p + layer.output_padding
-        a = np.pad(up, ((0, 0), (lo, hi), (lo, hi)))
+        s, p, extra = layer.stride, layer.padding, layer.output_padding
     else:
-        p = layer.padding
-        a = np.pad(a, ((0, 0), (p, p), (p, p)))
-    windows = np.lib.stride_tricks.sliding_window_view(a, (k, k), axis=(1, 2))  # [C, H', W', k, k]
-    _, oh, ow = windows.shape[:3]
-    cols = windows.transpose(1, 2, 0, 3, 4).reshape(oh * ow, in_c * k * k)
-    kernel = layer.weight.reshape(out_c, -1).T
-    out = np.empty((oh * ow, out_c), np.float64)
-    for start in range(0, oh * ow, chunk):  # bounds the copy im2col makes
-        out[start : start + chunk] = np.ascontiguousarray(cols[start : start + chunk]) @ kernel
-    return (out + layer.bias).T.reshape(out_c, oh, ow)
+        s, p, extra = 1, k - 1 - layer.padding, 0
+    kernel = layer.weight[:, :, ::-1, ::-1].transpose(0, 2, 3, 1)  # scatter form [o, kh, kw, i]
+    _, h, w = a.shape
+    flat = a.reshape(in_c, h * w)
+    full = np.zeros((out_c, (h - 1) * s + k + extra, (w - 1) * s + k + extra))
+    block = max(1, block_bytes // (8 * k * k * h * w))
+    for o0 in range(0, out_c, block):
+        o1 = min(out_c, o0 + block)
+        products = (np.ascontiguousarray(kernel[o0:o1]).reshape(-1, in_c) @ flat).reshape(o1 - o0, k, k, h, w)
+        for kh in range(k):
+            for kw in range(k):
+                full[o0:o1, kh : kh + (h - 1) * s + 1 : s, kw : kw + (w - 1) * s + 1 : s] += products[:, kh, kw]
+    oh, ow = (h - 1) * s - 2 * p + k + extra, (w - 1) * s - 2 * p + k + extra
+    return full[:, p : p + oh, p : p + ow] + layer.bias[:, None, None]
