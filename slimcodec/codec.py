@@ -43,7 +43,7 @@ from slimcodec.formats.slimfile import (
 from slimcodec import hyperprior_codec
 from slimcodec.imageio import PixelData, finish, prepare
 from slimcodec.rangecoder import decode_symbols, encode_symbols
-from slimcodec.weights import HYPERPRIOR, Weights, load_weights
+from slimcodec.weights import HYPERPRIOR, Weights, load_weights, shipped_weights_path
 
 DEFAULT_WIDTH = 144
 STRIDE = 16  # pixels per latent position
@@ -256,6 +256,8 @@ def decode_latents(data: bytes, *, weights: Weights | str | None = None) -> tupl
         (the golden vectors pin them), and the dequantized latents ``"y_hat"``.
     """
     slim = read_slim(data)
+    if weights is None and (shipped := shipped_weights_path(slim.header.weights_id)) is not None:
+        weights = str(shipped)  # a file made by an earlier release decodes with its own weights
     wts = _resolve(weights)
     check_decodable(slim, wts)
     header = slim.header

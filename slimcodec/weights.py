@@ -171,12 +171,29 @@ def load_weights_bytes(data: bytes, device: str = "cpu") -> Weights:
     return Weights(model, tables, weights_id_of(data), dict(blob.get("meta", {})), architecture, gaussian)
 
 
+# The weights new files are encoded with. Every shipped file stays in the package: a file
+# decodes with the shipped weights its header names (CHANGELOG lists which ids each release decodes).
+DEFAULT_WEIGHTS_ID = "df9f17e387a8f20d"
+
+
+def shipped_weights_path(weights_id: bytes | str) -> Path | None:
+    """The shipped weights file of an id, or ``None`` when this slimcodec does not ship it."""
+    hex_id = weights_id.hex() if isinstance(weights_id, (bytes, bytearray)) else str(weights_id)
+    path = SHIPPED_DIR / f"slimcae-{hex_id}.pt"
+    return path if path.is_file() else None
+
+
+def shipped_weights_ids() -> list[str]:
+    """The ids of every weights file shipped in the package."""
+    return sorted(p.stem.removeprefix("slimcae-") for p in SHIPPED_DIR.glob("slimcae-*.pt"))
+
+
 def default_weights_path() -> Path:
-    """The weights file shipped inside the package."""
-    found = sorted(SHIPPED_DIR.glob("slimcae-*.pt"))
-    if len(found) != 1:
-        raise SlimError(f"expected one shipped weights file in {SHIPPED_DIR}, found {len(found)}")
-    return found[0]
+    """The shipped weights file new files are encoded with."""
+    path = shipped_weights_path(DEFAULT_WEIGHTS_ID)
+    if path is None:
+        raise SlimError(f"the default weights slimcae-{DEFAULT_WEIGHTS_ID}.pt are missing from {SHIPPED_DIR}")
+    return path
 
 
 @lru_cache(maxsize=4)
@@ -195,12 +212,10 @@ def load_weights(path: str | os.PathLike | None = None, device: str = "cpu") -> 
 
 
 def install_shipped(path: str | os.PathLike) -> Path:
-    """Make a weights file the shipped one: copy it to ``slimcae-<id>.pt``, drop the old one."""
+    """Ship a weights file as ``slimcae-<id>.pt`` beside the others (older ones stay: their files
+    must still decode); make it the default by setting :data:`DEFAULT_WEIGHTS_ID`."""
     data = Path(path).read_bytes()
     load_weights_bytes(data)  # refuse to ship a file that does not load
     target = SHIPPED_DIR / f"slimcae-{weights_id_of(data).hex()}.pt"
-    for old in SHIPPED_DIR.glob("slimcae-*.pt"):
-        if old != target:
-            old.unlink()
     _atomic_write(target, data)
     return target

@@ -102,3 +102,24 @@ def test_the_shipped_factorized_file_loads_as_the_factorized_architecture():
     shipped = load_weights()
     assert shipped.architecture == FACTORIZED and shipped.gaussian is None
     assert shipped.weights_id.hex() == "df9f17e387a8f20d"
+
+
+def test_a_file_decodes_with_the_shipped_weights_its_header_names(tmp_path, monkeypatch):
+    """Several releases' weights ship side by side; the default only picks what new files use."""
+    from conftest import gradient_image
+
+    from slimcodec import codec, weights as weights_module
+    from slimcodec.model import SlimCAE
+    from slimcodec.weights import install_shipped, save_weights, shipped_weights_ids
+
+    monkeypatch.setattr(weights_module, "SHIPPED_DIR", tmp_path / "shipped")
+    ids = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        save_weights(SlimCAE((8, 4)), tmp_path / f"w{seed}.pt")
+        ids.append(install_shipped(tmp_path / f"w{seed}.pt").stem.removeprefix("slimcae-"))
+    monkeypatch.setattr(weights_module, "DEFAULT_WEIGHTS_ID", ids[1])
+    assert shipped_weights_ids() == sorted(ids)  # installing the second kept the first
+    old = codec.encode(gradient_image(24, 16), 8, weights=load_weights(tmp_path / "shipped" / f"slimcae-{ids[0]}.pt"))
+    assert codec.decode(old).size == (24, 16)  # no weights named: the header's id picks them
+    assert codec.decode_latents(codec.encode(gradient_image(24, 16), 4))[0].header.weights_id.hex() == ids[1]
