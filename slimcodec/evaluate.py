@@ -87,29 +87,29 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def information_bits(q: np.ndarray, table) -> float:
-    """Ideal code length in bits of integer symbols ``q`` (``[C, H, W]``) under ``table``.
+def information_bits(q: np.ndarray, rows, indexes: np.ndarray | None = None) -> float:
+    """Ideal code length in bits of integer symbols ``q`` under rows of integer distributions.
 
-    Counts ``-log2 p`` of each table index with the table's own integer
-    probabilities; an escaped symbol costs its escape index plus the bits the
-    range coder spends on it (1 for the side, 5 for the length, then the value).
+    ``indexes`` names each symbol's row (by default its channel: ``q`` is ``[C, H, W]`` and
+    ``rows`` a factorized table). Counts ``-log2 p`` of each row entry with the rows' own
+    integer probabilities; an escaped symbol costs its escape entry plus the bits the range
+    coder spends on it (1 for the side, 5 for the length, then the value).
     """
     from slimcodec.entropy import PRECISION_BITS
+    from slimcodec.rangecoder import channel_indexes
 
-    total = 0.0
-    for c in range(q.shape[0]):
-        offset, length = int(table.offsets[c]), int(table.lengths[c])
-        probs = table.counts[c, :length].astype(np.float64) / (1 << PRECISION_BITS)
-        index = q[c].reshape(-1).astype(np.int64) - offset
-        escape = length - 1
-        outside = (index < 0) | (index >= escape)
-        index = np.where(outside, escape, index)
-        total += float(-np.log2(probs)[index].sum())
-        values = q[c].reshape(-1)[outside].astype(np.int64)
-        if values.size:
-            m = np.where(values < offset, offset - 1 - values, values - (offset + length - 1))
-            num_bits = np.floor(np.log2(m + 1.0))
-            total += float((1 + 5 + num_bits).sum())
+    idx = (channel_indexes(q.shape) if indexes is None else indexes).reshape(-1).astype(np.int64)
+    values = q.reshape(-1).astype(np.int64)
+    offset = rows.offsets[idx].astype(np.int64)
+    length = rows.lengths[idx].astype(np.int64)
+    entry = values - offset
+    outside = (entry < 0) | (entry >= length - 1)
+    entry = np.where(outside, length - 1, entry)
+    total = float(-np.log2(rows.counts[idx, entry].astype(np.float64) / (1 << PRECISION_BITS)).sum())
+    if outside.any():
+        v, o, n = values[outside], offset[outside], length[outside]
+        m = np.where(v < o, o - 1 - v, v - (o + n - 1))
+        total += float((1 + 5 + np.floor(np.log2(m + 1.0))).sum())
     return total
 
 
@@ -125,9 +125,7 @@ def measure_slim(wts, pixels, width: int) -> dict:
     Returns:
         dict: ``num_bytes, bpp, est_bpp, psnr, ms_ssim, enc_time_s, dec_time_s``.
     """
-    from slimcodec.codec import decode, encode_pixels
-    from slimcodec.formats.slimfile import read_slim
-    from slimcodec.rangecoder import decode_symbols
+    from slimcodec.codec import decode, decode_latents, encode_pixels
 
     h, w = pixels.rgb.shape[:2]
     t0 = time.perf_counter()
@@ -135,14 +133,16 @@ def measure_slim(wts, pixels, width: int) -> dict:
     t1 = time.perf_counter()
     decoded = np.asarray(decode(data, weights=wts).convert("RGB"))
     t2 = time.perf_counter()
-    slim = read_slim(data)
-    header = slim.header
-    table = wts.tables[width]
-    q = decode_symbols(np.frombuffer(slim.payload, dtype="<u4"), table, header.latent_height, header.latent_width)
+    latents = decode_latents(data, weights=wts)[1]
+    if "z" in latents:  # the hyperprior: z with its factorized rows, y with the Gaussian rows
+        bits = information_bits(latents["z"], wts.tables[width])
+        bits += information_bits(latents["y"], wts.gaussian, latents["indexes"])
+    else:
+        bits = information_bits(latents["y"], wts.tables[width])
     return {
         "num_bytes": len(data),
         "bpp": M.bpp(len(data), w, h),
-        "est_bpp": information_bits(q, table) / (w * h),
+        "est_bpp": bits / (w * h),
         **_quality(pixels.rgb, decoded),
         "enc_time_s": t1 - t0,
         "dec_time_s": t2 - t1,

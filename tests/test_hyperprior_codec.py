@@ -120,3 +120,20 @@ def test_corrupt_payloads_with_a_valid_crc_are_refused_or_decode_without_crashin
             codec.decode(mutant, weights=hyper_weights)
         except SlimFormatError:
             pass
+
+
+def test_rate_control_chooses_a_hyperprior_file_within_its_target(hyper_weights):
+    import slimcodec
+
+    image = noise_image(96, 64, seed=4)
+    largest = len(codec.encode(image, 8, weights=hyper_weights, scale=15.9))
+    target_bpp = 0.5 * 8 * largest / (96 * 64)
+    choice = slimcodec.choose_setting(image, target_bpp=target_bpp, weights=hyper_weights)
+    assert choice.bpp <= target_bpp and codec.decode(choice.data, weights=hyper_weights).size == (96, 64)
+
+
+def test_eval_measures_a_hyperprior_file_and_estimates_its_rate_from_z_and_y(hyper_weights):
+    from slimcodec.evaluate import measure_slim
+
+    result = measure_slim(hyper_weights, prepare(noise_image(64, 64, seed=5)), 8)
+    assert result["num_bytes"] > 0 and 0 < result["est_bpp"] <= result["bpp"]
