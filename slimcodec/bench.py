@@ -122,11 +122,10 @@ def _stage_medians(runs: list[dict]) -> dict:
 
 def slim_encode_staged(wts, rgb: np.ndarray, width: int) -> tuple[bytes, dict]:
     """Encode like :func:`slimcodec.codec.encode_pixels` (no metadata), timing each stage."""
-    from slimcodec.codec import analyze
-    from slimcodec.entropy import quantize
-    from slimcodec.formats.slimfile import ColorType, SlimFile, SlimHeader, write_slim
+    from slimcodec.codec import analyze, encode_payload, make_header
+    from slimcodec.entropy import SCALE_ONE
+    from slimcodec.formats.slimfile import ColorType, SlimFile, write_slim
     from slimcodec.imageio import prepare
-    from slimcodec.rangecoder import encode_symbols
 
     image = Image.fromarray(rgb, "RGB")
     t0 = time.perf_counter()
@@ -134,31 +133,25 @@ def slim_encode_staged(wts, rgb: np.ndarray, width: int) -> tuple[bytes, dict]:
     t1 = time.perf_counter()
     y = analyze(wts, pixels.rgb, width)
     t2 = time.perf_counter()
-    table = wts.tables[width]
-    payload = encode_symbols(quantize(y, table), table).tobytes()
+    payload = encode_payload(wts, y, width)  # with the hyperprior: its networks too
     t3 = time.perf_counter()
     h, w = pixels.rgb.shape[:2]
-    header = SlimHeader.for_image(w, h, ColorType.RGB, width, wts.weights_id)
-    data = write_slim(SlimFile(header, (), payload))
+    data = write_slim(SlimFile(make_header(wts, w, h, ColorType.RGB, width, SCALE_ONE), (), payload))
     t4 = time.perf_counter()
     return data, {"transform": t2 - t1, "entropy": t3 - t2, "container": (t1 - t0) + (t4 - t3), "total": t4 - t0}
 
 
 def slim_decode_staged(wts, data: bytes) -> tuple[np.ndarray, dict]:
     """Decode like :func:`slimcodec.codec.decode` (RGB, no chunks), timing each stage."""
-    from slimcodec.codec import synthesize
-    from slimcodec.entropy import dequantize
+    from slimcodec.codec import decode_payload, synthesize
     from slimcodec.formats.slimfile import read_slim
     from slimcodec.imageio import finish
-    from slimcodec.rangecoder import decode_symbols
 
     t0 = time.perf_counter()
     slim = read_slim(data)
     header = slim.header
     t1 = time.perf_counter()
-    table = wts.tables[header.slim_width]
-    q = decode_symbols(np.frombuffer(slim.payload, dtype="<u4"), table, header.latent_height, header.latent_width)
-    y_hat = dequantize(q, table)
+    y_hat = decode_payload(slim, wts)["y_hat"]  # with the hyperprior: its networks too
     t2 = time.perf_counter()
     rgb = synthesize(wts, y_hat, header.slim_width, header.image_height, header.image_width)
     t3 = time.perf_counter()

@@ -166,6 +166,33 @@ def _chunks(pixels: PixelData) -> tuple[Chunk, ...]:
     return tuple(chunks)
 
 
+def make_header(wts: Weights, width_px: int, height_px: int, color: ColorType, width: int, units: int) -> SlimHeader:
+    """The header of a file these weights write: format 2.0 for the hyperprior, else 1.1."""
+    return SlimHeader.for_image(width_px, height_px, color, width, wts.weights_id, 0 if units == SCALE_ONE else units,
+                                version_major=2 if wts.architecture == HYPERPRIOR else 1)
+
+
+def encode_payload(wts: Weights, y: np.ndarray, width: int, units: int = SCALE_ONE) -> bytes:
+    """The payload bytes of latents ``y`` (from :func:`analyze`) at a latent scale."""
+    if wts.architecture == HYPERPRIOR:
+        return hyperprior_codec.encode_payload(wts, y, width, units)
+    table = wts.table(width, units)
+    return encode_symbols(quantize(y, table, units), table).tobytes()
+
+
+def decode_payload(slim: SlimFile, wts: Weights) -> dict:
+    """Symbols and latents of a parsed file these weights can decode (see :func:`decode_latents`)."""
+    header = slim.header
+    words = np.frombuffer(slim.payload, dtype="<u4")
+    units = latent_units(header)
+    if wts.architecture == HYPERPRIOR:
+        grid = (header.latent_height, header.latent_width)
+        return hyperprior_codec.decode_payload(wts, words, header.slim_width, grid, units)
+    table = wts.table(header.slim_width, units)
+    q = decode_symbols(words, table, header.latent_height, header.latent_width)
+    return {"y": q, "y_hat": dequantize(q, table, units)}
+
+
 def encode_latents(pixels: PixelData, y: np.ndarray, width: int, units: int, wts: Weights,
                    metadata: bool = True) -> bytes:
     """Quantize the latents ``y`` of ``pixels`` (from :func:`analyze`) at a latent scale and
@@ -176,16 +203,10 @@ def encode_latents(pixels: PixelData, y: np.ndarray, width: int, units: int, wts
     """
     h, w = pixels.rgb.shape[:2]
     color = ColorType.GRAY if pixels.gray else ColorType.RGB
-    hyper = wts.architecture == HYPERPRIOR
-    header = SlimHeader.for_image(w, h, color, width, wts.weights_id, 0 if units == SCALE_ONE else units,
-                                  version_major=2 if hyper else 1)
+    header = make_header(wts, w, h, color, width, units)
     if not metadata:
         pixels = PixelData(pixels.rgb, pixels.gray, pixels.alpha)
-    if hyper:
-        payload = hyperprior_codec.encode_payload(wts, y, width, units)
-    else:
-        table = wts.table(width, units)
-        payload = encode_symbols(quantize(y, table, units), table).tobytes()
+    payload = encode_payload(wts, y, width, units)
     return write_slim(SlimFile(header, _chunks(pixels), payload))
 
 
@@ -260,15 +281,7 @@ def decode_latents(data: bytes, *, weights: Weights | str | None = None) -> tupl
         weights = str(shipped)  # a file made by an earlier release decodes with its own weights
     wts = _resolve(weights)
     check_decodable(slim, wts)
-    header = slim.header
-    words = np.frombuffer(slim.payload, dtype="<u4")
-    units = latent_units(header)
-    if wts.architecture == HYPERPRIOR:
-        grid = (header.latent_height, header.latent_width)
-        return slim, hyperprior_codec.decode_payload(wts, words, header.slim_width, grid, units), wts
-    table = wts.table(header.slim_width, units)
-    q = decode_symbols(words, table, header.latent_height, header.latent_width)
-    return slim, {"y": q, "y_hat": dequantize(q, table, units)}, wts
+    return slim, decode_payload(slim, wts), wts
 
 
 def decode_symbols_of(data: bytes, *, weights: Weights | str | None = None) -> tuple[SlimFile, np.ndarray, Weights]:
