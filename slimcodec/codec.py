@@ -172,22 +172,29 @@ def make_header(wts: Weights, width_px: int, height_px: int, color: ColorType, w
                                 version_major=2 if wts.architecture == HYPERPRIOR else 1)
 
 
-def encode_payload(wts: Weights, y: np.ndarray, width: int, units: int = SCALE_ONE) -> bytes:
-    """The payload bytes of latents ``y`` (from :func:`analyze`) at a latent scale."""
+def encode_payload(wts: Weights, y: np.ndarray, width: int, units: int = SCALE_ONE,
+                   stages: dict | None = None) -> bytes:
+    """The payload bytes of latents ``y`` (from :func:`analyze`) at a latent scale.
+
+    ``stages`` (for benchmarks) receives the seconds spent in the hyperprior's networks (``"hyper"``).
+    """
     if wts.architecture == HYPERPRIOR:
-        return hyperprior_codec.encode_payload(wts, y, width, units)
+        return hyperprior_codec.encode_payload(wts, y, width, units, stages)
     table = wts.table(width, units)
     return encode_symbols(quantize(y, table, units), table).tobytes()
 
 
-def decode_payload(slim: SlimFile, wts: Weights) -> dict:
-    """Symbols and latents of a parsed file these weights can decode (see :func:`decode_latents`)."""
+def decode_payload(slim: SlimFile, wts: Weights, stages: dict | None = None) -> dict:
+    """Symbols and latents of a parsed file these weights can decode (see :func:`decode_latents`).
+
+    ``stages`` (for benchmarks) receives the seconds spent in the hyperprior's networks (``"hyper"``).
+    """
     header = slim.header
     words = np.frombuffer(slim.payload, dtype="<u4")
     units = latent_units(header)
     if wts.architecture == HYPERPRIOR:
         grid = (header.latent_height, header.latent_width)
-        return hyperprior_codec.decode_payload(wts, words, header.slim_width, grid, units)
+        return hyperprior_codec.decode_payload(wts, words, header.slim_width, grid, units, stages)
     table = wts.table(header.slim_width, units)
     q = decode_symbols(words, table, header.latent_height, header.latent_width)
     return {"y": q, "y_hat": dequantize(q, table, units)}

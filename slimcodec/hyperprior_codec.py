@@ -16,12 +16,24 @@ choice of a table, so a decoder on any machine reads the same symbols.
 
 from __future__ import annotations
 
+import time
+from contextlib import contextmanager
+
 import numpy as np
 
 from slimcodec.entropy import SCALE_ONE, quantize
 from slimcodec.entropy.gaussian import ACT_BITS
 from slimcodec.rangecoder import Decoder, Encoder, channel_indexes
 from slimcodec.weights import Weights
+
+
+@contextmanager
+def _stage(stages: dict | None, name: str):
+    """Add the time the block takes to ``stages[name]`` (when timing is asked for)."""
+    start = time.perf_counter()
+    yield
+    if stages is not None:
+        stages[name] = stages.get(name, 0.0) + time.perf_counter() - start
 
 
 def hyper_analysis(wts: Weights, y: np.ndarray, width: int) -> np.ndarray:
@@ -45,39 +57,52 @@ def side_information(wts: Weights, q_z: np.ndarray, width: int, units: int) -> t
     return indexes, means
 
 
-def encode_payload(wts: Weights, y: np.ndarray, width: int, units: int = SCALE_ONE) -> bytes:
-    """The payload words (little-endian bytes) of latents ``y`` at a latent scale."""
+def encode_payload(wts: Weights, y: np.ndarray, width: int, units: int = SCALE_ONE,
+                   stages: dict | None = None) -> bytes:
+    """The payload words (little-endian bytes) of latents ``y`` at a latent scale.
+
+    ``stages``, when given, receives the seconds spent in ``"hyper"`` (the hyper networks)
+    and ``"entropy"`` (quantization and range coding).
+    """
     z_table = wts.tables[width]
-    q_z = quantize(hyper_analysis(wts, y, width), z_table)
-    indexes, means = side_information(wts, q_z, width, units)
-    centred = y - means
-    if units != SCALE_ONE:
-        centred = centred * np.float32(units / SCALE_ONE)
-    q_y = np.rint(centred).astype(np.int32)
-    encoder = Encoder()
-    encoder.encode(q_z, channel_indexes(q_z.shape), z_table)
-    encoder.encode(q_y, indexes, wts.gaussian)
-    return encoder.words().tobytes()
+    with _stage(stages, "hyper"):
+        z = hyper_analysis(wts, y, width)
+    with _stage(stages, "entropy"):
+        q_z = quantize(z, z_table)
+    with _stage(stages, "hyper"):
+        indexes, means = side_information(wts, q_z, width, units)
+    with _stage(stages, "entropy"):
+        centred = y - means
+        if units != SCALE_ONE:
+            centred = centred * np.float32(units / SCALE_ONE)
+        q_y = np.rint(centred).astype(np.int32)
+        encoder = Encoder()
+        encoder.encode(q_z, channel_indexes(q_z.shape), z_table)
+        encoder.encode(q_y, indexes, wts.gaussian)
+        return encoder.words().tobytes()
 
 
 def decode_payload(wts: Weights, words: np.ndarray, width: int, grid: tuple[int, int],
-                   units: int = SCALE_ONE) -> dict[str, np.ndarray]:
+                   units: int = SCALE_ONE, stages: dict | None = None) -> dict[str, np.ndarray]:
     """Read a payload: ``{"z", "y", "indexes"}`` symbols and the latents ``"y_hat"``.
 
     Args:
         grid: y's size ``(h, w)``; z's is a quarter of it.
+        stages: receives the seconds of ``"hyper"`` and ``"entropy"``, as in :func:`encode_payload`.
 
     Raises:
         SlimFormatError: the words are not exactly such a payload.
     """
     z_table = wts.tables[width]
-    decoder = Decoder(words)
-    z_shape = (width, grid[0] // 4, grid[1] // 4)
-    q_z = decoder.decode(channel_indexes(z_shape), z_table)
-    indexes, means = side_information(wts, q_z, width, units)
-    q_y = decoder.decode(indexes, wts.gaussian)
-    decoder.finish()
-    values = q_y.astype(np.float32)
-    if units != SCALE_ONE:
-        values = values / np.float32(units / SCALE_ONE)
+    with _stage(stages, "entropy"):
+        decoder = Decoder(words)
+        q_z = decoder.decode(channel_indexes((width, grid[0] // 4, grid[1] // 4)), z_table)
+    with _stage(stages, "hyper"):
+        indexes, means = side_information(wts, q_z, width, units)
+    with _stage(stages, "entropy"):
+        q_y = decoder.decode(indexes, wts.gaussian)
+        decoder.finish()
+        values = q_y.astype(np.float32)
+        if units != SCALE_ONE:
+            values = values / np.float32(units / SCALE_ONE)
     return {"z": q_z, "y": q_y, "indexes": indexes, "y_hat": values + means}

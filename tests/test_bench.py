@@ -62,3 +62,22 @@ def test_invalid_size_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as exc:
         bench.main(["--sizes", "huge"])
     assert exc.value.code == 2
+
+
+def test_the_hyperpriors_networks_count_as_transform_not_entropy(tmp_path):
+    import torch
+
+    from slimcodec import codec
+    from slimcodec.models.hyperprior import SlimCAEHyperprior
+    from slimcodec.weights import load_weights, save_weights
+
+    torch.manual_seed(0)
+    save_weights(SlimCAEHyperprior((8,)), tmp_path / "h.pt")
+    wts = load_weights(tmp_path / "h.pt")
+    rgb = bench.make_image(None, (80, 48))
+    data, enc = bench.slim_encode_staged(wts, rgb, 8)
+    pixels, dec = bench.slim_decode_staged(wts, data)
+    assert np.array_equal(pixels, np.asarray(codec.decode(data, weights=wts)))
+    for stages in (enc, dec):
+        assert min(stages.values()) >= 0
+        assert stages["transform"] + stages["entropy"] + stages["container"] == pytest.approx(stages["total"], rel=0.05)
