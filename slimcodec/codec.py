@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image
 
 from slimcodec.entropy import SCALE_ONE, dequantize, quantize, scale_units
+from slimcodec.entropy.tables import check_payload_holds, row_min_bits
 from slimcodec.errors import ConversionWarning, SlimFormatError
 from slimcodec.formats.slimfile import (
     Chunk,
@@ -196,6 +197,8 @@ def decode_payload(slim: SlimFile, wts: Weights, stages: dict | None = None) -> 
         grid = (header.latent_height, header.latent_width)
         return hyperprior_codec.decode_payload(wts, words, header.slim_width, grid, units, stages)
     table = wts.table(header.slim_width, units)
+    positions = header.latent_height * header.latent_width
+    check_payload_holds(32 * words.size, positions * float(row_min_bits(table.counts).sum()), "image size")
     q = decode_symbols(words, table, header.latent_height, header.latent_width)
     return {"y": q, "y_hat": dequantize(q, table, units)}
 

@@ -23,6 +23,7 @@ import numpy as np
 
 from slimcodec.entropy import SCALE_ONE, quantize
 from slimcodec.entropy.gaussian import ACT_BITS
+from slimcodec.entropy.tables import check_payload_holds, row_min_bits
 from slimcodec.rangecoder import Decoder, Encoder, channel_indexes
 from slimcodec.weights import Weights
 
@@ -94,12 +95,17 @@ def decode_payload(wts: Weights, words: np.ndarray, width: int, grid: tuple[int,
         SlimFormatError: the words are not exactly such a payload.
     """
     z_table = wts.tables[width]
+    payload_bits = 32 * words.size
+    z_positions = (grid[0] // 4) * (grid[1] // 4)
+    check_payload_holds(payload_bits, z_positions * float(row_min_bits(z_table.counts).sum()), "image size")
     with _stage(stages, "entropy"):
         decoder = Decoder(words)
         q_z = decoder.decode(channel_indexes((width, grid[0] // 4, grid[1] // 4)), z_table)
     with _stage(stages, "hyper"):
         indexes, means = side_information(wts, q_z, width, units)
     with _stage(stages, "entropy"):
+        least = float(np.bincount(indexes.reshape(-1), minlength=wts.gaussian.levels) @ row_min_bits(wts.gaussian.counts))
+        check_payload_holds(payload_bits, least, "hyperprior's scales")
         q_y = decoder.decode(indexes, wts.gaussian)
         decoder.finish()
         values = q_y.astype(np.float32)

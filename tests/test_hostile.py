@@ -330,3 +330,22 @@ def test_fuzzed_real_files_decode_to_the_header_size_or_raise_slim_format_error(
     assert outcomes["decoded"] > 0.05 * count and outcomes["refused"] > 0.5 * count, outcomes
     assert outcomes["corrupt payload"] > 0.1 * count, outcomes
     assert slowest < 2.0
+
+
+@pytest.mark.parametrize("major", [1, 2])
+def test_an_empty_payload_claiming_a_huge_image_is_refused_before_synthesis(major, tiny_weights):
+    """A 52-byte file with a valid CRC once decoded, with exit 0, to a 100 MP image."""
+    import time
+
+    from slimcodec.formats.slimfile import ColorType, SlimFile, SlimHeader, write_slim
+    from slimcodec.weights import load_weights
+
+    vectors = Path(__file__).resolve().parents[1] / "formats" / "vectors"
+    weights = tiny_weights if major == 1 else load_weights(vectors / "v2.0" / "tiny-hyperprior-weights.pt")
+    header = SlimHeader.for_image(10000, 10000, ColorType.RGB, 8, weights.weights_id, version_major=major)
+    data = write_slim(SlimFile(header, (), b""))
+    assert len(data) == 52
+    start = time.perf_counter()
+    with pytest.raises(SlimFormatError, match="payload too short for its image size"):
+        codec.decode(data, weights=weights)
+    assert time.perf_counter() - start < 5  # refused from the header, not after decoding 100 MP

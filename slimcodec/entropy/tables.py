@@ -41,6 +41,28 @@ def check_rows(offsets: np.ndarray, counts: np.ndarray, lengths: np.ndarray, wha
             raise ValueError(f"{what} counts are not a valid distribution")
 
 
+def row_min_bits(counts: np.ndarray) -> np.ndarray:
+    """The fewest bits any symbol of each row costs: ``−log2`` of the row's largest probability."""
+    return -np.log2(counts.max(axis=1).astype(np.float64) / (1 << PRECISION_BITS))
+
+
+def check_payload_holds(payload_bits: int, least_bits: float, what: str) -> None:
+    """Refuse symbols that carry more information than the payload can hold.
+
+    Every symbol costs at least its row's :func:`row_min_bits`, so a payload shorter than
+    their sum (less a margin for the coder's rounding) cannot be a real file's: an empty
+    payload otherwise decodes, at every size a header may claim, to the table's first entry.
+
+    Raises:
+        SlimFormatError: the payload is too short for ``least_bits``.
+    """
+    from slimcodec.errors import SlimFormatError
+
+    if least_bits > 1.01 * payload_bits + 64:
+        raise SlimFormatError(f"payload too short for its {what} ({payload_bits} bits; "
+                              f"its symbols need at least {least_bits:.0f})")
+
+
 @dataclass(frozen=True)
 class EntropyTable:
     """Per-channel discrete distributions of one width's latents.
