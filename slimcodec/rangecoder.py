@@ -119,19 +119,23 @@ class Decoder:
     """
 
     def __init__(self, words: np.ndarray):
+        self._words = np.asarray(words, dtype="<u4")
+        self._calls: list[tuple[np.ndarray, np.ndarray, Rows]] = []
         try:
-            self._decoder = _queue.RangeDecoder(np.asarray(words, dtype="<u4").astype(np.uint32))
+            self._decoder = _queue.RangeDecoder(self._words.astype(np.uint32))
         except Exception as exc:
             raise SlimFormatError(f"corrupt payload ({exc})") from exc
 
     def decode(self, indexes: np.ndarray, rows: Rows) -> np.ndarray:
         """Integer symbols (int32, shaped like ``indexes``), one per row index."""
         try:
-            return self._decode(indexes, rows)
+            q = self._decode(indexes, rows)
         except SlimFormatError:
             raise
         except Exception as exc:  # constriction reports invalid data with various types
             raise SlimFormatError(f"corrupt payload ({exc})") from exc
+        self._calls.append((q, np.asarray(indexes), rows))
+        return q
 
     def _decode(self, indexes: np.ndarray, rows: Rows) -> np.ndarray:
         shape = np.shape(indexes)
@@ -164,13 +168,23 @@ class Decoder:
         return out.reshape(shape)
 
     def finish(self) -> None:
-        """Raise :class:`SlimFormatError` unless every word has been read."""
+        """Raise :class:`SlimFormatError` unless the words are exactly the coding of what was read.
+
+        The coder may leave a last word's worth of slack (an extra word of any value, or a
+        dropped trailing zero word, decode the same symbols), so the symbols are coded again
+        and the words compared: each payload has exactly one valid form.
+        """
         try:
             exhausted = self._decoder.maybe_exhausted()
         except Exception as exc:
             raise SlimFormatError(f"corrupt payload ({exc})") from exc
         if not exhausted:
             raise SlimFormatError("corrupt payload (data left after the last symbol)")
+        encoder = Encoder()
+        for q, indexes, rows in self._calls:
+            encoder.encode(q, indexes, rows)
+        if not np.array_equal(encoder.words(), self._words):
+            raise SlimFormatError("corrupt payload (not the exact coding of its symbols)")
 
 
 def channel_indexes(shape: tuple[int, ...]) -> np.ndarray:

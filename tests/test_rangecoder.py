@@ -93,3 +93,27 @@ def test_decode_of_random_words_raises_only_format_errors():
         except SlimFormatError:
             continue
         assert q.shape == (2, 3, 3)
+
+
+@pytest.mark.parametrize("change", ["extra word", "extra zero word", "dropped last word"])
+def test_only_the_exact_coding_of_the_symbols_is_accepted(change):
+    """constriction's decoder reads the same symbols from a payload with a word more (of any
+    value) or with a trailing zero word dropped; the format has one valid payload per file."""
+    from slimcodec.rangecoder import Decoder, Encoder
+
+    rows = EntropyTable(np.zeros(1, np.float32), np.array([-1], np.int32),
+                        np.array([[16384, 32768, 16383, 1]], np.int32), np.array([4], np.int32))
+    q = np.array([[[-1, 0, 1, 0, 0, 1, -1, 0]]], np.int32)
+    encoder = Encoder()
+    encoder.encode(q, np.zeros_like(q), rows)
+    words = encoder.words()
+    mutated = {"extra word": np.append(words, np.uint32(0xDEADBEEF)),
+               "extra zero word": np.append(words, np.uint32(0)),
+               "dropped last word": words[:-1]}[change].astype("<u4")
+    decoder = Decoder(words)
+    assert np.array_equal(decoder.decode(np.zeros_like(q), rows), q)
+    decoder.finish()
+    with pytest.raises(SlimFormatError, match="corrupt payload"):
+        decoder = Decoder(mutated)
+        decoder.decode(np.zeros_like(q), rows)
+        decoder.finish()
