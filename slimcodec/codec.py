@@ -313,8 +313,8 @@ def decode(data: bytes, *, weights: Weights | str | None = None) -> Image.Image:
     """
     slim, latents, wts = decode_latents(data, weights=weights)
     header = slim.header
-    rgb = synthesize(wts, latents["y_hat"], header.slim_width, header.image_height, header.image_width)
     alpha = None
-    if (raw := read_alpha(slim)) is not None:
+    if (raw := read_alpha(slim)) is not None:  # a broken chunk is refused before the synthesis
         alpha = np.frombuffer(raw, dtype=np.uint8).reshape(header.image_height, header.image_width)
+    rgb = synthesize(wts, latents["y_hat"], header.slim_width, header.image_height, header.image_width)
     return finish(rgb, header.color_type == ColorType.GRAY, alpha, slim.chunk(b"iccp"), slim.chunk(b"exif"))

@@ -349,3 +349,16 @@ def test_an_empty_payload_claiming_a_huge_image_is_refused_before_synthesis(majo
     with pytest.raises(SlimFormatError, match="payload too short for its image size"):
         codec.decode(data, weights=weights)
     assert time.perf_counter() - start < 5  # refused from the header, not after decoding 100 MP
+
+
+def test_a_broken_alpha_chunk_is_refused_before_the_image_is_synthesized(tiny_weights, monkeypatch):
+    from slimcodec.formats.slimfile import Chunk, SlimFile, read_slim, write_slim
+
+    rgba = gradient_image(40, 24, "RGBA")
+    rgba.putalpha(gradient_image(40, 24, "L"))
+    slim = read_slim(codec.encode(rgba, 8, weights=tiny_weights))
+    broken = SlimFile(slim.header, tuple(Chunk(c.tag, c.data[:-3]) if c.tag == b"ALPH" else c for c in slim.chunks),
+                      slim.payload)
+    monkeypatch.setattr(codec, "synthesize", lambda *a, **k: pytest.fail("synthesized before the alpha check"))
+    with pytest.raises(SlimFormatError):
+        codec.decode(write_slim(broken), weights=tiny_weights)
