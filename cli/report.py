@@ -55,6 +55,17 @@ def describe_error(exc: BaseException, path: Path | str | None = None) -> str:
     return " ".join(text.split()) or type(exc).__name__
 
 
+def shown_path(path: Path | str) -> str:
+    """A path as one line of output: control characters (a newline in a name) escaped as in ``repr``.
+
+    Example:
+        >>> print(shown_path("a\\nb.png"), shown_path("photo.png"))
+        'a\\nb.png' photo.png
+    """
+    text = str(path)
+    return text if text.isprintable() else repr(text)
+
+
 def format_bytes(num_bytes: int) -> str:
     """``1234567`` -> ``"1.2 MB"`` (SI units, as file managers show them)."""
     if num_bytes < 1000:
@@ -149,7 +160,7 @@ class Report:
             details.append(f"{8 * slim_bytes / pixels:.3f} bpp")
         if self.verbose and seconds is not None:
             details.append(f"{seconds:.2f} s")
-        self._echo(f"{self.past_tense} {src} -> {dst} ({', '.join(details)}){self._progress()}")
+        self._echo(f"{self.past_tense} {shown_path(src)} -> {shown_path(dst)} ({', '.join(details)}){self._progress()}")
         if note:
             self._echo(f"  {note}")
 
@@ -157,7 +168,7 @@ class Report:
         """Count a file left alone on purpose (its output exists) and print why."""
         self.skipped_count += 1
         if not self.quiet:
-            self._echo(f"skipped {src}: {reason}{self._progress()}")
+            self._echo(f"skipped {shown_path(src)}: {reason}{self._progress()}")
 
     def failed(self, src: Path | str, exc: BaseException | str) -> None:
         """Count a failed file and print ``error: cannot <action> <src>: <reason>``.
@@ -169,7 +180,7 @@ class Report:
         """
         self.failure_count += 1
         reason = exc if isinstance(exc, str) else describe_error(exc, src)
-        self._echo(f"error: cannot {self.action} {src}: {reason}")
+        self._echo(f"error: cannot {self.action} {shown_path(src)}: {reason}")
         if self.debug and isinstance(exc, BaseException):
             self._echo("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip())
 

@@ -501,3 +501,11 @@ def test_decoding_alpha_to_jpeg_fails_with_a_clear_message(workdir, tiny_weights
         "error: cannot decode t.slim: JPEG cannot store the alpha channel; use .png"
     )
     assert sorted(os.listdir(".")) == ["t.png", "t.slim"]
+
+
+def test_a_newline_in_a_file_name_stays_on_the_files_one_line(tmp_path, tiny_weights_path):
+    source = tmp_path / "two\nlines.png"
+    gradient_image(24, 16).save(source, format="PNG")
+    result = invoke_slim(["encode", source, "-o", tmp_path / "out.slim", "--width", "8", "--weights", tiny_weights_path])
+    lines = [line for line in result.stderr.splitlines() if line.startswith("encoded")]
+    assert len(lines) == 1 and "'" in lines[0] and "two\\nlines.png" in lines[0]

@@ -22,7 +22,8 @@ DOCTESTED = {
     "slimcodec.entropy.tables": 1,
     "slimcodec.files": 7,
     "slimcodec.metrics": 2,
-    "slimcodec.formats.slimfile": 6,
+    "slimcodec.formats.slimfile": 8,
+    "slimcodec.cli.report": 1,
     "slimcodec.ratecontrol": 5,
     "slimcodec.pillow_plugin": 5,
 }
