@@ -232,16 +232,14 @@ def encode_one(job: Job) -> Result:
 def decode_one(job: Job) -> Result:
     """Decode ``job.src`` to ``job.dst``, in the format of its suffix (a worker function)."""
     from slimcodec.codec import decode
-    from slimcodec.formats.slimfile import HEADER_SIZE, read_header
+    from slimcodec.formats.slimfile import read_slim_stream
     from slimcodec.imageio import save_image
     from slimcodec.weights import load_weights
 
     start = time.perf_counter()
     weights = load_weights(job.weights_path)
     with open(job.src, "rb") as f:
-        head = f.read(HEADER_SIZE)
-        read_header(head)  # refuse a foreign file before reading all of it
-        data = head + f.read()
+        data = read_slim_stream(f)  # a foreign file is refused from its header; no more is read than it gives
     image = decode(data, weights=weights)
     pixels = image.width * image.height
 

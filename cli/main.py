@@ -429,6 +429,7 @@ def info(ctx: click.Context, files: tuple[Path, ...], as_json: bool) -> None:
     Folders are searched recursively for .slim files.
     """
     from slimcodec.cli.jobs import SLIM_SUFFIX, scan_folder
+    from slimcodec.formats.slimfile import read_slim_stream
 
     opts = _options(ctx)
     report = Report("read", quiet=opts.quiet, verbose=opts.verbose, debug=opts.debug)
@@ -438,7 +439,8 @@ def info(ctx: click.Context, files: tuple[Path, ...], as_json: bool) -> None:
     described = []
     for path in paths:
         try:
-            fields = describe_slim(path, path.read_bytes())
+            with open(path, "rb") as f:
+                fields = describe_slim(path, read_slim_stream(f))
         except Exception as exc:
             report.failed(path, exc)
             continue

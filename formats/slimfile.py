@@ -20,7 +20,7 @@ import enum
 import struct
 import zlib
 from dataclasses import dataclass, fields
-from typing import Optional
+from typing import BinaryIO, Optional
 
 from slimcodec.errors import SlimFormatError
 
@@ -43,6 +43,7 @@ __all__ = [
     "write_slim",
     "read_slim",
     "read_header",
+    "read_slim_stream",
     "make_alpha_chunk",
     "read_alpha",
 ]
@@ -388,6 +389,32 @@ def _parse_chunks(section, known_chunks: frozenset) -> tuple[Chunk, ...]:
 
 
 # ---------------------------------------------------------------- public API
+
+
+def read_slim_stream(f: BinaryIO, *, max_pixels: int = MAX_PIXELS) -> bytes:
+    """Read one ``.slim`` file's bytes from a stream, never more than its header gives.
+
+    The header is read and checked first; then at most the size it gives (plus one byte,
+    to see trailing data) is read, so an endless stream (``/dev/zero``, a FIFO) or a huge
+    file costs no more than a valid file of that header. The bytes still need
+    :func:`read_slim`.
+
+    Raises:
+        SlimFormatError: the header is invalid, or the stream holds more than it gives.
+
+    Example:
+        >>> import io
+        >>> data = write_slim(SlimFile(SlimHeader.for_image(8, 8, ColorType.RGB, 4, bytes(8)), (), b""))
+        >>> assert read_slim_stream(io.BytesIO(data)) == data
+    """
+    head = f.read(HEADER_SIZE)
+    raw = _parse_layout(memoryview(head).cast("B"))
+    _check_fields(raw, max_pixels)
+    total = raw[3] + raw[16] + raw[17] + _CRC.size
+    data = head + f.read(total - len(head) + 1)
+    if len(data) > total:
+        raise _fail(f"trailing data (more than the {total} bytes its header gives)")
+    return data
 
 
 def read_header(data: bytes, *, max_pixels: int = MAX_PIXELS) -> SlimHeader:

@@ -84,10 +84,12 @@ def decode_file(src: PathLike, dst: PathLike | None = None, *, overwrite: bool =
         SlimError: ``dst`` exists, has a suffix Pillow cannot write, or cannot be written.
     """
     from slimcodec import codec
+    from slimcodec.formats.slimfile import read_slim_stream
     from slimcodec.imageio import save_image
 
     src = Path(src)
     dst = src.with_suffix(".png") if dst is None else Path(dst)
-    image = codec.decode(src.read_bytes(), weights=weights)
+    with open(src, "rb") as f:
+        image = codec.decode(read_slim_stream(f), weights=weights)
     _write(dst, lambda tmp: save_image(image, tmp), overwrite)
     return dst

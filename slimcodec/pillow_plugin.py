@@ -61,7 +61,7 @@ import os
 from PIL import Image, ImageFile
 
 from slimcodec.errors import SlimFormatError
-from slimcodec.formats.slimfile import MAGIC, ColorType, read_slim
+from slimcodec.formats.slimfile import MAGIC, ColorType, read_slim, read_slim_stream
 
 __all__ = ["FORMAT", "EXTENSION", "MIME_TYPE", "SlimImageError", "SlimImageFile", "set_weights", "get_weights"]
 
@@ -121,9 +121,8 @@ class SlimImageFile(ImageFile.ImageFile):
     format_description = "slimcodec learned image"
 
     def _open(self) -> None:
-        data = self.fp.read()
         try:
-            slim = read_slim(data)
+            slim = read_slim(read_slim_stream(self.fp))
         except SlimFormatError as exc:
             raise SlimImageError(f"cannot open .slim file: {exc}") from None
         header = slim.header
@@ -150,9 +149,8 @@ class SlimDecoder(ImageFile.PyDecoder):
         from slimcodec import codec
 
         assert self.fd is not None
-        data = self.fd.read()
         try:
-            image = codec.decode(data, weights=_weights)
+            image = codec.decode(read_slim_stream(self.fd), weights=_weights)
         except SlimFormatError as exc:
             hint = ""
             if "other weights" in str(exc):

@@ -92,7 +92,7 @@ def hostile_files(good: bytes) -> dict[str, tuple[bytes, str]]:
         "truncated in the chunks": (good[: HEADER_SIZE + chunks // 2], "truncated file"),
         "truncated in the payload": (good[: payload_at + payload // 2], "truncated file"),
         "truncated in the crc": (good[:-2], "truncated file"),
-        "trailing data": (good + b"\0", "trailing data (1 extra bytes)"),
+        "trailing data": (good + b"\0", "trailing data ("),
         "bit flip in the header": (bytes(flipped_header), "checksum mismatch"),
         "bit flip in the payload": (bytes(flipped_payload), "checksum mismatch"),
         "wrong magic": (b"SLIN" + good[4:], "not a .slim file (bad magic)"),
@@ -362,3 +362,40 @@ def test_a_broken_alpha_chunk_is_refused_before_the_image_is_synthesized(tiny_we
     monkeypatch.setattr(codec, "synthesize", lambda *a, **k: pytest.fail("synthesized before the alpha check"))
     with pytest.raises(SlimFormatError):
         codec.decode(write_slim(broken), weights=tiny_weights)
+
+
+class _EndlessStream:
+    """A file-like object that serves ``head`` then zeros for ever, counting what is read."""
+
+    def __init__(self, head: bytes):
+        self.head, self.read_bytes = head, 0
+
+    def read(self, n: int = -1) -> bytes:
+        if n < 0:
+            raise AssertionError("read everything from an endless stream")
+        start = self.read_bytes
+        self.read_bytes += n
+        return (self.head[start : start + n]).ljust(n, b"\0")
+
+
+def test_reading_a_file_is_bounded_by_what_its_header_gives(tiny_weights):
+    from slimcodec.formats.slimfile import read_slim_stream
+
+    good = codec.encode(gradient_image(24, 16), 8, weights=tiny_weights)
+    stream = _EndlessStream(good)
+    with pytest.raises(SlimFormatError, match="trailing data"):
+        read_slim_stream(stream)
+    assert stream.read_bytes == len(good) + 1
+    with pytest.raises(SlimFormatError, match="bad magic"):
+        with open("/dev/zero", "rb") as zero:
+            read_slim_stream(zero)
+
+
+def test_slim_info_does_not_read_past_the_sizes_its_header_gives(tiny_weights, tmp_path):
+    good = codec.encode(gradient_image(24, 16), 8, weights=tiny_weights)
+    sparse = tmp_path / "huge.slim"
+    with open(sparse, "wb") as f:
+        f.write(good)
+        f.truncate(8 << 30)  # 8 GB, sparse
+    result = CliRunner().invoke(__import__("slimcodec.cli.main", fromlist=["cli"]).cli, ["info", str(sparse)])
+    assert result.exit_code == 1 and "trailing data" in result.output
