@@ -129,8 +129,12 @@ def open_image(path: str | os.PathLike) -> Image.Image:
             image.info[_SOURCE_BITS] = 16
         try:
             _getexif(image)  # read now: a TIFF's tags are read from the open file
-        except Exception:
-            pass  # prepare() notes unreadable EXIF
+        except Exception:  # prepare() notes unreadable EXIF, but a PNG's getexif() loads the
+            # pixels first, and a second load() then "succeeds" on the part it got: load afresh
+            image.close()
+            image = Image.open(path)
+            if _high_bit_depth(image):
+                image.info[_SOURCE_BITS] = 16
         image.load()
     except UnsupportedImageError as exc:
         image.close()

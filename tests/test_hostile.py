@@ -399,3 +399,24 @@ def test_slim_info_does_not_read_past_the_sizes_its_header_gives(tiny_weights, t
         f.truncate(8 << 30)  # 8 GB, sparse
     result = CliRunner().invoke(__import__("slimcodec.cli.main", fromlist=["cli"]).cli, ["info", str(sparse)])
     assert result.exit_code == 1 and "trailing data" in result.output
+
+
+def test_a_png_with_corrupt_image_data_is_refused_not_encoded_as_black(tmp_path):
+    """Its IDAT data is broken (with a valid chunk CRC); getexif() once hid the error."""
+    import io
+
+    from slimcodec.errors import UnsupportedImageError
+    from slimcodec.imageio import open_image
+
+    rng = np.random.default_rng(0)
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(buf, format="PNG")
+    data = bytearray(buf.getvalue())
+    tag = data.index(b"IDAT")
+    length = struct.unpack(">I", data[tag - 4 : tag])[0]
+    for k in range(tag + 4 + length // 2, tag + 4 + length // 2 + 40):
+        data[k] ^= 0xFF
+    data[tag + 4 + length : tag + 8 + length] = struct.pack(">I", zlib.crc32(bytes(data[tag : tag + 4 + length])))
+    (tmp_path / "corrupt.png").write_bytes(bytes(data))
+    with pytest.raises(UnsupportedImageError, match="corrupt.png: cannot read image"):
+        open_image(tmp_path / "corrupt.png")
