@@ -220,7 +220,8 @@ def build_model(args: argparse.Namespace) -> tuple[SlimCAE, dict]:
     if cls is SlimCAEHyperprior:
         torch.manual_seed(args.seed)
         model = SlimCAEHyperprior.from_factorized(factorized)
-        images = load_images(find_images(args.data)[:: max(1, len(find_images(args.data)) // 32)], args.patch_size)
+        paths = find_images(args.data)
+        images = load_images(paths[:: max(1, len(paths) // 32)], args.patch_size)
         sample = CropSampler(images, args.patch_size, torch.Generator().manual_seed(args.seed)).batch(min(32, len(images)))
         with torch.no_grad():
             model.start_heads_at(model.analysis(sample, model.widths[0]), model.widths[0])
