@@ -185,6 +185,20 @@ _SOURCES = click.argument("sources", metavar="SRC...", nargs=-1, required=True,
 _WEIGHTS = click.option("--weights", type=click.Path(dir_okay=False, path_type=Path),
                         help="Weights file [default: the shipped weights].")
 _FORCE = click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
+_THREADS = click.option("--threads", type=click.IntRange(min=1), metavar="N",
+                        help="Runtime threads per process [default: $SLIM_THREADS, else one per core; "
+                             "one per worker in a batch].")
+
+
+def _use_threads(threads: int | None) -> None:
+    """Set the runtime's threads here and, through ``SLIM_THREADS``, in the batch workers."""
+    import os
+
+    from slimcodec import runtime
+
+    if threads is not None:
+        os.environ[runtime.THREADS_ENV] = str(threads)
+        runtime.set_threads(threads)
 _WORKERS = click.option("-j", "--workers", type=click.IntRange(min=1), metavar="N",
                         help="Worker processes [default: $SLIM_WORKERS, else the number of CPUs].")
 
@@ -257,11 +271,12 @@ def _encode_target(width: int | None, scale: float | None, target_bpp: float | N
               help="Keep the ICC profile and EXIF [default: keep].")
 @_FORCE
 @_WORKERS
+@_THREADS
 @common_options
 @click.pass_context
 def encode(ctx: click.Context, sources: tuple[Path, ...], out: str | None, width: int | None,
            scale: float | None, target_bpp: float | None, target_size: int | None, target_psnr: float | None,
-           weights: Path | None, metadata: bool, force: bool, workers: int | None) -> None:
+           weights: Path | None, metadata: bool, force: bool, workers: int | None, threads: int | None) -> None:
     """Encode images (PNG, JPEG, WebP, TIFF, BMP) to .slim files.
 
     SRC may be files or folders; folders are searched recursively for
@@ -284,6 +299,7 @@ def encode(ctx: click.Context, sources: tuple[Path, ...], out: str | None, width
         except ValueError as exc:
             raise OneLineUsageError(f"invalid --scale {scale}: {str(exc).split(', got')[0]}") from None
     num_workers = _workers(workers)
+    _use_threads(threads)
     wts = _load_weights(ctx, weights)
     valid = ", ".join(str(w) for w in wts.widths)
     if target is not None:
@@ -299,8 +315,8 @@ def encode(ctx: click.Context, sources: tuple[Path, ...], out: str | None, width
     if _options(ctx).verbose:
         chosen = (f"width {width}, scale {scale or 1:g}" if target is None
                   else f"target {target.describe()} (width and scale chosen per file)")
-        click.echo(f"weights {weights or 'shipped'} (id {wts.weights_id.hex()}, widths {valid}), "
-                   f"{chosen}", err=True)
+        click.echo(f"weights {weights or 'shipped'} (id {wts.weights_id.hex()}, widths {valid}, "
+                   f"{wts.transforms.name} backend), {chosen}", err=True)
     weights_path = str(weights.resolve()) if weights is not None else None
     planned = _plan(sources, out, IMAGE_SUFFIXES, SLIM_SUFFIX)
     job_target = None if target is None else (target.kind, target.value)
@@ -333,10 +349,11 @@ def _saveable_format(suffix: str) -> str | None:
 @_WEIGHTS
 @_FORCE
 @_WORKERS
+@_THREADS
 @common_options
 @click.pass_context
 def decode(ctx: click.Context, sources: tuple[Path, ...], out: str | None, fmt: str | None,
-           weights: Path | None, force: bool, workers: int | None) -> None:
+           weights: Path | None, force: bool, workers: int | None, threads: int | None) -> None:
     """Decode .slim files to images (PNG by default).
 
     SRC may be files or folders; folders are searched recursively for .slim files.
@@ -358,9 +375,11 @@ def decode(ctx: click.Context, sources: tuple[Path, ...], out: str | None, fmt: 
             )
         if fmt is not None and out_format != _saveable_format(out_suffix):
             raise OneLineUsageError(f"-o {out} does not match --format {fmt}")
+    _use_threads(threads)
     wts = _load_weights(ctx, weights)
     if _options(ctx).verbose:
-        click.echo(f"weights {weights or 'shipped'} (id {wts.weights_id.hex()})", err=True)
+        click.echo(f"weights {weights or 'shipped'} (id {wts.weights_id.hex()}, {wts.transforms.name} backend)",
+                   err=True)
     weights_path = str(weights.resolve()) if weights is not None else None
     _run(ctx, "decode", planned, lambda src, dst: Job(src, dst, weights_path, force),
          decode_one, num_workers, weights_path, force, "no .slim files found")

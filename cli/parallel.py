@@ -57,18 +57,17 @@ def silence_library_warnings() -> None:
 
 
 def init_worker(weights_path: str | None, debug: bool = False) -> None:
-    """Process-pool initializer: ignore SIGINT, one torch thread, load the weights once.
+    """Process-pool initializer: ignore SIGINT, one runtime thread (unless ``SLIM_THREADS`` says), load the weights once.
 
     ``load_weights`` caches per process, so the jobs find them loaded.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if not debug:
         silence_library_warnings()
-    import torch
-
+    from slimcodec import runtime
     from slimcodec.weights import load_weights
 
-    torch.set_num_threads(1)
+    runtime.set_threads(runtime.threads() or 1)
     load_weights(weights_path)
 
 

@@ -399,7 +399,7 @@ def run_bench(weights=None, widths=None, sizes=("kodak", "12mp"), source=DEFAULT
     weights_path = None if isinstance(weights, Weights) else str(weights or default_weights_path())
     widths = list(wts.widths if widths is None else widths)
     for w in widths:
-        wts.model.check_width(w)
+        wts.check_width(w)
     runnable, skipped = P.available_peers(peers)
     say = (lambda text: print(text, file=progress, flush=True)) if progress else (lambda text: None)
     try:

@@ -67,22 +67,17 @@ def _tiles(height: int, width: int, tile: int, margin: int):
             yield (top, bottom, left, right), outer
 
 
-def _run_tiled(fn: Callable, load: Callable, store: Callable, grid: tuple[int, int], margin: int,
-               tile: int) -> None:
-    """Apply ``fn`` tile by tile over a latent ``grid``.
+def _run_tiled(wts: Weights, stage: str, width: int, load: Callable, store: Callable, grid: tuple[int, int],
+               margin: int, tile: int) -> None:
+    """Run a transform ``stage`` tile by tile over a latent ``grid``.
 
-    ``load(outer)`` gives the input tensor of a tile's outer box (core plus
-    margins); ``store(core, outer, y)`` keeps the core's part of ``fn``'s output
-    (a ``[C, h, w]`` float32 array). Only one tile's input and output exist at
-    a time, in float: the full-size arrays are uint8 pixels and latents.
+    ``load(outer)`` gives the float32 ``[C, h, w]`` input of a tile's outer box (core
+    plus margins); ``store(core, outer, y)`` keeps the core's part of the stage's output
+    (a ``[C, h, w]`` float32 array). Only one tile's input and output exist at a time,
+    in float: the full-size arrays are uint8 pixels and latents.
     """
-    import torch
-
     for core, outer in _tiles(*grid, tile, margin):
-        x = load(outer).contiguous(memory_format=torch.channels_last)
-        with torch.no_grad():
-            y = fn(x)[0].float().numpy()
-        store(core, outer, y)
+        store(core, outer, wts.run(stage, width, load(outer)))
 
 
 def padding_multiple(weights: Weights) -> int:
@@ -97,8 +92,6 @@ def analyze(weights: Weights, rgb: np.ndarray, width: int, tile: int = TILE_LATE
     The image is padded by edge replication; each tile is padded and converted to
     float on its own, so no full-size float or padded copy of the image is made.
     """
-    import torch
-
     h, w = rgb.shape[:2]
     pad = padding_multiple(weights) // STRIDE
     grid = (-(-h // (STRIDE * pad)) * pad, -(-w // (STRIDE * pad)) * pad)
@@ -109,14 +102,13 @@ def analyze(weights: Weights, rgb: np.ndarray, width: int, tile: int = TILE_LATE
         piece = rgb[ot:min(ob, h), ol:min(orr, w)]
         if ob > h or orr > w:  # the tile reaches the padding: replicate the last row/column
             piece = np.pad(piece, ((0, ob - min(ob, h)), (0, orr - min(orr, w)), (0, 0)), mode="edge")
-        x = piece.astype(np.float32) / 255.0  # H×W×3: permuted, it is channels-last already
-        return torch.from_numpy(x).permute(2, 0, 1)[None]
+        return (piece.astype(np.float32) / 255.0).transpose(2, 0, 1)  # a view: H×W×3 is channels-last already
 
     def store(core, outer, out):
         (t, b, l, r), (ot, _, ol, _) = core, outer
         y[:, t:b, l:r] = out[:, t - ot : b - ot, l - ol : r - ol]
 
-    _run_tiled(lambda t: weights.model.analysis(t, width), load, store, grid, ANALYSIS_MARGIN, tile)
+    _run_tiled(weights, "analysis", width, load, store, grid, ANALYSIS_MARGIN, tile)
     return y
 
 
@@ -127,14 +119,12 @@ def synthesize(weights: Weights, y_hat: np.ndarray, width: int, height_px: int, 
     Each tile is rounded to uint8 as soon as it is synthesized, so no
     full-size float image is made.
     """
-    import torch
-
     grid = y_hat.shape[1:]
     rgb = np.empty((height_px, width_px, 3), dtype=np.uint8)
 
     def load(outer):
         ot, ob, ol, orr = outer
-        return torch.from_numpy(np.ascontiguousarray(y_hat[:, ot:ob, ol:orr], dtype=np.float32))[None]
+        return np.ascontiguousarray(y_hat[:, ot:ob, ol:orr], dtype=np.float32)
 
     def store(core, outer, out):
         (t, b, l, r), (ot, _, ol, _) = core, outer
@@ -150,7 +140,7 @@ def synthesize(weights: Weights, y_hat: np.ndarray, width: int, height_px: int, 
             value = np.fmin(np.fmax(np.rint(part * 255.0), 0.0), 255.0)
         rgb[top:bottom, left:right] = value.astype(np.uint8).transpose(1, 2, 0)
 
-    _run_tiled(lambda t: weights.model.synthesis(t, width), load, store, grid, SYNTHESIS_MARGIN, tile)
+    _run_tiled(weights, "synthesis", width, load, store, grid, SYNTHESIS_MARGIN, tile)
     return rgb
 
 
@@ -224,7 +214,7 @@ def encode_pixels(pixels: PixelData, width: int = DEFAULT_WIDTH, *, scale: float
                   weights: Weights | str | None = None, metadata: bool = True) -> bytes:
     """Encode prepared pixels (see :func:`slimcodec.imageio.prepare`) to .slim bytes."""
     wts = _resolve(weights)
-    wts.model.check_width(width)
+    wts.check_width(width)
     units = scale_units(scale)
     return encode_latents(pixels, analyze(wts, pixels.rgb, width), width, units, wts, metadata)
 

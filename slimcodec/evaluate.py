@@ -478,7 +478,7 @@ def run_eval(folder: str | os.PathLike, widths: Iterable[int] | None = None, pee
     wts = _resolve_weights(weights)
     widths = list(wts.widths if widths is None else widths)
     for w in widths:
-        wts.model.check_width(int(w))
+        wts.check_width(int(w))
     runnable, skipped = P.available_peers(peers)
     images = list_images(folder)
     if limit is not None:

@@ -39,22 +39,14 @@ def _stage(stages: dict | None, name: str):
 
 def hyper_analysis(wts: Weights, y: np.ndarray, width: int) -> np.ndarray:
     """z (float32 ``[C, h/4, w/4]``) of the latents ``y``."""
-    import torch
-
-    with torch.no_grad():
-        z = wts.model.hyper_analysis(torch.from_numpy(np.ascontiguousarray(y))[None], width)
-    return z[0].float().numpy()
+    return wts.run("hyper_analysis", width, y)
 
 
 def side_information(wts: Weights, q_z: np.ndarray, width: int, units: int) -> tuple[np.ndarray, np.ndarray]:
     """y's table indexes (exact) and means (float32), both ``[C, 4h, 4w]``, from z's symbols."""
-    import torch
-
     trunk, scale_acc = wts.hyper_synthesis(width).run(q_z)
     indexes = wts.gaussian.indexes(scale_acc, units)
-    h = torch.from_numpy((trunk / (1 << ACT_BITS)).astype(np.float32))[None]
-    with torch.no_grad():
-        means = wts.model.h_s_mean(h, width)[0].float().numpy()
+    means = wts.run("hyper_mean", width, (trunk / (1 << ACT_BITS)).astype(np.float32))
     return indexes, means
 
 

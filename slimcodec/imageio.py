@@ -367,6 +367,11 @@ def finish(rgb: np.ndarray, gray: bool, alpha: np.ndarray | None = None,
 # ---------------------------------------------------------------- writing
 
 
+# zlib level of PNG outputs. Pillow's default (6) is slower and, on decoded photos, not
+# smaller: kodim01 decoded at width 192 gives 728 kB in 0.32 s at 6, 699 kB in 0.12 s at 3.
+PNG_COMPRESS_LEVEL = 3
+
+
 def save_image(image: Image.Image, path: str | os.PathLike, format: str | None = None) -> None:
     """Save atomically (temp file + rename), keeping ICC and EXIF where the format can.
 
@@ -375,7 +380,7 @@ def save_image(image: Image.Image, path: str | os.PathLike, format: str | None =
     path = Path(path)
     ext = path.suffix.lower()
     fmt = format or Image.registered_extensions().get(ext, "PNG")
-    params = {}
+    params = {"compress_level": PNG_COMPRESS_LEVEL} if fmt == "PNG" else {}
     if image.info.get("icc_profile") and fmt in ("PNG", "JPEG", "WEBP", "TIFF", "JPEG2000", "AVIF"):
         params["icc_profile"] = image.info["icc_profile"]
     if image.info.get("exif") and fmt in ("PNG", "JPEG", "WEBP", "TIFF"):

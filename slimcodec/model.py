@@ -34,6 +34,31 @@ def _per_width(widths: Iterable[int], make) -> nn.ModuleDict:
     return nn.ModuleDict({str(w): make(w) for w in widths})
 
 
+def _array(t: Tensor | None):
+    return None if t is None else t.detach().float().cpu().numpy().copy()
+
+
+def _conv_layer(conv: nn.Conv2d, out_width: int, in_width: int):
+    from slimcodec.runtime.layers import Conv
+
+    bias = None if conv.bias is None else conv.bias[:out_width]
+    return Conv(_array(conv.weight[:out_width, :in_width]), _array(bias), conv.stride[0], conv.padding[0])
+
+
+def _deconv_layer(deconv: nn.ConvTranspose2d, in_width: int, out_width: int):
+    from slimcodec.runtime.layers import ConvTranspose
+
+    bias = None if deconv.bias is None else deconv.bias[:out_width]
+    return ConvTranspose(_array(deconv.weight[:in_width, :out_width]), _array(bias), deconv.stride[0],
+                         deconv.padding[0], deconv.output_padding[0])
+
+
+def _gdn_layer(gdn: GDN):
+    from slimcodec.runtime.layers import GDN as GDNLayer
+
+    return GDNLayer(_array(gdn.beta_reparam(gdn.beta)), _array(gdn.gamma_reparam(gdn.gamma)), gdn.inverse)
+
+
 class SlimCAE(nn.Module):
     """Slimmable compressive autoencoder running at any of ``widths``.
 
@@ -110,6 +135,36 @@ class SlimCAE(nn.Module):
             y_hat = y + (torch.round(y - medians) + medians - y).detach()
         x_hat = self.synthesis(y_hat, width)
         return {"x_hat": x_hat, "likelihoods": {"y": likelihoods}}
+
+    STAGES: tuple[str, ...] = ("analysis", "synthesis")
+
+    @torch.no_grad()
+    def stage_layers(self, stage: str, width: int) -> list:
+        """The layers of one transform stage at ``width``, as numpy (for runtimes other than torch).
+
+        Args:
+            stage (str): one of :attr:`STAGES`.
+
+        Returns:
+            list[slimcodec.runtime.layers.Layer]: run in order, they compute what the
+            method of the same name computes.
+        """
+        from slimcodec.runtime import layers as L
+
+        self.check_width(width)
+        key = str(width)
+        if stage == "analysis":
+            out, cin = [], 3
+            for conv, gdn in zip(self.g_a, self.gdn):
+                out += [_conv_layer(conv, width, cin), _gdn_layer(gdn[key])]
+                cin = width
+            return out
+        if stage == "synthesis":
+            out = []
+            for i, (deconv, igdn) in enumerate(zip(self.g_s, self.igdn)):
+                out += [_gdn_layer(igdn[key]), _deconv_layer(deconv, width, 3 if i == len(self.g_s) - 1 else width)]
+            return out
+        raise ValueError(f"unknown stage {stage!r}; stages: {', '.join(self.STAGES)}")
 
     def aux_loss(self) -> Tensor:
         """Sum of the entropy bottlenecks' quantile losses (CompressAI's ``aux_loss``)."""

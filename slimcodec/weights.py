@@ -1,6 +1,13 @@
 """Weights files: save, load (safely) and identify them.
 
-A weights file is a ``torch.save`` dict of tensors and plain values, loaded
+Weights come in two forms that carry one id: the ``.pt`` file training writes, which
+the torch backend runs, and the runtime bundle exported from it
+(:mod:`slimcodec.runtime.bundle`, ``slimcae-<id>.onnx.zip``), which the light onnx
+backend runs without torch. ``SLIM_BACKEND`` chooses between shipped ones
+(:func:`slimcodec.runtime.chosen_backend`); a file given by path runs on the backend
+its form needs.
+
+A ``.pt`` weights file is a ``torch.save`` dict of tensors and plain values, loaded
 with ``weights_only=True``. It names its architecture (``"architecture"``, a key of
 :data:`slimcodec.models.ARCHITECTURES`; files without it are 0.1.0's factorized
 SlimCAE). ``tables`` holds, per width, the factorized tables of the latent that is coded
@@ -22,9 +29,12 @@ from pathlib import Path
 
 import numpy as np
 
+from slimcodec import runtime
 from slimcodec.entropy import SCALE_ONE, EntropyTable, scaled_table
-from slimcodec.entropy.gaussian import GaussianTables
+from slimcodec.entropy.gaussian import FixedPointHyperSynthesis, GaussianTables
 from slimcodec.errors import SlimError
+from slimcodec.runtime.bundle import BUNDLE_SUFFIX, Bundle, is_bundle, read_bundle
+from slimcodec.runtime.layers import layers_from_arrays, layers_to_arrays
 
 WEIGHTS_FORMAT = "slimcodec-weights"
 WEIGHTS_FORMAT_VERSION = 1
@@ -37,21 +47,44 @@ _SCALED_TABLES_KEPT = 64
 
 @dataclass
 class Weights:
-    """A loaded weights file: the network, its entropy tables and its id."""
+    """Loaded weights: the transforms, the entropy tables and the id.
 
-    model: "object"  # slimcodec.model.SlimCAE; typed loosely to keep torch out of imports
+    ``model`` is the torch model when the weights came from a ``.pt`` file (training,
+    the torch backend), ``None`` from a runtime bundle; ``transforms`` runs the stages
+    either way.
+    """
+
+    model: "object"  # slimcodec.model.SlimCAE or None; typed loosely to keep torch out of imports
     tables: dict[int, EntropyTable]
     weights_id: bytes
     meta: dict = field(default_factory=dict)
     architecture: str = FACTORIZED
     gaussian: GaussianTables | None = None  # the hyperprior's y tables
+    transforms: "runtime.Transforms | None" = None
+    hyper_layers: dict = field(default_factory=dict, repr=False)  # width -> (h_s layers, z medians), from a bundle
 
     _scaled: dict = field(default_factory=dict, repr=False, compare=False)
     _fixed: dict = field(default_factory=dict, repr=False, compare=False)
 
+    def __post_init__(self) -> None:
+        if self.transforms is None and self.model is not None:
+            from slimcodec.runtime.torch_backend import TorchTransforms
+
+            self.transforms = TorchTransforms(self.model)
+
     @property
     def widths(self) -> tuple[int, ...]:
         return tuple(sorted(self.tables, reverse=True))
+
+    def check_width(self, width: int) -> None:
+        """Raise ``ValueError`` naming the valid widths if ``width`` is not one."""
+        if width not in self.tables:
+            valid = ", ".join(str(w) for w in self.widths)
+            raise ValueError(f"width {width} is not available; valid widths: {valid}")
+
+    def run(self, stage: str, width: int, x: np.ndarray) -> np.ndarray:
+        """Run a transform stage on one ``[C, H, W]`` float32 array (see :class:`slimcodec.runtime.Transforms`)."""
+        return self.transforms.run(stage, width, x)
 
     def table(self, width: int, latent_scale: int = SCALE_ONE) -> EntropyTable:
         """The entropy table of ``width`` for a latent scale in 1/4096 units (cached)."""
@@ -72,10 +105,15 @@ class Weights:
             slimcodec.entropy.gaussian.FixedPointHyperSynthesis
         """
         if width not in self._fixed:
-            from slimcodec.models.hyperprior import fixed_point_hyper_synthesis
-
-            self._fixed[width] = fixed_point_hyper_synthesis(self.model, width)
+            self._fixed[width] = FixedPointHyperSynthesis.from_layers(*self._hyper_scale(width))
         return self._fixed[width]
+
+    def _hyper_scale(self, width: int) -> tuple[list, np.ndarray]:
+        """h_s's trunk and scale head at ``width`` as float layers, and z's medians."""
+        if width in self.hyper_layers:
+            return self.hyper_layers[width]
+        medians = self.model.z_medians(width).reshape(-1).float().cpu().numpy()
+        return self.model.stage_layers("hyper_scale", width), medians
 
 
 def weights_id_of(data: bytes) -> bytes:
@@ -139,7 +177,17 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 
 def load_weights_bytes(data: bytes, device: str = "cpu") -> Weights:
-    """Load a weights file from its bytes (``weights_only=True``: no code runs)."""
+    """Load a weights file from its bytes: a runtime bundle, or a ``.pt`` file (``weights_only=True``: no code runs).
+
+    Raises:
+        SlimError: not a weights file, damaged, or its runtime is not installed.
+    """
+    if is_bundle(data):
+        if not runtime.installed("onnx"):
+            raise SlimError("a runtime bundle needs onnxruntime: pip install onnxruntime")
+        return from_bundle(read_bundle(data))
+    if not runtime.installed("torch"):
+        raise SlimError("a .pt weights file needs torch: pip install 'slimcodec[train]' (or use its runtime bundle)")
     import torch
 
     from slimcodec.model import SlimCAE
@@ -171,28 +219,90 @@ def load_weights_bytes(data: bytes, device: str = "cpu") -> Weights:
     return Weights(model, tables, weights_id_of(data), dict(blob.get("meta", {})), architecture, gaussian)
 
 
+def to_bundle(wts: Weights, graphs: dict[tuple[str, int], bytes]) -> Bundle:
+    """The runtime bundle of torch-loaded weights, with graphs exported from its model.
+
+    Holds what the codec needs besides the graphs: the tables, and for the hyperprior its
+    Gaussian tables and the float h_s layers its fixed point is built from.
+    """
+    arrays: dict[str, np.ndarray] = {}
+    for w, t in wts.tables.items():
+        arrays.update({f"table.{w}.{k}": v for k, v in vars(t).items()})
+    if wts.gaussian is not None:
+        arrays.update({f"gaussian.{k}": v for k, v in wts.gaussian.to_arrays().items()})
+    if wts.architecture == HYPERPRIOR:
+        for w in wts.widths:
+            layers, medians = wts._hyper_scale(w)
+            arrays.update(layers_to_arrays(f"hyper_scale.{w}", layers))
+            arrays[f"zmedians.{w}"] = medians.astype(np.float32)
+    stages = tuple(sorted({s for s, _ in graphs}))
+    return Bundle(wts.weights_id, wts.architecture, wts.widths, stages, arrays, graphs, dict(wts.meta))
+
+
+def from_bundle(bundle: Bundle) -> Weights:
+    """Weights that run a runtime bundle on the onnx backend.
+
+    Raises:
+        SlimError: the bundle's arrays are damaged.
+    """
+    from slimcodec.runtime.onnx_backend import OnnxTransforms
+
+    a = bundle.arrays
+    try:
+        tables = {}
+        for w in bundle.widths:
+            table = EntropyTable(**{k: a[f"table.{w}.{k}"] for k in ("medians", "offsets", "counts", "lengths")})
+            table.validate()
+            tables[w] = table
+        gaussian = hyper = None
+        if bundle.architecture == HYPERPRIOR:
+            gaussian = GaussianTables.from_arrays({k.removeprefix("gaussian."): v for k, v in a.items()
+                                                   if k.startswith("gaussian.")})
+            hyper = {w: (layers_from_arrays(f"hyper_scale.{w}", a), a[f"zmedians.{w}"]) for w in bundle.widths}
+        elif bundle.architecture != FACTORIZED:
+            raise ValueError(f"unknown architecture {bundle.architecture!r}")
+    except (KeyError, ValueError, TypeError) as exc:
+        raise SlimError(f"runtime bundle is damaged ({type(exc).__name__}: {exc})") from exc
+    return Weights(None, tables, bundle.weights_id, bundle.meta, bundle.architecture, gaussian,
+                   OnnxTransforms(bundle.graphs), hyper or {})
+
+
 # The weights new files are encoded with. Every shipped file stays in the package: a file
 # decodes with the shipped weights its header names (CHANGELOG lists which ids each release decodes).
 DEFAULT_WEIGHTS_ID = "df9f17e387a8f20d"
 
 
-def shipped_weights_path(weights_id: bytes | str) -> Path | None:
-    """The shipped weights file of an id, or ``None`` when this slimcodec does not ship it."""
+def shipped_weights_path(weights_id: bytes | str, backend: str | None = None) -> Path | None:
+    """The shipped weights file of an id for a backend, or ``None`` when this slimcodec does not ship it.
+
+    Args:
+        backend (str): ``"onnx"`` (the runtime bundle) or ``"torch"`` (the ``.pt`` file);
+            by default :func:`slimcodec.runtime.chosen_backend`, falling back to the other
+            form when only that one is installed.
+    """
     hex_id = weights_id.hex() if isinstance(weights_id, (bytes, bytearray)) else str(weights_id)
-    path = SHIPPED_DIR / f"slimcae-{hex_id}.pt"
-    return path if path.is_file() else None
+    forms = {"onnx": SHIPPED_DIR / f"slimcae-{hex_id}{BUNDLE_SUFFIX}", "torch": SHIPPED_DIR / f"slimcae-{hex_id}.pt"}
+    chosen = backend or runtime.chosen_backend()
+    order = [chosen] if backend else [chosen] + [b for b in forms if b != chosen and runtime.installed(b)]
+    for name in order:
+        if forms[name].is_file():
+            return forms[name]
+    return None
 
 
 def shipped_weights_ids() -> list[str]:
-    """The ids of every weights file shipped in the package."""
-    return sorted(p.stem.removeprefix("slimcae-") for p in SHIPPED_DIR.glob("slimcae-*.pt"))
+    """The ids of every weights file shipped in the package (in either form)."""
+    names = [p.name for p in SHIPPED_DIR.glob("slimcae-*")]
+    return sorted({n.removeprefix("slimcae-").removesuffix(BUNDLE_SUFFIX).removesuffix(".pt") for n in names
+                   if n.endswith((BUNDLE_SUFFIX, ".pt"))})
 
 
 def default_weights_path() -> Path:
     """The shipped weights file new files are encoded with."""
     path = shipped_weights_path(DEFAULT_WEIGHTS_ID)
     if path is None:
-        raise SlimError(f"the default weights slimcae-{DEFAULT_WEIGHTS_ID}.pt are missing from {SHIPPED_DIR}")
+        raise SlimError(f"the default weights slimcae-{DEFAULT_WEIGHTS_ID} for the {runtime.chosen_backend()} "
+                        f"backend are missing from {SHIPPED_DIR}")
     return path
 
 

@@ -68,6 +68,29 @@ def test_vector_decodes_to_the_recorded_symbols_and_pixels(vector_weights, versi
     assert sha256(pixels.tobytes()) == entry["pixels_sha256"]
 
 
+@pytest.fixture(scope="module")
+def vector_bundles(tmp_path_factory):
+    """The vector weights exported to runtime bundles (the onnx backend)."""
+    from slimcodec.tools.export_runtime import export_bundle
+    from slimcodec.weights import load_weights_bytes
+
+    return {v: load_weights_bytes(export_bundle(VECTORS / v / EXPECTED[v]["weights"])) for v in VERSIONS}
+
+
+@pytest.mark.parametrize("version, name", ALL_VECTORS)
+def test_vector_decodes_to_the_recorded_symbols_on_the_onnx_runtime(vector_weights, vector_bundles, version, name):
+    entry = EXPECTED[version]["vectors"][name]
+    data = (VECTORS / version / name).read_bytes()
+    _, latents, _ = codec.decode_latents(data, weights=vector_bundles[version])
+    for key in ("y", "z", "indexes"):
+        if f"{key}_sha256" in entry or key == "y":
+            recorded = entry["symbols_sha256" if key == "y" else f"{key}_sha256"]
+            assert sha256(latents[key].astype("<i4").tobytes()) == recorded
+    ours = np.asarray(codec.decode(data, weights=vector_bundles[version]), np.int16)
+    exact = np.asarray(codec.decode(data, weights=vector_weights[version]), np.int16)
+    assert np.abs(ours - exact).max() <= 1  # the pixel hash is the torch runtime's
+
+
 @pytest.mark.parametrize("version, name", [(v, n) for v in (CURRENT, HYPERPRIOR) for n in sorted(EXPECTED[v]["vectors"])])
 def test_encoding_the_source_gives_the_vector_bytes(vector_weights, version, name):
     entry = EXPECTED[version]["vectors"][name]

@@ -179,6 +179,44 @@ class FixedPointHyperSynthesis:
             if bound.max() >= ACC_LIMIT:
                 raise ValueError("fixed-point hyper-synthesis could overflow float64's exact range")
 
+    @classmethod
+    def from_layers(cls, layers: list, z_medians: np.ndarray) -> "FixedPointHyperSynthesis":
+        """Quantize float layers to fixed point (every runtime builds the same integers from them).
+
+        Args:
+            layers: the trunk's ``ConvTranspose``/``ReLU`` pairs then the scale head's
+                ``Conv`` (:mod:`slimcodec.runtime.layers`; the ReLUs are the clip to
+                ``[0, ACT_MAX]`` between layers).
+            z_medians: z's quantization offsets ``[C]``.
+
+        Raises:
+            ValueError: the layers are not of that shape, or could overflow float64's exact range.
+        """
+        from slimcodec.runtime.layers import Conv, ConvTranspose, ReLU
+
+        acc_units = float(1 << (WEIGHT_BITS + ACT_BITS))
+
+        def fixed(weight: np.ndarray, bias: np.ndarray | None, **geometry) -> FixedPointLayer:
+            b = np.zeros(weight.shape[0]) if bias is None else np.asarray(bias, np.float64)
+            return FixedPointLayer(weight=np.round(np.asarray(weight, np.float64) * (1 << WEIGHT_BITS)),
+                                   bias=np.round(b * acc_units), **geometry)
+
+        convs = [layer for layer in layers if not isinstance(layer, ReLU)]
+        *trunk, head = convs
+        if not trunk or not all(isinstance(c, ConvTranspose) for c in trunk) or not isinstance(head, Conv):
+            raise ValueError("the hyper-synthesis is transposed convolutions then one convolution")
+        fixed_layers = [
+            # ConvTranspose weights are [in, out, k, k]; the correlation form flips the kernel
+            fixed(c.weight.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1], c.bias, stride=c.stride, padding=c.padding,
+                  output_padding=c.output_padding)
+            for c in trunk
+        ]
+        fixed_layers.append(fixed(head.weight, head.bias, stride=1, padding=head.padding))
+        offsets = np.round(np.asarray(z_medians, np.float64).reshape(-1) * (1 << ACT_BITS)).astype(np.int64)
+        net = cls(tuple(fixed_layers), offsets)
+        net.check_exact()
+        return net
+
     def input_activations(self, z_symbols: np.ndarray) -> np.ndarray:
         """Fixed-point ẑ from z's integer symbols ``[C, h, w]``: ``q · 2**ACT_BITS + offset``."""
         a = z_symbols.astype(np.int64) * (1 << ACT_BITS) + self.z_offsets[:, None, None]

@@ -105,6 +105,33 @@ class SlimCAEHyperprior(SlimCAE):
         h = F.relu(self.h_s[1](h, hidden_width(width)))
         return self.h_s_mean(h, width), self.h_s_scale(h, width)
 
+    STAGES = SlimCAE.STAGES + ("hyper_analysis", "hyper_mean")
+
+    @torch.no_grad()
+    def stage_layers(self, stage: str, width: int) -> list:
+        """As :meth:`SlimCAE.stage_layers`, plus ``hyper_analysis`` (y → z) and ``hyper_mean``
+        (h_s's trunk activations → μ; the trunk itself runs in fixed point)."""
+        from slimcodec.model import _conv_layer, _deconv_layer
+        from slimcodec.runtime.layers import ReLU
+
+        if stage == "hyper_analysis":
+            self.check_width(width)
+            out = []
+            for i, conv in enumerate(self.h_a):
+                out.append(_conv_layer(conv, width, width))
+                if i < len(self.h_a) - 1:
+                    out.append(ReLU())
+            return out
+        if stage == "hyper_scale":  # run in fixed point (FixedPointHyperSynthesis), never as a graph
+            self.check_width(width)
+            m = hidden_width(width)
+            return [_deconv_layer(self.h_s[0], width, width), ReLU(), _deconv_layer(self.h_s[1], width, m), ReLU(),
+                    _conv_layer(self.h_s_scale, width, m)]
+        if stage == "hyper_mean":
+            self.check_width(width)
+            return [_conv_layer(self.h_s_mean, width, hidden_width(width))]
+        return super().stage_layers(stage, width)
+
     def z_medians(self, width: int) -> Tensor:
         """z's quantization offsets (1×w×1×1): the medians of its factorized densities."""
         return self.entropy_bottleneck[str(width)]._get_medians().detach()
@@ -172,34 +199,7 @@ def fixed_point_hyper_synthesis(model: SlimCAEHyperprior, width: int):
     Returns:
         slimcodec.entropy.gaussian.FixedPointHyperSynthesis
     """
-    import numpy as np
+    from slimcodec.entropy.gaussian import FixedPointHyperSynthesis
 
-    from slimcodec.entropy.gaussian import ACT_BITS, WEIGHT_BITS, FixedPointHyperSynthesis, FixedPointLayer
-
-    model.check_width(width)
-    acc_units = float(1 << (WEIGHT_BITS + ACT_BITS))
-
-    def fixed(weight: Tensor, bias: Tensor | None, out: int, **geometry) -> FixedPointLayer:
-        w = weight.detach().double().cpu()
-        b = torch.zeros(out, dtype=torch.float64) if bias is None else bias.detach().double().cpu()[:out]
-        return FixedPointLayer(
-            weight=np.round(w.numpy() * (1 << WEIGHT_BITS)), bias=np.round(b.numpy() * acc_units), **geometry
-        )
-
-    def transposed(conv: SlimConvTranspose2d, in_width: int, out_width: int) -> FixedPointLayer:
-        # ConvTranspose2d weights are [in, out, k, k]; the correlation form flips the kernel
-        w = conv.weight[:in_width, :out_width].transpose(0, 1).flip(2, 3)
-        return fixed(w, conv.bias, out_width, stride=conv.stride[0], padding=conv.padding[0],
-                     output_padding=conv.output_padding[0])
-
-    m = hidden_width(width)
-    head = model.h_s_scale
-    layers = (
-        transposed(model.h_s[0], width, width),
-        transposed(model.h_s[1], width, m),
-        fixed(head.weight[:width, :m], head.bias, width, stride=1, padding=head.padding[0]),
-    )
-    medians = model.z_medians(width).reshape(-1).double().cpu().numpy()
-    net = FixedPointHyperSynthesis(layers, np.round(medians * (1 << ACT_BITS)).astype(np.int64))
-    net.check_exact()
-    return net
+    medians = model.z_medians(width).reshape(-1).float().cpu().numpy()
+    return FixedPointHyperSynthesis.from_layers(model.stage_layers("hyper_scale", width), medians)

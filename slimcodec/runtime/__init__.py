@@ -1,0 +1,77 @@
+"""Runtimes: what runs a model's transform stages (analysis, synthesis, ...) on numpy arrays.
+
+Two backends implement :class:`Transforms`:
+
+- ``onnx`` (:mod:`slimcodec.runtime.onnx_backend`): onnxruntime on graphs exported per
+  (stage, width) into a runtime bundle (:mod:`slimcodec.runtime.bundle`). The light one:
+  ``pip install slimcodec`` installs it without torch.
+- ``torch`` (:mod:`slimcodec.runtime.torch_backend`): the PyTorch model itself, from a
+  ``.pt`` weights file (``pip install "slimcodec[train]"``).
+
+``SLIM_BACKEND=onnx|torch`` picks the one the shipped weights load with; by default the
+light one when onnxruntime is installed. ``SLIM_THREADS=N`` (or :func:`set_threads`, or
+``slim ... --threads N``) sets the threads of either; by default one per core. Entropy coding never depends on the backend: the
+symbols a file holds decode identically with either.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Protocol
+
+import numpy as np
+
+from slimcodec.errors import SlimError
+
+BACKEND_ENV = "SLIM_BACKEND"
+THREADS_ENV = "SLIM_THREADS"
+BACKENDS = ("onnx", "torch")
+
+_threads: int | None = None
+
+
+class Transforms(Protocol):
+    """A model's transform stages at every width."""
+
+    name: str
+
+    def run(self, stage: str, width: int, x: np.ndarray) -> np.ndarray:
+        """Run ``stage`` at ``width`` on one float32 ``[C, H, W]`` array; return float32 ``[C', H', W']``."""
+        ...
+
+
+def installed(backend: str) -> bool:
+    """Whether the backend's library can be imported (without importing it)."""
+    from importlib.util import find_spec
+
+    return find_spec("onnxruntime" if backend == "onnx" else "torch") is not None
+
+
+def chosen_backend() -> str:
+    """The backend named by ``SLIM_BACKEND``, else ``onnx`` when onnxruntime is installed, else ``torch``.
+
+    Raises:
+        SlimError: ``SLIM_BACKEND`` names no backend.
+    """
+    name = os.environ.get(BACKEND_ENV, "").strip().lower()
+    if name:
+        if name not in BACKENDS:
+            raise SlimError(f"{BACKEND_ENV}={name!r} is not a backend; choose one of: {', '.join(BACKENDS)}")
+        return name
+    return "onnx" if installed("onnx") else "torch"
+
+
+def set_threads(threads: int | None) -> None:
+    """Threads each backend's kernels use from now on (``None``: ``SLIM_THREADS``, else one per core)."""
+    global _threads
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be at least 1, got {threads}")
+    _threads = threads
+
+
+def threads() -> int | None:
+    """The thread count set by :func:`set_threads`, else ``SLIM_THREADS``, else ``None`` (the default)."""
+    if _threads is not None:
+        return _threads
+    value = os.environ.get(THREADS_ENV, "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else None

@@ -1,0 +1,45 @@
+"""The onnx backend: each (stage, width) graph of a runtime bundle run by onnxruntime."""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+
+from slimcodec import runtime
+from slimcodec.errors import SlimError
+
+INPUT = "x"
+
+
+class OnnxTransforms:
+    """Stages of a runtime bundle; each graph's session is created on first use."""
+
+    name = "onnx"
+
+    def __init__(self, graphs: Mapping[tuple[str, int], bytes]) -> None:
+        self.graphs = dict(graphs)
+        self._sessions: dict[tuple[str, int, int | None], object] = {}
+
+    def _session(self, stage: str, width: int):
+        key = (stage, width, runtime.threads())
+        if key not in self._sessions:
+            import onnxruntime as ort
+
+            graph = self.graphs.get((stage, width))
+            if graph is None:
+                raise ValueError(f"this runtime bundle has no graph for {stage} at width {width}")
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = runtime.threads() or 0  # 0: one per core
+            options.inter_op_num_threads = 1
+            options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+            options.log_severity_level = 3
+            try:
+                self._sessions[key] = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+            except Exception as exc:  # onnxruntime raises its own types for a damaged graph
+                raise SlimError(f"runtime bundle graph {stage}-{width} does not load ({type(exc).__name__})") from exc
+        return self._sessions[key]
+
+    def run(self, stage: str, width: int, x: np.ndarray) -> np.ndarray:
+        session = self._session(stage, width)
+        return session.run(None, {INPUT: np.ascontiguousarray(x, dtype=np.float32)[None]})[0][0]
