@@ -4,7 +4,7 @@ For each size, a photo-like test image (a Kodak picture resized to that many
 megapixels) is written as PNG; then one fresh Python process encodes it to
 .slim and another decodes that back to PNG, each exactly as ``slim encode`` /
 ``slim decode`` would (open, convert, code, write). Each process reports its
-peak resident memory (``ru_maxrss``), its memory after importing torch and
+peak resident memory (``ru_maxrss``), its memory after importing the runtime and
 loading the weights (``base``), and the time of the work itself.
 
     nice -n 19 .venv/bin/python benchmarks/memory.py                 # 1, 4, 12, 24 MP at width 192
@@ -41,11 +41,9 @@ def _rss_mib() -> float:
 
 def child(action: str, src: str, dst: str, width: int, weights: str | None, threads: int | None) -> None:
     """Run one encode or decode in this (fresh) process and print a JSON line."""
-    import torch
+    from slimcodec import codec, runtime
 
-    if threads:
-        torch.set_num_threads(threads)
-    from slimcodec import codec
+    runtime.set_threads(threads)
     from slimcodec.imageio import open_image, prepare, save_image
     from slimcodec.weights import load_weights
 
@@ -107,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", type=float, nargs="+", default=[1, 4, 12, 24], help="megapixels")
     parser.add_argument("--width", type=int, default=192, help="network width [192]")
     parser.add_argument("--weights", help="weights file [shipped]")
-    parser.add_argument("--threads", type=int, help="torch threads [torch's default]")
+    parser.add_argument("--threads", type=int, help="runtime threads [one per core]")
     parser.add_argument("--child", nargs=3, metavar=("ACTION", "SRC", "DST"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -129,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
 
     first = rows[0]
     print(f"width {args.width}, weights {args.weights or 'shipped'}; peak RSS of a fresh process "
-          f"(base = after importing torch and loading the weights); ratio vs the {first[0]:g} MP case")
+          f"(base = after importing the runtime and loading the weights); ratio vs the {first[0]:g} MP case")
     head = (f"{'MP':>5} {'size':>11} {'bpp':>6} | {'enc peak':>9} {'base':>5} {'ratio':>5} {'time':>7} | "
             f"{'dec peak':>9} {'base':>5} {'ratio':>5} {'time':>7}")
     print(head)

@@ -389,12 +389,14 @@ def run_bench(weights=None, widths=None, sizes=("kodak", "12mp"), source=DEFAULT
     import torch
 
     from slimcodec import peers as P
+    from slimcodec import runtime
     from slimcodec.evaluate import _library_versions, _resolve_weights, machine_description
     from slimcodec.weights import Weights, default_weights_path
 
     default_threads = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
+        runtime.set_threads(threads)
     wts = _resolve_weights(weights)
     weights_path = None if isinstance(weights, Weights) else str(weights or default_weights_path())
     widths = list(wts.widths if widths is None else widths)

@@ -431,6 +431,15 @@ def _library_versions() -> dict:
         versions["torch_threads"] = torch.get_num_threads()
     except ImportError:
         pass
+    try:
+        import onnxruntime
+
+        from slimcodec import runtime
+
+        versions["onnxruntime"] = onnxruntime.__version__
+        versions["backend"] = runtime.chosen_backend()
+    except ImportError:
+        pass
     return versions
 
 
@@ -615,7 +624,10 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--threads must be at least 1")
         import torch
 
+        from slimcodec import runtime
+
         torch.set_num_threads(args.threads)
+        runtime.set_threads(args.threads)
     try:
         result = run_eval(args.folder, args.widths, args.peers, out, args.weights, limit=args.limit,
                           plots=not args.no_plots,

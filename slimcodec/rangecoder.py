@@ -61,11 +61,18 @@ class _Models:
         return self._models[r]
 
 
-def _groups(indexes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Coding order (positions grouped by row, stable), the rows present and their group sizes."""
-    order = np.argsort(indexes, kind="stable")
-    rows, counts = np.unique(indexes[order], return_counts=True)
-    return order, rows, counts
+def _groups(indexes: np.ndarray) -> tuple[np.ndarray | slice, np.ndarray, np.ndarray]:
+    """Coding order (positions grouped by row, stable), the rows present and their group sizes.
+
+    Indexes already in order (a factorized latent's channels) are not sorted again.
+    """
+    order: np.ndarray | slice = slice(None)
+    if indexes.size > 1 and (indexes[1:] < indexes[:-1]).any():
+        order = np.argsort(indexes, kind="stable")
+    grouped = indexes[order]
+    starts = np.flatnonzero(np.diff(grouped)) + 1 if grouped.size else np.zeros(0, np.int64)
+    bounds = np.concatenate(([0], starts, [grouped.size])) if grouped.size else np.zeros(1, np.int64)
+    return order, grouped[bounds[:-1]], np.diff(bounds)
 
 
 class Encoder:
