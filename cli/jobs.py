@@ -37,6 +37,7 @@ class Job:
         target (tuple[str, float] | None): encode only: ``("bpp", 0.5)``,
             ``("bytes", 40000)`` or ``("psnr", 32.0)`` picks the width per file
             (see :mod:`slimcodec.ratecontrol`); ``width`` and ``scale`` are then ignored.
+        effort (int): encoder effort 1–9 (encode only; see :mod:`slimcodec.effort`).
     """
 
     src: Path
@@ -47,6 +48,7 @@ class Job:
     metadata: bool = True
     target: tuple[str, float] | None = None
     scale: float = 1.0
+    effort: int = 1
 
 
 @dataclass(frozen=True)
@@ -216,12 +218,14 @@ def encode_one(job: Job) -> Result:
         # what the conversion changed (16-bit reduced, CMYK converted, ...): one line each
         lines = [f"note: {text}" for text in prepared.notes]
         if job.target is None:
-            data = encode_pixels(prepared, job.width, scale=job.scale, weights=weights, metadata=job.metadata)
+            data = encode_pixels(prepared, job.width, scale=job.scale, weights=weights, metadata=job.metadata,
+                                 effort=job.effort)
         else:
             from slimcodec.ratecontrol import choose_setting
 
             kind, value = job.target
-            choice = choose_setting(prepared, weights=weights, metadata=job.metadata, **{f"target_{kind}": value})
+            choice = choose_setting(prepared, weights=weights, metadata=job.metadata, effort=job.effort,
+                                    **{f"target_{kind}": value})
             data = choice.data
             lines.append(choice.reason if choice.met else f"warning: {choice.reason}")
         note = "\n  ".join(lines) or None  # Report.done indents the first line

@@ -269,6 +269,9 @@ def _encode_target(width: int | None, scale: float | None, target_bpp: float | N
 @_WEIGHTS
 @click.option("--metadata/--no-metadata", default=True,
               help="Keep the ICC profile and EXIF [default: keep].")
+@click.option("-e", "--effort", type=click.IntRange(1, 9), default=1, show_default=True, metavar="1..9",
+              help="Encoder effort: above 1 the latents are refined against the rate-distortion "
+                   "objective (slower; needs the train extra). The decoder is the same.")
 @_FORCE
 @_WORKERS
 @_THREADS
@@ -276,7 +279,8 @@ def _encode_target(width: int | None, scale: float | None, target_bpp: float | N
 @click.pass_context
 def encode(ctx: click.Context, sources: tuple[Path, ...], out: str | None, width: int | None,
            scale: float | None, target_bpp: float | None, target_size: int | None, target_psnr: float | None,
-           weights: Path | None, metadata: bool, force: bool, workers: int | None, threads: int | None) -> None:
+           weights: Path | None, metadata: bool, effort: int, force: bool, workers: int | None,
+           threads: int | None) -> None:
     """Encode images (PNG, JPEG, WebP, TIFF, BMP) to .slim files.
 
     SRC may be files or folders; folders are searched recursively for
@@ -301,6 +305,13 @@ def encode(ctx: click.Context, sources: tuple[Path, ...], out: str | None, width
     num_workers = _workers(workers)
     _use_threads(threads)
     wts = _load_weights(ctx, weights)
+    if effort > 1:
+        from slimcodec.effort import torch_model
+
+        try:
+            torch_model(wts)  # fail once, before any file, when refinement cannot run here
+        except SlimError as exc:
+            raise OneLineUsageError(f"--effort {effort}: {exc}") from None
     valid = ", ".join(str(w) for w in wts.widths)
     if target is not None:
         pass  # width and scale are chosen per file
@@ -322,7 +333,7 @@ def encode(ctx: click.Context, sources: tuple[Path, ...], out: str | None, width
     job_target = None if target is None else (target.kind, target.value)
     _run(ctx, "encode", planned,
          lambda src, dst: Job(src, dst, weights_path, force, width, metadata, job_target,
-                              1.0 if scale is None else scale),
+                              1.0 if scale is None else scale, effort),
          encode_one, num_workers, weights_path, force, "no images found")
 
 

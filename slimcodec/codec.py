@@ -210,17 +210,31 @@ def encode_latents(pixels: PixelData, y: np.ndarray, width: int, units: int, wts
     return write_slim(SlimFile(header, _chunks(pixels), payload))
 
 
+def latents_for(wts: Weights, rgb: np.ndarray, width: int, scale: float = 1.0, effort: int = 1) -> np.ndarray:
+    """The latents an encode at ``effort`` sends: the analysis, refined above effort 1 (:mod:`slimcodec.effort`)."""
+    y = analyze(wts, rgb, width)
+    if effort == 1:
+        return y
+    from slimcodec import effort as search
+
+    return search.refine(wts, rgb, y, width, scale, effort)
+
+
 def encode_pixels(pixels: PixelData, width: int = DEFAULT_WIDTH, *, scale: float = 1.0,
-                  weights: Weights | str | None = None, metadata: bool = True) -> bytes:
+                  weights: Weights | str | None = None, metadata: bool = True, effort: int = 1) -> bytes:
     """Encode prepared pixels (see :func:`slimcodec.imageio.prepare`) to .slim bytes."""
+    from slimcodec.effort import check_effort
+
     wts = _resolve(weights)
     wts.check_width(width)
+    check_effort(effort)
     units = scale_units(scale)
-    return encode_latents(pixels, analyze(wts, pixels.rgb, width), width, units, wts, metadata)
+    y = latents_for(wts, pixels.rgb, width, units / SCALE_ONE, effort)
+    return encode_latents(pixels, y, width, units, wts, metadata)
 
 
 def encode(image: Image.Image, width: int = DEFAULT_WIDTH, *, scale: float = 1.0,
-           weights: Weights | str | None = None, metadata: bool = True) -> bytes:
+           weights: Weights | str | None = None, metadata: bool = True, effort: int = 1) -> bytes:
     """Encode a Pillow image to .slim bytes.
 
     Args:
@@ -234,13 +248,16 @@ def encode(image: Image.Image, width: int = DEFAULT_WIDTH, *, scale: float = 1.0
             less (the tables are interpolated), so prefer a wider width when there is one.
         weights (Weights | str | None): loaded weights or a path; the shipped ones by default.
         metadata (bool): keep the ICC profile and EXIF.
+        effort (int): 1 (fastest, the default) to 9: above 1 the encoder refines the
+            latents against the rate-distortion objective (needs torch; see
+            :mod:`slimcodec.effort`). The decoder and the format are the same.
 
     Returns:
         bytes: the .slim file.
 
     Raises:
         ValueError: ``width`` is not one of the weights' widths (the message lists them),
-            or ``scale`` is out of range.
+            or ``scale`` or ``effort`` is out of range.
         UnsupportedImageError: the image cannot be coded.
 
     Warns:
@@ -252,7 +269,7 @@ def encode(image: Image.Image, width: int = DEFAULT_WIDTH, *, scale: float = 1.0
     pixels = prepare(image)
     for note in pixels.notes:
         warnings.warn(note, ConversionWarning, stacklevel=2)
-    return encode_pixels(pixels, width, scale=scale, weights=weights, metadata=metadata)
+    return encode_pixels(pixels, width, scale=scale, weights=weights, metadata=metadata, effort=effort)
 
 
 def check_decodable(slim: SlimFile, wts: Weights) -> None:

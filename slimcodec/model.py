@@ -34,6 +34,17 @@ def _per_width(widths: Iterable[int], make) -> nn.ModuleDict:
     return nn.ModuleDict({str(w): make(w) for w in widths})
 
 
+def factorized_bits(bottleneck: EntropyBottleneck, values: Tensor, half: float = 0.5) -> Tensor:
+    """−log2 of a factorized density's mass on ``[v − half, v + half]``, per value (N×C×H×W)."""
+    n, c, h, w = values.shape
+    v = values.permute(1, 0, 2, 3).reshape(c, 1, -1)
+    lower = bottleneck._logits_cumulative(v - half, stop_gradient=False)
+    upper = bottleneck._logits_cumulative(v + half, stop_gradient=False)
+    sign = -torch.sign(lower + upper).detach()  # the tail-side form keeps precision
+    mass = torch.abs(torch.sigmoid(sign * upper) - torch.sigmoid(sign * lower)).clamp_min(1e-9)
+    return (-torch.log2(mass)).reshape(c, n, h, w).permute(1, 0, 2, 3)
+
+
 def _array(t: Tensor | None):
     return None if t is None else t.detach().float().cpu().numpy().copy()
 
@@ -137,6 +148,23 @@ class SlimCAE(nn.Module):
         return {"x_hat": x_hat, "likelihoods": {"y": likelihoods}}
 
     STAGES: tuple[str, ...] = ("analysis", "synthesis")
+
+    def latent_rd(self, y: Tensor, width: int, scale: float = 1.0, noisy_rate: bool = True) -> tuple[Tensor, Tensor]:
+        """The decoder's view of free latents ``y``, for refining them at encode time.
+
+        Mixed quantization as in training: the synthesis sees ``y`` on the file's grid
+        (``round(s·(y − median))/s + median``, straight-through), the rate sees ``y``
+        plus uniform noise of one bin (``1/s``).
+
+        Returns:
+            (x_hat, bits): the reconstruction and the estimated bits of each latent.
+        """
+        bottleneck = self.entropy_bottleneck[str(width)]
+        medians = bottleneck._get_medians().detach()
+        y_hat = y + (torch.round((y - medians) * scale) / scale + medians - y).detach()
+        rated = y + torch.empty_like(y).uniform_(-0.5 / scale, 0.5 / scale) if noisy_rate else y_hat
+        bits = factorized_bits(bottleneck, rated, 0.5 / scale)
+        return self.synthesis(y_hat, width), bits
 
     @torch.no_grad()
     def stage_layers(self, stage: str, width: int) -> list:

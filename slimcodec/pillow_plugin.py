@@ -10,6 +10,7 @@ MIME type ``image/x-slim``), so afterwards::
     image.load()                             # decodes (any pixel access does)
     image.save("copy.slim", width=96)        # encodes; the format follows the extension
     image.save("small.slim", target_bpp=0.5) # or pick the width for a target
+    image.save("best.slim", width=96, effort=6)  # a slower encoder, same decoder (needs torch)
 
 In memory, with the shipped weights:
 
@@ -170,15 +171,17 @@ def _save(im: Image.Image, fp, filename) -> None:
     metadata = bool(params.get("metadata", True))
     targets = {k: params[k] for k in ("target_bpp", "target_bytes", "target_psnr") if params.get(k) is not None}
     width, scale = params.get("width"), params.get("scale")
+    effort = params.get("effort", 1)
     if targets:
         if width is not None or scale is not None:
             raise ValueError("give either width/scale or one of target_bpp, target_bytes, target_psnr, not both")
         from slimcodec.ratecontrol import choose_setting
 
-        data = choose_setting(im, weights=weights, metadata=metadata, **targets).data
+        data = choose_setting(im, weights=weights, metadata=metadata, effort=effort, **targets).data
     else:
         data = codec.encode(im, codec.DEFAULT_WIDTH if width is None else width,
-                            scale=1.0 if scale is None else scale, weights=weights, metadata=metadata)
+                            scale=1.0 if scale is None else scale, weights=weights, metadata=metadata,
+                            effort=effort)
     fp.write(data)
 
 

@@ -227,7 +227,7 @@ def _bisect(ok, good: int, bad: int) -> int:
 
 def choose_setting(image, *, target_bpp: float | None = None, target_bytes: int | None = None,
                    target_psnr: float | None = None, weights=None, metadata: bool = True,
-                   scales: bool = True, exhaustive: bool = False) -> Choice:
+                   scales: bool = True, exhaustive: bool = False, effort: int = 1) -> Choice:
     """Encode ``image`` at the width and latent scale that meet a target (see the module docstring).
 
     Give exactly one target.
@@ -245,6 +245,9 @@ def choose_setting(image, *, target_bpp: float | None = None, target_bytes: int 
         scales (bool): search the latent scale too; ``False`` keeps to the widths at scale 1.
         exhaustive (bool): for a rate target, try every width at scale 1 instead of
             stopping at the first one that is too large.
+        effort (int): 1 to 9, as in :func:`slimcodec.encode`: each width's latents are
+            refined once (at scale 1) and every trial codes them; files are measured as
+            always, so a rate target still holds.
 
     Returns:
         Choice: width, scale, the ``.slim`` bytes, bpp, PSNR, whether the target
@@ -255,6 +258,9 @@ def choose_setting(image, *, target_bpp: float | None = None, target_bytes: int 
         UnsupportedImageError: the image cannot be coded.
     """
     target = make_target(target_bpp=target_bpp, target_bytes=target_bytes, target_psnr=target_psnr)
+    from slimcodec.effort import check_effort
+
+    check_effort(effort)
 
     import numpy as np
 
@@ -286,7 +292,7 @@ def choose_setting(image, *, target_bpp: float | None = None, target_bytes: int 
     def run(width: int, units: int) -> Trial:
         if (width, units) not in trials:
             if width not in latents:
-                latents[width] = codec.analyze(wts, pixels.rgb, width)
+                latents[width] = codec.latents_for(wts, pixels.rgb, width, effort=effort)
             data = codec.encode_latents(pixels, latents[width], width, units, wts)
             quality = None
             if target.kind == "psnr":

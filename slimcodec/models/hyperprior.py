@@ -107,6 +107,27 @@ class SlimCAEHyperprior(SlimCAE):
 
     STAGES = SlimCAE.STAGES + ("hyper_analysis", "hyper_mean")
 
+    def latent_rd(self, y: Tensor, width: int, scale: float = 1.0, noisy_rate: bool = True) -> tuple[Tensor, Tensor]:
+        """As :meth:`SlimCAE.latent_rd`; z is ``h_a(y)`` (as the encoder computes it) and its bits
+        are spread over y's positions, so ``bits.sum()`` is the whole payload's estimate."""
+        from slimcodec.model import factorized_bits
+
+        z = self.hyper_analysis(y, width)
+        medians = self.z_medians(width)
+        z_hat = ste_round(z - medians) + medians
+        z_rated = z + torch.empty_like(z).uniform_(-0.5, 0.5) if noisy_rate else z_hat
+        z_bits = factorized_bits(self.entropy_bottleneck[str(width)], z_rated)
+        mean, scale_raw = self.hyper_synthesis(z_hat, width)
+        centred = y - mean
+        y_hat = y + (torch.round(centred * scale) / scale + mean - y).detach()
+        if noisy_rate:
+            rated = (centred + torch.empty_like(y).uniform_(-0.5 / scale, 0.5 / scale)) * scale
+        else:
+            rated = ste_round(centred * scale)
+        y_bits = -torch.log2(gaussian_likelihood(rated, scale_raw * scale))
+        spread = z_bits.sum() / y_bits.numel()
+        return self.synthesis(y_hat, width), y_bits + spread
+
     @torch.no_grad()
     def stage_layers(self, stage: str, width: int) -> list:
         """As :meth:`SlimCAE.stage_layers`, plus ``hyper_analysis`` (y → z) and ``hyper_mean``
