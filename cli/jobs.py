@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from slimcodec.errors import SlimError
+from slimcodec.errors import SlimError, UnsupportedImageError
 from slimcodec.outputs import OutputError, OutputExistsError, output_exists, write_atomic  # noqa: F401
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
@@ -196,6 +196,17 @@ def _without_path_prefix(exc: SlimError, path: Path) -> SlimError:
     return type(exc)(text[len(prefix):]) if text.startswith(prefix) else exc
 
 
+def _refuse_slim_input(path: Path) -> None:
+    """A .slim file (whatever its name) is not an image to encode: re-encoding it would lose quality."""
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError:
+        return  # open_image says why
+    if magic == b"SLIM":
+        raise UnsupportedImageError("is a .slim file, not an image to encode (slim decode turns it into one)")
+
+
 def encode_one(job: Job) -> Result:
     """Encode ``job.src`` to ``job.dst`` (a worker function)."""
     from slimcodec.codec import encode_pixels
@@ -204,6 +215,7 @@ def encode_one(job: Job) -> Result:
 
     start = time.perf_counter()
     weights = load_weights(job.weights_path)
+    _refuse_slim_input(job.src)
     try:
         image = open_image(job.src)
     except SlimError as exc:

@@ -124,19 +124,42 @@ def _workers(option: int | None) -> int:
         raise OneLineUsageError(str(exc)) from None
 
 
+def _check_weights_file(path: Path) -> None:
+    """Refuse a ``--weights`` path that is not a regular file (a folder, a FIFO, /dev/zero)."""
+    import stat
+
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise OneLineUsageError(f"--weights: cannot read weights file {path}: {exc.strerror}") from None
+    if stat.S_ISDIR(mode):
+        raise OneLineUsageError(f"--weights {path}: is a folder, not a weights file")
+    if not stat.S_ISREG(mode):
+        raise OneLineUsageError(f"--weights {path}: not a regular file")
+
+
 def _load_weights(ctx: click.Context, path: Path | None):
-    """Load the weights once in this process (so bad weights fail before any file)."""
+    """Load the weights once in this process (so bad weights fail before any file).
+
+    Any problem with a ``--weights`` file is a usage error (exit 2) in one line.
+    """
     if not _options(ctx).debug:
         silence_library_warnings()
     from slimcodec.weights import load_weights
 
+    if path is None:
+        return load_weights(None)  # a failure means a broken installation: not a usage error
+    _check_weights_file(path)
     try:
         return load_weights(path)
     except SlimError as exc:
-        if path is None:
-            raise  # the installation is broken: not a usage error
         where = "--weights" if str(path) in str(exc) else f"--weights {path}"
-        raise OneLineUsageError(f"{where}: {exc}") from None
+        raise OneLineUsageError(f"{where}: {' '.join(str(exc).split())}") from None
+    except Exception as exc:  # a file torch loads but whose contents are not weights
+        if _options(ctx).debug:
+            traceback.print_exc(file=sys.stderr)
+        raise OneLineUsageError(f"--weights {path}: not a slimcodec weights file "
+                                f"({describe_error(exc)})") from None
 
 
 def _plan(sources: tuple[Path, ...], out: str | None, suffixes, out_suffix: str):
@@ -182,7 +205,7 @@ def _run(ctx: click.Context, action: str, planned, make_job, worker_fn, workers:
 
 _SOURCES = click.argument("sources", metavar="SRC...", nargs=-1, required=True,
                           type=click.Path(path_type=Path))
-_WEIGHTS = click.option("--weights", type=click.Path(dir_okay=False, path_type=Path),
+_WEIGHTS = click.option("--weights", type=click.Path(path_type=Path),  # checked by _load_weights
                         help="Weights file [default: the shipped weights].")
 _FORCE = click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
 _WORKERS = click.option("-j", "--workers", type=click.IntRange(min=1), metavar="N",

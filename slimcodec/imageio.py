@@ -135,6 +135,7 @@ def open_image(path: str | os.PathLike) -> Image.Image:
             image = Image.open(path)
             if _high_bit_depth(image):
                 image.info[_SOURCE_BITS] = 16
+        frame_count(image)  # every page's header: a broken later page is refused here, not in prepare()
         image.load()
     except UnsupportedImageError as exc:
         image.close()
@@ -147,6 +148,25 @@ def open_image(path: str | os.PathLike) -> Image.Image:
         text = " ".join(str(exc).split()) or type(exc).__name__
         raise UnsupportedImageError(f"{path}: cannot read image ({text})") from None
     return image
+
+
+def frame_count(image: Image.Image) -> int:
+    """The number of frames (pages) of ``image``, reading each one's header (Pillow counts them so).
+
+    Raises:
+        UnsupportedImageError: a later frame is unreadable (Pillow raises assorted
+            errors there, e.g. ``TypeError`` for a TIFF page without dimensions).
+    """
+    try:
+        with warnings.catch_warnings():  # "Corrupt EXIF data" of a broken page: it is refused anyway
+            warnings.simplefilter("ignore")
+            frames = getattr(image, "n_frames", 1)
+    except MemoryError:
+        raise
+    except Exception as exc:
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        raise UnsupportedImageError(f"cannot read image (a later page is broken: {text})") from None
+    return frames if isinstance(frames, int) and frames > 0 else 1
 
 
 def _check_size(width: int, height: int) -> None:
@@ -295,8 +315,8 @@ def prepare(image: Image.Image) -> PixelData:
     """
     notes: list[str] = []
     _check_size(*image.size)  # before any pixel is touched (the limits are symmetric)
-    frames = getattr(image, "n_frames", 1)
-    if isinstance(frames, int) and frames > 1:
+    frames = frame_count(image)
+    if frames > 1:
         notes.append(f"only the first of {frames} frames coded")
     reduced_16 = _high_bit_depth(image)
     exif, orientation = _read_exif(image, notes)

@@ -23,7 +23,7 @@ from slimcodec import codec
 from slimcodec.cli.main import cli
 from slimcodec.errors import SlimFormatError, UnsupportedImageError
 from slimcodec.formats.slimfile import HEADER_SIZE, read_slim
-from slimcodec.imageio import open_image
+from slimcodec.imageio import open_image, prepare
 
 # offsets of header fields (formats/SPEC.md)
 VERSION, SIZE, COLOR, WIDTH, WEIGHTS_ID, LATENT, CHUNKS_SIZE, PAYLOAD_SIZE = 4, 8, 16, 18, 20, 28, 40, 44
@@ -190,6 +190,48 @@ def truncated(path: Path, fmt: str) -> bytes:
     return path.read_bytes()[: path.stat().st_size * 2 // 3]
 
 
+def corrupt_png(path: Path | None = None) -> bytes:
+    """A PNG whose IDAT data is broken behind a valid chunk CRC (getexif() once hid the error)."""
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(buf, format="PNG")
+    data = bytearray(buf.getvalue())
+    tag = data.index(b"IDAT")
+    length = struct.unpack(">I", data[tag - 4 : tag])[0]
+    for k in range(tag + 4 + length // 2, tag + 4 + length // 2 + 40):
+        data[k] ^= 0xFF
+    data[tag + 4 + length : tag + 8 + length] = struct.pack(">I", zlib.crc32(bytes(data[tag : tag + 4 + length])))
+    return bytes(data)
+
+
+def two_page_tiff(break_second_page: str | None = None) -> bytes:
+    """A little-endian TIFF of two 40x24 pages, the second one broken as asked.
+
+    Args:
+        break_second_page: None, "pointer past the end" (the first page's next-page
+            offset), "garbage directory" or "empty directory" (no tags) or "cut" (file
+            truncated inside the second directory).
+    """
+    import io
+
+    buf = io.BytesIO()
+    gradient_image(40, 24).save(buf, format="TIFF", save_all=True, append_images=[gradient_image(40, 24, "L")])
+    data = bytearray(buf.getvalue())
+    first = struct.unpack_from("<I", data, 4)[0]
+    next_at = first + 2 + 12 * struct.unpack_from("<H", data, first)[0]
+    second = struct.unpack_from("<I", data, next_at)[0]
+    if break_second_page == "pointer past the end":
+        struct.pack_into("<I", data, next_at, len(data) + 1000)
+    elif break_second_page == "garbage directory":
+        data[second : second + 40] = b"\xff" * 40
+    elif break_second_page == "empty directory":
+        struct.pack_into("<H", data, second, 0)
+    elif break_second_page == "cut":
+        del data[second + 20 :]
+    return bytes(data)
+
+
 ENCODE_INPUTS = {
     # name: (file name, bytes maker, the start of the reason)
     "text named .png": ("a.png", lambda p: b"this is not a picture", "not an image Pillow can read"),
@@ -201,6 +243,10 @@ ENCODE_INPUTS = {
     "70000 pixel wide png": ("a.png", lambda p: png_header_only(70000, 1), "image of 70000x1 exceeds the limits"),
     "108 MP png": ("a.png", lambda p: png_header_only(12000, 9000), "image of 12000x9000 exceeds the limits"),
     "Pillow's decompression bomb": ("a.png", lambda p: png_header_only(30000, 30000), "image too large"),
+    "corrupt png data": ("a.png", corrupt_png, "cannot read image"),
+    **{f"tiff with a broken second page: {how}": (
+        "a.tif", lambda p, how=how: two_page_tiff(how), "cannot read image (a later page is broken: ")
+       for how in ("pointer past the end", "garbage directory", "empty directory", "cut")},
 }
 
 
@@ -215,9 +261,86 @@ def test_unusable_input_fails_slim_encode_with_one_line(name, tiny_weights_path,
     assert time.perf_counter() - start < 10  # refused from the header, not after decoding pixels
     assert one_error_line(result, "encode").startswith(f"error: cannot encode {src}: {reason}")
     assert "Warning" not in result.stderr  # Pillow's DecompressionBombWarning is not shown
-    assert not (tmp_path / "out.slim").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [filename]  # no output, no temporary file
     with pytest.raises(UnsupportedImageError):
         open_image(src)
+
+
+def test_a_tiff_with_a_broken_second_page_is_refused_by_the_library_too(tiny_weights, tmp_path):
+    (tmp_path / "a.tif").write_bytes(two_page_tiff("pointer past the end"))
+    with Image.open(tmp_path / "a.tif") as image:  # not through open_image: prepare() counts the pages
+        with pytest.raises(UnsupportedImageError, match=r"^cannot read image \(a later page is broken: "):
+            codec.encode(image, 8, weights=tiny_weights)
+    (tmp_path / "b.tif").write_bytes(two_page_tiff())
+    with open_image(tmp_path / "b.tif") as image:
+        assert image.mode == "RGB"  # the first page
+        assert prepare(image).notes == ["only the first of 2 frames coded"]
+
+
+@pytest.mark.parametrize("made_with", ["the shipped weights", "the --weights"])
+def test_a_slim_file_named_png_is_refused_by_slim_encode_not_reencoded(made_with, tiny_weights, tiny_weights_path,
+                                                                       tmp_path):
+    weights = None if made_with == "the shipped weights" else tiny_weights
+    src = tmp_path / "photo.png"
+    src.write_bytes(codec.encode(gradient_image(40, 24), 48 if weights is None else 8, weights=weights))
+    result = slim(["encode", src, "-o", tmp_path / "out.slim", "--weights", tiny_weights_path, "-w", 8],
+                  exit_code=1)
+    assert one_error_line(result, "encode") == (f"error: cannot encode {src}: is a .slim file, not an image to "
+                                                "encode (slim decode turns it into one)")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.png"]
+
+
+# ---------------------------------------------------------------- bad --weights files
+
+
+def _bad_weights(kind: str, tmp_path: Path, tiny_weights_path: Path) -> Path:
+    """A --weights argument that is no weights file."""
+    import zipfile
+
+    import torch
+
+    path = tmp_path / "w.pt"
+    if kind == "garbage":
+        path.write_bytes(b"garbage" * 100)
+    elif kind == "missing":
+        pass
+    elif kind == "truncated":
+        data = tiny_weights_path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    elif kind == "a zip that is not weights":
+        with zipfile.ZipFile(path, "w") as z:
+            z.writestr("hello.txt", "hi")
+    elif kind == "a torch file that looks like weights":
+        torch.save({"format": "slimcodec-weights", "format_version": 1, "widths": [8]}, path)
+    elif kind == "a folder":
+        path.mkdir()
+    elif kind == "/dev/zero":
+        if not Path("/dev/zero").exists():
+            pytest.skip("no /dev/zero")
+        return Path("/dev/zero")
+    return path
+
+
+BAD_WEIGHTS = ["garbage", "missing", "truncated", "a zip that is not weights", "a torch file that looks like weights",
+               "a folder", "/dev/zero"]
+
+
+@pytest.mark.parametrize("command", ["encode", "decode"])
+@pytest.mark.parametrize("kind", BAD_WEIGHTS)
+def test_a_bad_weights_file_is_a_usage_error_in_one_line(kind, command, tmp_path, tiny_weights_path, good):
+    weights = _bad_weights(kind, tmp_path, tiny_weights_path)
+    src = tmp_path / ("in.png" if command == "encode" else "in.slim")
+    if command == "encode":
+        gradient_image(20, 12).save(src)
+    else:
+        src.write_bytes(good)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    out, width = (tmp_path / "out.slim", ["-w", 8]) if command == "encode" else (tmp_path / "out.png", [])
+    result = slim([command, src, "-o", out, "--weights", weights, *width], exit_code=2)
+    assert "Traceback" not in result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: --weights"), result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
 def test_unwritable_output_fails_with_one_line(tiny_weights_path, tmp_path, good):
@@ -403,20 +526,6 @@ def test_slim_info_does_not_read_past_the_sizes_its_header_gives(tiny_weights, t
 
 def test_a_png_with_corrupt_image_data_is_refused_not_encoded_as_black(tmp_path):
     """Its IDAT data is broken (with a valid chunk CRC); getexif() once hid the error."""
-    import io
-
-    from slimcodec.errors import UnsupportedImageError
-    from slimcodec.imageio import open_image
-
-    rng = np.random.default_rng(0)
-    buf = io.BytesIO()
-    Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(buf, format="PNG")
-    data = bytearray(buf.getvalue())
-    tag = data.index(b"IDAT")
-    length = struct.unpack(">I", data[tag - 4 : tag])[0]
-    for k in range(tag + 4 + length // 2, tag + 4 + length // 2 + 40):
-        data[k] ^= 0xFF
-    data[tag + 4 + length : tag + 8 + length] = struct.pack(">I", zlib.crc32(bytes(data[tag : tag + 4 + length])))
-    (tmp_path / "corrupt.png").write_bytes(bytes(data))
+    (tmp_path / "corrupt.png").write_bytes(corrupt_png())
     with pytest.raises(UnsupportedImageError, match="corrupt.png: cannot read image"):
         open_image(tmp_path / "corrupt.png")
