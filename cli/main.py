@@ -171,15 +171,30 @@ def _plan(sources: tuple[Path, ...], out: str | None, suffixes, out_suffix: str)
         raise OneLineUsageError(str(exc)) from None
 
 
+def _remove_stale_temps(pairs, started: float, quiet: bool) -> None:
+    """Delete the temporary files killed runs left in the output folders (see ``remove_stale_temps``)."""
+    from slimcodec.cli.report import shown_path
+    from slimcodec.outputs import remove_stale_temps
+
+    for folder in sorted({dst.parent for _, dst in pairs}):
+        for path in remove_stale_temps(folder, started):
+            if not quiet:
+                click.echo(f"removed {shown_path(path)} (a temporary file left by a killed run)", err=True)
+
+
 def _run(ctx: click.Context, action: str, planned, make_job, worker_fn, workers: int,
          weights_path: str | None, force: bool, nothing_found: str) -> None:
-    """Report planning problems, skip existing outputs, run the jobs, exit."""
-    from slimcodec.outputs import output_exists
-    from slimcodec.cli.parallel import run_many
+    """Report planning problems, clean stale temporary files, skip existing outputs, run the jobs, exit."""
+    import time
 
+    from slimcodec.cli.parallel import run_many
+    from slimcodec.outputs import output_exists
+
+    started = time.time()
     opts = _options(ctx)
     report = Report(action, quiet=opts.quiet, verbose=opts.verbose, debug=opts.debug,
                     total=len(planned.pairs) + len(planned.problems))
+    _remove_stale_temps(planned.pairs, started, opts.quiet)
     for folder in planned.empty_folders:
         if not opts.quiet:
             click.echo(f"warning: {nothing_found} in {folder}", err=True)
@@ -197,7 +212,8 @@ def _run(ctx: click.Context, action: str, planned, make_job, worker_fn, workers:
     if opts.verbose and jobs:
         click.echo(f"{len(jobs)} file{'s' if len(jobs) != 1 else ''} to {action}, "
                    f"{min(workers, len(jobs))} worker(s)", err=True)
-    run_many(jobs, worker_fn, report, workers, weights_path=weights_path)
+    run_many(jobs, worker_fn, report, workers, weights_path=weights_path,
+             skip_existing=planned.batch and not force)
     if not opts.quiet:
         click.echo(str(report), err=True)
     ctx.exit(report.return_code)

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from slimcodec.cli.report import Report
+from slimcodec.outputs import OutputExistsError
 
 WORKERS_ENV = "SLIM_WORKERS"
 
@@ -84,14 +85,23 @@ def _record(report: Report, job: Any, result: Any) -> None:
     )
 
 
-def run_serial(jobs: Sequence[Any], worker_fn: Callable[[Any], Any], report: Report) -> None:
+def _record_failure(report: Report, job: Any, exc: BaseException | str, skip_existing: bool) -> None:
+    """A failed job; an output that another run wrote meanwhile counts as skipped in a batch."""
+    if skip_existing and isinstance(exc, OutputExistsError):
+        report.skipped(job.src, f"{job.dst} exists (use --force to overwrite)")
+    else:
+        report.failed(job.src, exc)
+
+
+def run_serial(jobs: Sequence[Any], worker_fn: Callable[[Any], Any], report: Report,
+               skip_existing: bool = False) -> None:
     """Run the jobs one after another in this process."""
     try:
         for job in jobs:
             try:
                 result = worker_fn(job)
             except Exception as exc:  # one bad file never stops the batch
-                report.failed(job.src, exc)
+                _record_failure(report, job, exc, skip_existing)
             else:
                 _record(report, job, result)
     except KeyboardInterrupt:
@@ -105,24 +115,27 @@ def run_many(
     workers: int,
     *,
     weights_path: str | None = None,
+    skip_existing: bool = False,
 ) -> None:
     """Run ``worker_fn`` on every job and record each outcome in ``report``.
 
     Args:
-        jobs (Sequence): objects with a ``src`` attribute (sorted by it here);
-            picklable when ``workers > 1``.
+        jobs (Sequence): objects with ``src`` and ``dst`` attributes (sorted by
+            ``src`` here); picklable when ``workers > 1``.
         worker_fn (Callable): a module-level function ``job -> result`` where
             ``result`` has ``dst``, ``bytes_in``, ``bytes_out``, ``pixels`` and
             ``seconds``; any exception it raises marks that job failed.
-        report (Report): receives ``done``/``failed`` in job order; its
+        report (Report): receives ``done``/``skipped``/``failed`` in job order; its
             ``interrupted`` is set on Ctrl-C.
         workers (int): process count; 1 (or a single job) runs serially here.
         weights_path (str | None): the weights each worker process loads once.
+        skip_existing (bool): an ``OutputExistsError`` (the output appeared
+            since the plan) counts as skipped rather than failed.
     """
     jobs = sorted(jobs, key=lambda job: str(job.src))
     workers = max(1, min(workers, len(jobs)))
     if workers == 1:
-        run_serial(jobs, worker_fn, report)
+        run_serial(jobs, worker_fn, report, skip_existing)
         return
 
     import multiprocessing
@@ -139,7 +152,7 @@ def run_many(
             initargs=(weights_path, report.debug),
         )
     except (OSError, ImportError, NotImplementedError):  # no process pools here (e.g. no /dev/shm)
-        run_serial(jobs, worker_fn, report)
+        run_serial(jobs, worker_fn, report, skip_existing)
         return
 
     futures = []
@@ -147,7 +160,7 @@ def run_many(
     try:
         futures = [executor.submit(worker_fn, job) for job in jobs]
         for job, future in zip(jobs, futures):
-            _collect(report, job, future, BrokenProcessPool)
+            _collect(report, job, future, BrokenProcessPool, skip_existing)
             recorded += 1
     except KeyboardInterrupt:
         report.interrupted = True
@@ -156,17 +169,17 @@ def run_many(
         executor.shutdown(wait=True, cancel_futures=True)  # running jobs finish their file
         for job, future in list(zip(jobs, futures))[recorded:]:
             if future.done() and not future.cancelled():
-                _collect(report, job, future, BrokenProcessPool)
+                _collect(report, job, future, BrokenProcessPool, skip_existing)
     finally:
         executor.shutdown(wait=True)
 
 
-def _collect(report: Report, job: Any, future: Any, broken: type) -> None:
+def _collect(report: Report, job: Any, future: Any, broken: type, skip_existing: bool) -> None:
     try:
         result = future.result()
     except broken:
         report.failed(job.src, "a worker process died (out of memory?)")
     except Exception as exc:
-        report.failed(job.src, exc)
+        _record_failure(report, job, exc, skip_existing)
     else:
         _record(report, job, result)

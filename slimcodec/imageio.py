@@ -26,11 +26,12 @@ from __future__ import annotations
 
 import os
 import struct
-import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -387,14 +388,13 @@ def finish(rgb: np.ndarray, gray: bool, alpha: np.ndarray | None = None,
 # ---------------------------------------------------------------- writing
 
 
-def save_image(image: Image.Image, path: str | os.PathLike, format: str | None = None) -> None:
-    """Save atomically (temp file + rename), keeping ICC and EXIF where the format can.
+def _save_options(image: Image.Image, path: Path, format: str | None) -> tuple[str, dict]:
+    """The Pillow format and save options for ``path``; refuses what the format cannot store.
 
-    The format follows the extension (PNG if it has none Pillow knows).
+    Raises:
+        UnsupportedImageError: with a one-line reason that starts with ``path``'s name.
     """
-    path = Path(path)
-    ext = path.suffix.lower()
-    fmt = format or Image.registered_extensions().get(ext, "PNG")
+    fmt = format or Image.registered_extensions().get(path.suffix.lower(), "PNG")
     params = {}
     if image.info.get("icc_profile") and fmt in ("PNG", "JPEG", "WEBP", "TIFF", "JPEG2000", "AVIF"):
         params["icc_profile"] = image.info["icc_profile"]
@@ -412,11 +412,37 @@ def save_image(image: Image.Image, path: str | os.PathLike, format: str | None =
                                             "as it is; use .png") from None
     if fmt == "JPEG" and image.mode in ("RGBA", "LA"):
         raise UnsupportedImageError(f"{path.name}: JPEG cannot store the alpha channel; use .png")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            image.save(f, format=fmt, **params)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    return fmt, params
+
+
+def image_writer(image: Image.Image, path: str | os.PathLike,
+                 format: str | None = None) -> Callable[[BinaryIO], None]:
+    """A function that writes ``image`` to an open binary file, as :func:`save_image` saves it to ``path``.
+
+    For :func:`slimcodec.outputs.write_atomic`. What the format cannot store
+    (alpha in JPEG, ...) is refused now, before any file is created.
+
+    Raises:
+        UnsupportedImageError: with a one-line reason that starts with ``path``'s name.
+    """
+    fmt, params = _save_options(image, Path(path), format)
+
+    def write(f: BinaryIO) -> None:
+        image.save(f, format=fmt, **params)
+
+    return write
+
+
+def save_image(image: Image.Image, path: str | os.PathLike, format: str | None = None) -> None:
+    """Save atomically (one temporary file, then a rename), keeping ICC and EXIF where the format can.
+
+    The format follows the extension (PNG if it has none Pillow knows). An
+    existing file is replaced; missing folders are created.
+
+    Raises:
+        UnsupportedImageError: the format cannot store the image (alpha in JPEG, ...).
+        OutputError: the file cannot be written.
+    """
+    from slimcodec.outputs import write_atomic
+
+    write_atomic(Path(path), image_writer(image, path, format), overwrite=True)
