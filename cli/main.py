@@ -11,9 +11,9 @@
 
 Each command prints one line per file on stderr (``error: ...`` for a failed
 one, with the traceback only under ``--debug``) and a summary line, and exits
-with 0 (all done), 1 (some file failed) or 2 (usage error). torch and the
-codec are imported inside the commands that need them, so ``slim --help`` and
-``slim info`` start instantly.
+with 0 (all done), 1 (some file failed) or 2 (usage error); 130 after Ctrl-C
+and 143 after SIGTERM. torch and the codec are imported inside the commands
+that need them, so ``slim --help`` and ``slim info`` start instantly.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ Exit codes:
   1    at least one file failed; each failure is one "error:" line
   2    usage error (bad option, argument or weights file)
   130  interrupted (Ctrl-C); finished outputs are kept, none is partial
+  143  terminated (SIGTERM); finished outputs are kept, none is partial
 """
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
