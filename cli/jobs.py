@@ -3,19 +3,21 @@
 ``plan`` turns the command line's sources into (input, output) pairs;
 ``encode_one``/``decode_one`` convert one pair and run in worker processes,
 so they are module-level and import the codec lazily. Every output is written
-to a hidden temporary file in the destination folder and then renamed into
-place, so a failure or Ctrl-C never leaves a half-written file behind.
+to one hidden temporary file in the destination folder and then renamed into
+place (:func:`slimcodec.outputs.write_atomic`), so an output is complete or
+absent. A batch never writes through a symbolic link to a folder inside its
+output folder: such files are refused in the plan.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from slimcodec.errors import SlimError
+from slimcodec.errors import SlimError, UnsupportedImageError
 from slimcodec.outputs import OutputError, OutputExistsError, output_exists, write_atomic  # noqa: F401
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
@@ -74,7 +76,8 @@ class Plan:
         pairs (list[tuple[Path, Path]]): (input, output), inputs in command-line
             order, folders expanded in sorted order, duplicates removed.
         problems (list[tuple[Path, str]]): inputs that cannot be converted
-            (missing, or whose output clashes), with the reason.
+            (missing, whose output clashes, or whose output would go through a
+            symbolic link to a folder inside ``out``), with the reason.
         empty_folders (list[Path]): folders in which no input was found.
         batch (bool): several inputs or a folder were given.
     """
@@ -116,7 +119,8 @@ def plan(
     replaced. With one input file, ``out`` is the output file (or, if it is an
     existing folder, the folder to put it in). Otherwise ``out`` is a folder:
     files given by name go straight into it, and each source folder's
-    structure is mirrored under it.
+    structure is mirrored under it; a mirrored folder that exists in ``out`` as
+    a symbolic link is not written through (its files become problems).
 
     Args:
         sources (Sequence[Path]): files and folders from the command line.
@@ -144,7 +148,13 @@ def plan(
                 result.empty_folders.append(src)
             for file in files:
                 base = out / file.relative_to(src) if out is not None else file
-                candidates.append((file, base.with_name(base.stem + out_suffix)))
+                dst = base.with_name(base.stem + out_suffix)
+                link = linked_folder(out, dst.parent) if out is not None else None
+                if link is not None:
+                    result.problems.append((file, f"not written through {link}: a symbolic link "
+                                                  "to a folder inside the output folder"))
+                    continue
+                candidates.append((file, dst))
         elif src.exists():
             if out is None:
                 dst = src.with_name(src.stem + out_suffix)
@@ -173,20 +183,27 @@ def plan(
     return result
 
 
+def linked_folder(root: Path, folder: Path) -> Path | None:
+    """The first symbolic link on the way from ``root`` down to ``folder`` (``root`` itself is
+    not checked: the user named it), or ``None``.
+
+    Args:
+        root (Path): the output folder of a batch.
+        folder (Path): a folder under ``root`` that outputs go to.
+    """
+    path = root
+    for part in folder.relative_to(root).parts:
+        path = path / part
+        if path.is_symlink():
+            return path
+    return None
+
+
 def _identity(path: Path) -> Path:
     try:
         return path.resolve()
     except OSError:
         return path.absolute()
-
-
-def _write_bytes(data: bytes) -> Callable[[Path], None]:
-    def write(path: Path) -> None:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-
-    return write
 
 
 # ---------------------------------------------------------------- workers
@@ -198,6 +215,23 @@ def _without_path_prefix(exc: SlimError, path: Path) -> SlimError:
     return type(exc)(text[len(prefix):]) if text.startswith(prefix) else exc
 
 
+def _check_not_written_meanwhile(job: Job) -> None:
+    """Refuse a job whose output appeared since the plan (another run wrote it)."""
+    if not job.force and output_exists(job.dst):
+        raise OutputExistsError(f"{job.dst} already exists (use --force to overwrite)", job.dst)
+
+
+def _refuse_slim_input(path: Path) -> None:
+    """A .slim file (whatever its name) is not an image to encode: re-encoding it would lose quality."""
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError:
+        return  # open_image says why
+    if magic == b"SLIM":
+        raise UnsupportedImageError("is a .slim file, not an image to encode (slim decode turns it into one)")
+
+
 def encode_one(job: Job) -> Result:
     """Encode ``job.src`` to ``job.dst`` (a worker function)."""
     from slimcodec.codec import encode_pixels
@@ -205,7 +239,9 @@ def encode_one(job: Job) -> Result:
     from slimcodec.weights import load_weights
 
     start = time.perf_counter()
+    _check_not_written_meanwhile(job)
     weights = load_weights(job.weights_path)
+    _refuse_slim_input(job.src)
     try:
         image = open_image(job.src)
     except SlimError as exc:
@@ -229,7 +265,7 @@ def encode_one(job: Job) -> Result:
             data = choice.data
             lines.append(choice.reason if choice.met else f"warning: {choice.reason}")
         note = "\n  ".join(lines) or None  # Report.done indents the first line
-    bytes_out = write_atomic(job.dst, _write_bytes(data), overwrite=job.force)
+    bytes_out = write_atomic(job.dst, lambda f: f.write(data), overwrite=job.force)
     return Result(job.dst, bytes_in, bytes_out, pixels, time.perf_counter() - start, note)
 
 
@@ -237,21 +273,19 @@ def decode_one(job: Job) -> Result:
     """Decode ``job.src`` to ``job.dst``, in the format of its suffix (a worker function)."""
     from slimcodec.codec import decode
     from slimcodec.formats.slimfile import read_slim_stream
-    from slimcodec.imageio import save_image
+    from slimcodec.imageio import image_writer
     from slimcodec.weights import load_weights
 
     start = time.perf_counter()
+    _check_not_written_meanwhile(job)
     weights = load_weights(job.weights_path)
     with open(job.src, "rb") as f:
         data = read_slim_stream(f)  # a foreign file is refused from its header; no more is read than it gives
     image = decode(data, weights=weights)
     pixels = image.width * image.height
-
-    def write(tmp: Path) -> None:
-        try:
-            save_image(image, tmp)
-        except SlimError as exc:  # its message names the temporary file
-            raise type(exc)(str(exc).replace(f"{tmp.name}: ", "").replace(tmp.name, job.dst.name)) from exc
-
+    try:
+        write = image_writer(image, job.dst)
+    except SlimError as exc:  # "x.tif: the EXIF is malformed ...": the report names the file
+        raise _without_path_prefix(exc, Path(job.dst.name)) from exc
     bytes_out = write_atomic(job.dst, write, overwrite=job.force)
     return Result(job.dst, len(data), bytes_out, pixels, time.perf_counter() - start)

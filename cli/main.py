@@ -11,9 +11,9 @@
 
 Each command prints one line per file on stderr (``error: ...`` for a failed
 one, with the traceback only under ``--debug``) and a summary line, and exits
-with 0 (all done), 1 (some file failed) or 2 (usage error). torch and the
-codec are imported inside the commands that need them, so ``slim --help`` and
-``slim info`` start instantly.
+with 0 (all done), 1 (some file failed) or 2 (usage error); 130 after Ctrl-C
+and 143 after SIGTERM. torch and the codec are imported inside the commands
+that need them, so ``slim --help`` and ``slim info`` start instantly.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ Exit codes:
   1    at least one file failed; each failure is one "error:" line
   2    usage error (bad option, argument or weights file)
   130  interrupted (Ctrl-C); finished outputs are kept, none is partial
+  143  terminated (SIGTERM); finished outputs are kept, none is partial
 """
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -124,19 +125,42 @@ def _workers(option: int | None) -> int:
         raise OneLineUsageError(str(exc)) from None
 
 
+def _check_weights_file(path: Path) -> None:
+    """Refuse a ``--weights`` path that is not a regular file (a folder, a FIFO, /dev/zero)."""
+    import stat
+
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise OneLineUsageError(f"--weights: cannot read weights file {path}: {exc.strerror}") from None
+    if stat.S_ISDIR(mode):
+        raise OneLineUsageError(f"--weights {path}: is a folder, not a weights file")
+    if not stat.S_ISREG(mode):
+        raise OneLineUsageError(f"--weights {path}: not a regular file")
+
+
 def _load_weights(ctx: click.Context, path: Path | None):
-    """Load the weights once in this process (so bad weights fail before any file)."""
+    """Load the weights once in this process (so bad weights fail before any file).
+
+    Any problem with a ``--weights`` file is a usage error (exit 2) in one line.
+    """
     if not _options(ctx).debug:
         silence_library_warnings()
     from slimcodec.weights import load_weights
 
+    if path is None:
+        return load_weights(None)  # a failure means a broken installation: not a usage error
+    _check_weights_file(path)
     try:
         return load_weights(path)
     except SlimError as exc:
-        if path is None:
-            raise  # the installation is broken: not a usage error
         where = "--weights" if str(path) in str(exc) else f"--weights {path}"
-        raise OneLineUsageError(f"{where}: {exc}") from None
+        raise OneLineUsageError(f"{where}: {' '.join(str(exc).split())}") from None
+    except Exception as exc:  # a file torch loads but whose contents are not weights
+        if _options(ctx).debug:
+            traceback.print_exc(file=sys.stderr)
+        raise OneLineUsageError(f"--weights {path}: not a slimcodec weights file "
+                                f"({describe_error(exc)})") from None
 
 
 def _plan(sources: tuple[Path, ...], out: str | None, suffixes, out_suffix: str):
@@ -148,15 +172,30 @@ def _plan(sources: tuple[Path, ...], out: str | None, suffixes, out_suffix: str)
         raise OneLineUsageError(str(exc)) from None
 
 
+def _remove_stale_temps(pairs, started: float, quiet: bool) -> None:
+    """Delete the temporary files killed runs left in the output folders (see ``remove_stale_temps``)."""
+    from slimcodec.cli.report import shown_path
+    from slimcodec.outputs import remove_stale_temps
+
+    for folder in sorted({dst.parent for _, dst in pairs}):
+        for path in remove_stale_temps(folder, started):
+            if not quiet:
+                click.echo(f"removed {shown_path(path)} (a temporary file left by a killed run)", err=True)
+
+
 def _run(ctx: click.Context, action: str, planned, make_job, worker_fn, workers: int,
          weights_path: str | None, force: bool, nothing_found: str) -> None:
-    """Report planning problems, skip existing outputs, run the jobs, exit."""
-    from slimcodec.outputs import output_exists
-    from slimcodec.cli.parallel import run_many
+    """Report planning problems, clean stale temporary files, skip existing outputs, run the jobs, exit."""
+    import time
 
+    from slimcodec.cli.parallel import run_many
+    from slimcodec.outputs import output_exists
+
+    started = time.time()
     opts = _options(ctx)
     report = Report(action, quiet=opts.quiet, verbose=opts.verbose, debug=opts.debug,
                     total=len(planned.pairs) + len(planned.problems))
+    _remove_stale_temps(planned.pairs, started, opts.quiet)
     for folder in planned.empty_folders:
         if not opts.quiet:
             click.echo(f"warning: {nothing_found} in {folder}", err=True)
@@ -174,7 +213,8 @@ def _run(ctx: click.Context, action: str, planned, make_job, worker_fn, workers:
     if opts.verbose and jobs:
         click.echo(f"{len(jobs)} file{'s' if len(jobs) != 1 else ''} to {action}, "
                    f"{min(workers, len(jobs))} worker(s)", err=True)
-    run_many(jobs, worker_fn, report, workers, weights_path=weights_path)
+    run_many(jobs, worker_fn, report, workers, weights_path=weights_path,
+             skip_existing=planned.batch and not force)
     if not opts.quiet:
         click.echo(str(report), err=True)
     ctx.exit(report.return_code)
@@ -182,7 +222,7 @@ def _run(ctx: click.Context, action: str, planned, make_job, worker_fn, workers:
 
 _SOURCES = click.argument("sources", metavar="SRC...", nargs=-1, required=True,
                           type=click.Path(path_type=Path))
-_WEIGHTS = click.option("--weights", type=click.Path(dir_okay=False, path_type=Path),
+_WEIGHTS = click.option("--weights", type=click.Path(path_type=Path),  # checked by _load_weights
                         help="Weights file [default: the shipped weights].")
 _FORCE = click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
 _THREADS = click.option("--threads", type=click.IntRange(min=1), metavar="N",

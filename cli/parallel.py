@@ -6,20 +6,37 @@ reproducible. With one worker or one job everything runs in this process.
 
 Each worker process ignores Ctrl-C, limits torch to one thread and loads the
 weights once (the ``initializer``); Ctrl-C in the parent cancels the jobs not
-yet started and lets the running ones finish, so no half-written file remains.
+yet started and lets the running ones finish. SIGTERM in the parent cancels
+the jobs not yet started and stops the workers at once. A worker exits as soon
+as its parent is gone, however the parent died (SIGKILL included): on Linux
+the kernel sends it SIGTERM (``PR_SET_PDEATHSIG``), and everywhere a thread
+sees its parent process id change. A worker that exits on a signal first
+deletes the temporary file it was writing, so no half-written file remains.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import sys
+import threading
+import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from slimcodec.cli.report import Report
+from slimcodec.outputs import OutputExistsError, remove_live_temps
 
 WORKERS_ENV = "SLIM_WORKERS"
+PARENT_POLL_S = 0.2  # how often a worker checks that its parent is still there
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+_STOP_WAIT_S = 5.0  # how long a worker gets to exit on SIGTERM before it is killed
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived while jobs ran (a ``KeyboardInterrupt``, so it stops the same code)."""
 
 
 def default_workers() -> int:
@@ -56,12 +73,65 @@ def silence_library_warnings() -> None:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 
-def init_worker(weights_path: str | None, debug: bool = False) -> None:
-    """Process-pool initializer: ignore SIGINT, one runtime thread (unless ``SLIM_THREADS`` says), load the weights once.
+# ---------------------------------------------------------------- worker processes
 
-    ``load_weights`` caches per process, so the jobs find them loaded.
+
+def _exit_now(code: int) -> None:
+    """Delete the temporary file being written, then exit without any clean-up that could block."""
+    remove_live_temps()
+    os._exit(code)
+
+
+def _exit_on_signal(signum: int, frame: Any) -> None:
+    _exit_now(128 + signum)
+
+
+def _set_parent_death_signal(signum: int) -> bool:
+    """Linux: have the kernel send ``signum`` to this process when its parent dies."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _watch_parent(parent_pid: int, poll_s: float) -> None:
+    while os.getppid() == parent_pid:
+        time.sleep(poll_s)
+    _exit_now(1)
+
+
+def exit_with_parent(parent_pid: int, poll_s: float = PARENT_POLL_S) -> None:
+    """End this process when ``parent_pid`` (its parent) dies, by whatever signal.
+
+    On Linux the kernel sends SIGTERM (``PR_SET_PDEATHSIG``); everywhere a
+    daemon thread polls ``os.getppid()``, which changes when the parent is gone
+    (it also covers a main thread busy in native code, where a Python signal
+    handler would wait). A parent that died before this call ends it at once.
+    """
+    _set_parent_death_signal(signal.SIGTERM)
+    if os.getppid() != parent_pid:
+        _exit_now(1)
+    threading.Thread(target=_watch_parent, args=(parent_pid, poll_s), name="slim-parent-watch",
+                     daemon=True).start()
+
+
+def init_worker(weights_path: str | None, debug: bool = False, parent_pid: int | None = None) -> None:
+    """Process-pool initializer: exit with the parent, ignore SIGINT, one runtime thread (unless
+    ``SLIM_THREADS`` says), load the weights once.
+
+    SIGTERM (from the parent, from the kernel when the parent died, or from
+    anyone) deletes the temporary file being written and exits. ``load_weights``
+    caches per process, so the jobs find them loaded.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    if parent_pid is not None:
+        exit_with_parent(parent_pid)
     if not debug:
         silence_library_warnings()
     from slimcodec import runtime
@@ -69,6 +139,30 @@ def init_worker(weights_path: str | None, debug: bool = False) -> None:
 
     runtime.set_threads(runtime.threads() or 1)
     load_weights(weights_path)
+
+
+# ---------------------------------------------------------------- the parent
+
+
+@contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """While inside, SIGTERM raises :class:`Terminated` in the main thread (once: a second
+    SIGTERM kills as usual). Does nothing outside the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    if previous is None:  # set outside Python: nothing to put back but the default
+        previous = signal.SIG_DFL
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _record(report: Report, job: Any, result: Any) -> None:
@@ -83,18 +177,32 @@ def _record(report: Report, job: Any, result: Any) -> None:
     )
 
 
-def run_serial(jobs: Sequence[Any], worker_fn: Callable[[Any], Any], report: Report) -> None:
+def _record_failure(report: Report, job: Any, exc: BaseException | str, skip_existing: bool) -> None:
+    """A failed job; an output that another run wrote meanwhile counts as skipped in a batch."""
+    if skip_existing and isinstance(exc, OutputExistsError):
+        report.skipped(job.src, f"{job.dst} exists (use --force to overwrite)")
+    else:
+        report.failed(job.src, exc)
+
+
+def _interrupted(report: Report, exc: KeyboardInterrupt) -> None:
+    report.interrupted = True
+    report.terminated = isinstance(exc, Terminated)
+
+
+def run_serial(jobs: Sequence[Any], worker_fn: Callable[[Any], Any], report: Report,
+               skip_existing: bool = False) -> None:
     """Run the jobs one after another in this process."""
     try:
         for job in jobs:
             try:
                 result = worker_fn(job)
             except Exception as exc:  # one bad file never stops the batch
-                report.failed(job.src, exc)
+                _record_failure(report, job, exc, skip_existing)
             else:
                 _record(report, job, result)
-    except KeyboardInterrupt:
-        report.interrupted = True
+    except KeyboardInterrupt as exc:  # the job's temporary file went with its stack
+        _interrupted(report, exc)
 
 
 def run_many(
@@ -104,29 +212,36 @@ def run_many(
     workers: int,
     *,
     weights_path: str | None = None,
+    skip_existing: bool = False,
 ) -> None:
     """Run ``worker_fn`` on every job and record each outcome in ``report``.
 
     Args:
-        jobs (Sequence): objects with a ``src`` attribute (sorted by it here);
-            picklable when ``workers > 1``.
+        jobs (Sequence): objects with ``src`` and ``dst`` attributes (sorted by
+            ``src`` here); picklable when ``workers > 1``.
         worker_fn (Callable): a module-level function ``job -> result`` where
             ``result`` has ``dst``, ``bytes_in``, ``bytes_out``, ``pixels`` and
             ``seconds``; any exception it raises marks that job failed.
-        report (Report): receives ``done``/``failed`` in job order; its
-            ``interrupted`` is set on Ctrl-C.
+        report (Report): receives ``done``/``skipped``/``failed`` in job order; its
+            ``interrupted`` is set on Ctrl-C, and ``terminated`` too on SIGTERM.
         workers (int): process count; 1 (or a single job) runs serially here.
         weights_path (str | None): the weights each worker process loads once.
+        skip_existing (bool): an ``OutputExistsError`` (the output appeared
+            since the plan) counts as skipped rather than failed.
     """
     jobs = sorted(jobs, key=lambda job: str(job.src))
     workers = max(1, min(workers, len(jobs)))
-    if workers == 1:
-        run_serial(jobs, worker_fn, report)
-        return
+    with sigterm_interrupts():
+        if workers == 1:
+            run_serial(jobs, worker_fn, report, skip_existing)
+        else:
+            _run_pool(jobs, worker_fn, report, workers, weights_path, skip_existing)
 
+
+def _run_pool(jobs: Sequence[Any], worker_fn: Callable[[Any], Any], report: Report, workers: int,
+              weights_path: str | None, skip_existing: bool) -> None:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
-    from concurrent.futures.process import BrokenProcessPool
 
     try:
         # "spawn": the parent has loaded torch, and forking a process whose
@@ -135,10 +250,10 @@ def run_many(
             max_workers=workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=init_worker,
-            initargs=(weights_path, report.debug),
+            initargs=(weights_path, report.debug, os.getpid()),
         )
     except (OSError, ImportError, NotImplementedError):  # no process pools here (e.g. no /dev/shm)
-        run_serial(jobs, worker_fn, report)
+        run_serial(jobs, worker_fn, report, skip_existing)
         return
 
     futures = []
@@ -146,26 +261,46 @@ def run_many(
     try:
         futures = [executor.submit(worker_fn, job) for job in jobs]
         for job, future in zip(jobs, futures):
-            _collect(report, job, future, BrokenProcessPool)
+            _collect(report, job, future, skip_existing)
             recorded += 1
-    except KeyboardInterrupt:
-        report.interrupted = True
+    except KeyboardInterrupt as exc:
+        _interrupted(report, exc)
         for future in futures:
             future.cancel()
-        executor.shutdown(wait=True, cancel_futures=True)  # running jobs finish their file
+        if report.terminated:
+            _stop_workers(executor)  # their temporary files go with them
+        executor.shutdown(wait=True, cancel_futures=True)  # after Ctrl-C, running jobs finish their file
         for job, future in list(zip(jobs, futures))[recorded:]:
             if future.done() and not future.cancelled():
-                _collect(report, job, future, BrokenProcessPool)
+                _collect(report, job, future, skip_existing, finished_only=report.terminated)
     finally:
         executor.shutdown(wait=True)
 
 
-def _collect(report: Report, job: Any, future: Any, broken: type) -> None:
+def _stop_workers(executor: Any) -> None:
+    """SIGTERM every worker, wait for them, SIGKILL the ones still there."""
+    processes = list((getattr(executor, "_processes", None) or {}).values())  # no public API before 3.14
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    deadline = time.monotonic() + _STOP_WAIT_S
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+        if process.is_alive():
+            process.kill()
+            process.join(1.0)
+
+
+def _collect(report: Report, job: Any, future: Any, skip_existing: bool, finished_only: bool = False) -> None:
+    """Record a finished future; with ``finished_only``, one whose worker was stopped is left out."""
+    from concurrent.futures.process import BrokenProcessPool
+
     try:
         result = future.result()
-    except broken:
-        report.failed(job.src, "a worker process died (out of memory?)")
+    except BrokenProcessPool:
+        if not finished_only:
+            report.failed(job.src, "a worker process died (out of memory?)")
     except Exception as exc:
-        report.failed(job.src, exc)
+        _record_failure(report, job, exc, skip_existing)
     else:
         _record(report, job, result)

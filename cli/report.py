@@ -28,6 +28,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM
 
 
 def describe_error(exc: BaseException, path: Path | str | None = None) -> str:
@@ -110,6 +111,7 @@ class Report:
     bytes_out: int = 0
     pixels: int = 0
     interrupted: bool = False
+    terminated: bool = False
     start_s: float = field(default_factory=time.perf_counter)
 
     @property
@@ -198,7 +200,10 @@ class Report:
 
     @property
     def return_code(self) -> int:
-        """0 if every file was converted or skipped, 1 if any failed, 130 if interrupted."""
+        """0 if every file was converted or skipped, 1 if any failed, 130 if interrupted
+        (Ctrl-C), 143 if terminated (SIGTERM)."""
+        if self.terminated:
+            return EXIT_TERMINATED
         if self.interrupted:
             return EXIT_INTERRUPTED
         return EXIT_FAILED if self.failure_count else EXIT_OK
@@ -219,5 +224,5 @@ class Report:
         elapsed_s = self.elapsed_s
         line = f"{', '.join(counts)}; {', '.join(sizes)}; {elapsed_s:.{1 if elapsed_s >= 1 else 2}f} s"
         if self.interrupted:
-            line = "interrupted: " + line
+            line = ("terminated: " if self.terminated else "interrupted: ") + line
         return line

@@ -11,9 +11,9 @@
     >>> Image.open(folder / "b.png").size
     (40, 24)
 
-Outputs are written atomically (a temporary file renamed into place), so a
-failure never leaves a half-written file, and an existing output is refused
-unless ``overwrite=True``.
+Outputs are written atomically (one temporary file, flushed to disk and renamed
+into place; see :mod:`slimcodec.outputs`), so an output is either complete or
+absent, and an existing output is refused unless ``overwrite=True``.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def _write(dst: Path, write, overwrite: bool) -> None:
     try:
         write_atomic(dst, write, overwrite=overwrite)
     except OutputExistsError:
-        raise OutputExistsError(f"{dst} already exists (pass overwrite=True to replace it)") from None
+        raise OutputExistsError(f"{dst} already exists (pass overwrite=True to replace it)", dst) from None
 
 
 def encode_file(src: PathLike, dst: PathLike | None = None, *, width: int | None = None, scale: float = 1.0,
@@ -63,7 +63,7 @@ def encode_file(src: PathLike, dst: PathLike | None = None, *, width: int | None
     with open_image(src) as image:
         data = codec.encode(image, codec.DEFAULT_WIDTH if width is None else width, scale=scale,
                             weights=weights, metadata=metadata)
-    _write(dst, lambda tmp: tmp.write_bytes(data), overwrite)
+    _write(dst, lambda f: f.write(data), overwrite)
     return dst
 
 
@@ -85,11 +85,11 @@ def decode_file(src: PathLike, dst: PathLike | None = None, *, overwrite: bool =
     """
     from slimcodec import codec
     from slimcodec.formats.slimfile import read_slim_stream
-    from slimcodec.imageio import save_image
+    from slimcodec.imageio import image_writer
 
     src = Path(src)
     dst = src.with_suffix(".png") if dst is None else Path(dst)
     with open(src, "rb") as f:
         image = codec.decode(read_slim_stream(f), weights=weights)
-    _write(dst, lambda tmp: save_image(image, tmp), overwrite)
+    _write(dst, image_writer(image, dst), overwrite)
     return dst

@@ -26,11 +26,12 @@ from __future__ import annotations
 
 import os
 import struct
-import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -135,6 +136,7 @@ def open_image(path: str | os.PathLike) -> Image.Image:
             image = Image.open(path)
             if _high_bit_depth(image):
                 image.info[_SOURCE_BITS] = 16
+        frame_count(image)  # every page's header: a broken later page is refused here, not in prepare()
         image.load()
     except UnsupportedImageError as exc:
         image.close()
@@ -147,6 +149,25 @@ def open_image(path: str | os.PathLike) -> Image.Image:
         text = " ".join(str(exc).split()) or type(exc).__name__
         raise UnsupportedImageError(f"{path}: cannot read image ({text})") from None
     return image
+
+
+def frame_count(image: Image.Image) -> int:
+    """The number of frames (pages) of ``image``, reading each one's header (Pillow counts them so).
+
+    Raises:
+        UnsupportedImageError: a later frame is unreadable (Pillow raises assorted
+            errors there, e.g. ``TypeError`` for a TIFF page without dimensions).
+    """
+    try:
+        with warnings.catch_warnings():  # "Corrupt EXIF data" of a broken page: it is refused anyway
+            warnings.simplefilter("ignore")
+            frames = getattr(image, "n_frames", 1)
+    except MemoryError:
+        raise
+    except Exception as exc:
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        raise UnsupportedImageError(f"cannot read image (a later page is broken: {text})") from None
+    return frames if isinstance(frames, int) and frames > 0 else 1
 
 
 def _check_size(width: int, height: int) -> None:
@@ -295,8 +316,8 @@ def prepare(image: Image.Image) -> PixelData:
     """
     notes: list[str] = []
     _check_size(*image.size)  # before any pixel is touched (the limits are symmetric)
-    frames = getattr(image, "n_frames", 1)
-    if isinstance(frames, int) and frames > 1:
+    frames = frame_count(image)
+    if frames > 1:
         notes.append(f"only the first of {frames} frames coded")
     reduced_16 = _high_bit_depth(image)
     exif, orientation = _read_exif(image, notes)
@@ -372,14 +393,13 @@ def finish(rgb: np.ndarray, gray: bool, alpha: np.ndarray | None = None,
 PNG_COMPRESS_LEVEL = 3
 
 
-def save_image(image: Image.Image, path: str | os.PathLike, format: str | None = None) -> None:
-    """Save atomically (temp file + rename), keeping ICC and EXIF where the format can.
+def _save_options(image: Image.Image, path: Path, format: str | None) -> tuple[str, dict]:
+    """The Pillow format and save options for ``path``; refuses what the format cannot store.
 
-    The format follows the extension (PNG if it has none Pillow knows).
+    Raises:
+        UnsupportedImageError: with a one-line reason that starts with ``path``'s name.
     """
-    path = Path(path)
-    ext = path.suffix.lower()
-    fmt = format or Image.registered_extensions().get(ext, "PNG")
+    fmt = format or Image.registered_extensions().get(path.suffix.lower(), "PNG")
     params = {"compress_level": PNG_COMPRESS_LEVEL} if fmt == "PNG" else {}
     if image.info.get("icc_profile") and fmt in ("PNG", "JPEG", "WEBP", "TIFF", "JPEG2000", "AVIF"):
         params["icc_profile"] = image.info["icc_profile"]
@@ -397,11 +417,37 @@ def save_image(image: Image.Image, path: str | os.PathLike, format: str | None =
                                             "as it is; use .png") from None
     if fmt == "JPEG" and image.mode in ("RGBA", "LA"):
         raise UnsupportedImageError(f"{path.name}: JPEG cannot store the alpha channel; use .png")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            image.save(f, format=fmt, **params)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    return fmt, params
+
+
+def image_writer(image: Image.Image, path: str | os.PathLike,
+                 format: str | None = None) -> Callable[[BinaryIO], None]:
+    """A function that writes ``image`` to an open binary file, as :func:`save_image` saves it to ``path``.
+
+    For :func:`slimcodec.outputs.write_atomic`. What the format cannot store
+    (alpha in JPEG, ...) is refused now, before any file is created.
+
+    Raises:
+        UnsupportedImageError: with a one-line reason that starts with ``path``'s name.
+    """
+    fmt, params = _save_options(image, Path(path), format)
+
+    def write(f: BinaryIO) -> None:
+        image.save(f, format=fmt, **params)
+
+    return write
+
+
+def save_image(image: Image.Image, path: str | os.PathLike, format: str | None = None) -> None:
+    """Save atomically (one temporary file, then a rename), keeping ICC and EXIF where the format can.
+
+    The format follows the extension (PNG if it has none Pillow knows). An
+    existing file is replaced; missing folders are created.
+
+    Raises:
+        UnsupportedImageError: the format cannot store the image (alpha in JPEG, ...).
+        OutputError: the file cannot be written.
+    """
+    from slimcodec.outputs import write_atomic
+
+    write_atomic(Path(path), image_writer(image, path, format), overwrite=True)

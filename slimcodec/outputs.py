@@ -1,23 +1,57 @@
 """Writing output files safely: atomically, and never over an existing file unless asked.
 
+Every output is written to one hidden temporary file in its folder, named
+``.NAME.PID.RANDOM.slimtmp`` (``NAME`` the output's name, at most 40
+characters of it; ``PID`` the writing process), flushed to disk and then
+renamed into place, so an output is either complete or absent. Only a process
+killed outright (SIGKILL, a power cut) leaves such a temporary file behind;
+:func:`remove_stale_temps` removes those of processes that are gone.
+
 Used by the ``slim`` command and by :mod:`slimcodec.files`.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import secrets
+import stat
 from collections.abc import Callable
-from functools import lru_cache
 from pathlib import Path
+from typing import BinaryIO
 
 from slimcodec.errors import SlimError
 
-__all__ = ["OutputError", "OutputExistsError", "output_exists", "write_atomic"]
+__all__ = [
+    "OutputError",
+    "OutputExistsError",
+    "TEMP_SUFFIX",
+    "is_temp_name",
+    "output_exists",
+    "remove_live_temps",
+    "remove_stale_temps",
+    "write_atomic",
+]
+
+TEMP_SUFFIX = ".slimtmp"
+_NAME_CHARS = 40  # of the output's name in its temporary file's name (far below NAME_MAX in bytes)
+_TEMP_NAME = re.compile(r"\.(?P<name>.*)\.(?P<pid>[0-9]{1,10})\.[0-9a-f]{8}\.slimtmp", re.DOTALL)
+_live_temps: set[str] = set()  # this process's temporary files being written (see remove_live_temps)
 
 
 class OutputError(SlimError):
-    """An output file cannot be written (or exists and may not be replaced)."""
+    """An output file cannot be written (or exists and may not be replaced).
+
+    Attributes:
+        path (Path | None): the output file.
+    """
+
+    def __init__(self, message: str, path: Path | None = None):
+        super().__init__(message)
+        self.path = path
+
+    def __reduce__(self):  # keeps ``path`` when sent back from a worker process
+        return type(self), (str(self), self.path)
 
 
 class OutputExistsError(OutputError):
@@ -25,17 +59,95 @@ class OutputExistsError(OutputError):
 
 
 def output_exists(path: Path) -> bool:
+    """Whether ``path`` exists (a dangling symbolic link counts)."""
     return path.exists() or path.is_symlink()
 
 
+def _exists_error(dst: Path) -> OutputExistsError:
+    return OutputExistsError(f"{dst} already exists (use --force to overwrite)", dst)
+
+
+# ---------------------------------------------------------------- temporary files
+
+
+def temp_path(dst: Path) -> Path:
+    """A fresh name for ``dst``'s temporary file: ``.NAME.PID.RANDOM.slimtmp`` beside it."""
+    return dst.parent / f".{dst.name[:_NAME_CHARS]}.{os.getpid()}.{secrets.token_hex(4)}{TEMP_SUFFIX}"
+
+
+def is_temp_name(name: str) -> bool:
+    """Whether ``name`` is the name of one of our temporary files."""
+    return _TEMP_NAME.fullmatch(name) is not None
+
+
+def remove_live_temps() -> None:
+    """Delete the temporary files this process is writing (for a signal handler about to exit)."""
+    for name in list(_live_temps):
+        try:
+            os.unlink(name)
+        except OSError:
+            pass
+
+
+def _process_running(pid: int) -> bool:
+    """Whether a process ``pid`` runs on this machine (when in doubt: yes)."""
+    if os.name != "posix" or pid <= 0:
+        return True  # elsewhere os.kill(pid, 0) would not just ask
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OverflowError:
+        return False  # no process has such an id
+    except OSError:
+        return True  # e.g. another user's process
+    return True
+
+
+def _is_stale(entry: os.DirEntry, started: float) -> bool:
+    match = _TEMP_NAME.fullmatch(entry.name)
+    if match is None:
+        return False
+    try:
+        info = entry.stat(follow_symlinks=False)
+    except OSError:
+        return False
+    return (stat.S_ISREG(info.st_mode) and info.st_mtime < started
+            and not _process_running(int(match["pid"])))
+
+
+def remove_stale_temps(folder: Path, started: float) -> list[Path]:
+    """Delete the temporary files a killed run left in ``folder``; return them.
+
+    A file is deleted only if all of these hold: its name is ours
+    (``.NAME.PID.RANDOM.slimtmp``), it is a regular file (not a link), it was
+    last modified before ``started``, and no process ``PID`` is running on this
+    machine (on POSIX; elsewhere nothing is deleted). Subfolders are not searched.
+
+    Args:
+        folder (Path): an output folder (a missing one has nothing to delete).
+        started (float): the ``time.time()`` at which the current run started.
+
+    Returns:
+        list[Path]: the files deleted.
+    """
+    removed = []
+    try:
+        entries = os.scandir(folder)
+    except OSError:
+        return removed
+    with entries:
+        for entry in entries:
+            if _is_stale(entry, started):
+                try:
+                    os.unlink(entry.path)
+                except OSError:
+                    continue
+                removed.append(Path(entry.path))
+    return sorted(removed)
+
+
 # ---------------------------------------------------------------- atomic output
-
-
-@lru_cache(maxsize=1)
-def _file_mode() -> int:
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return 0o666 & ~umask
 
 
 def _reason(exc: OSError) -> str:
@@ -50,45 +162,58 @@ def _publish(tmp: Path, dst: Path, overwrite: bool) -> None:
     try:
         os.link(tmp, dst)  # atomic, and fails if dst exists
     except FileExistsError:
-        raise OutputExistsError(f"{dst} already exists (use --force to overwrite)") from None
+        raise _exists_error(dst) from None
     except OSError:  # a file system without hard links
         if output_exists(dst):
-            raise OutputExistsError(f"{dst} already exists (use --force to overwrite)") from None
+            raise _exists_error(dst) from None
         os.replace(tmp, dst)
 
 
-def write_atomic(dst: Path, write: Callable[[Path], None], *, overwrite: bool) -> int:
-    """Write ``dst`` through a temporary file in its folder; return its size.
+def _write_temp(tmp: Path, write: Callable[[BinaryIO], None]) -> int:
+    """Create ``tmp`` (never an existing file or link), fill it with ``write``, flush it to disk."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    fd = os.open(tmp, flags, 0o666)  # the umask applies, as for any new file
+    with os.fdopen(fd, "wb") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())  # the data is on disk before the name is
+        return os.fstat(f.fileno()).st_size
+
+
+def write_atomic(dst: Path, write: Callable[[BinaryIO], None], *, overwrite: bool) -> int:
+    """Write ``dst`` through one temporary file in its folder; return its size.
 
     Args:
         dst (Path): the output file; missing parent folders are created.
-        write (Callable[[Path], None]): writes the content to the path it is given
-            (a hidden temporary file with ``dst``'s suffix).
+        write (Callable[[BinaryIO], None]): writes the content to the binary
+            file it is given (the temporary file, opened for writing).
         overwrite (bool): replace an existing ``dst``; otherwise refuse.
 
     Returns:
         int: the number of bytes written.
 
     Raises:
-        OutputExistsError: ``dst`` exists and ``overwrite`` is false.
+        OutputExistsError: ``dst`` exists (or appears while writing) and ``overwrite`` is false.
         OutputError: the folder cannot be created or the file cannot be written.
     """
     parent = dst.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise OutputError(f"cannot create folder {parent}: {_reason(exc)}") from exc
+        raise OutputError(f"cannot create folder {parent}: {_reason(exc)}", dst) from exc
     if not overwrite and output_exists(dst):
-        raise OutputExistsError(f"{dst} already exists (use --force to overwrite)")
-    tmp = parent / f".{dst.stem}.{secrets.token_hex(4)}.tmp{dst.suffix}"
+        raise _exists_error(dst)
+    tmp = temp_path(dst)
+    _live_temps.add(str(tmp))
     try:
         try:
-            write(tmp)
-            num_bytes = tmp.stat().st_size
-            os.chmod(tmp, _file_mode())
+            num_bytes = _write_temp(tmp, write)
             _publish(tmp, dst, overwrite)
         except OSError as exc:
-            raise OutputError(f"cannot write {dst}: {_reason(exc)}") from exc
+            raise OutputError(f"cannot write {dst}: {_reason(exc)}", dst) from exc
     finally:
-        tmp.unlink(missing_ok=True)
+        try:
+            tmp.unlink(missing_ok=True)
+        finally:
+            _live_temps.discard(str(tmp))
     return num_bytes
