@@ -116,11 +116,12 @@ def cli() -> None:
 # ---------------------------------------------------------------- shared steps
 
 
-def _workers(option: int | None) -> int:
-    from slimcodec.cli.parallel import resolve_workers
+def _workers(option: int | None) -> int | None:
+    """``-j``, else ``$SLIM_WORKERS`` (checked now), else ``None``: chosen once the batch is known."""
+    from slimcodec.cli.parallel import configured_workers
 
     try:
-        return resolve_workers(option)
+        return configured_workers(option)
     except ValueError as exc:
         raise OneLineUsageError(str(exc)) from None
 
@@ -183,12 +184,12 @@ def _remove_stale_temps(pairs, started: float, quiet: bool) -> None:
                 click.echo(f"removed {shown_path(path)} (a temporary file left by a killed run)", err=True)
 
 
-def _run(ctx: click.Context, action: str, planned, make_job, worker_fn, workers: int,
+def _run(ctx: click.Context, action: str, planned, make_job, worker_fn, workers: int | None,
          weights_path: str | None, force: bool, nothing_found: str) -> None:
     """Report planning problems, clean stale temporary files, skip existing outputs, run the jobs, exit."""
     import time
 
-    from slimcodec.cli.parallel import run_many
+    from slimcodec.cli.parallel import auto_workers, run_many
     from slimcodec.outputs import output_exists
 
     started = time.time()
@@ -210,6 +211,8 @@ def _run(ctx: click.Context, action: str, planned, make_job, worker_fn, workers:
                 report.failed(src, f"{dst} already exists (use --force to overwrite)")
             continue
         jobs.append(make_job(src, dst))
+    if workers is None:
+        workers = auto_workers(len(jobs))
     if opts.verbose and jobs:
         click.echo(f"{len(jobs)} file{'s' if len(jobs) != 1 else ''} to {action}, "
                    f"{min(workers, len(jobs))} worker(s)", err=True)
@@ -240,7 +243,8 @@ def _use_threads(threads: int | None) -> None:
         os.environ[runtime.THREADS_ENV] = str(threads)
         runtime.set_threads(threads)
 _WORKERS = click.option("-j", "--workers", type=click.IntRange(min=1), metavar="N",
-                        help="Worker processes [default: $SLIM_WORKERS, else the number of CPUs].")
+                        help="Worker processes [default: $SLIM_WORKERS, else one per CPU with at least "
+                             "4 files each; a single process uses every core].")
 
 
 # ---------------------------------------------------------------- encode

@@ -47,8 +47,20 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
-def resolve_workers(option: int | None) -> int:
-    """Workers from ``-j/--workers``, else ``$SLIM_WORKERS``, else the CPU count.
+# A worker process costs a start (imports and weights, about half a second) and runs its
+# transforms on one thread, while a single process runs them on every core: with fewer
+# files than this per worker, one process finishes first (benchmarks/cli_speed.py).
+FILES_PER_WORKER = 4
+
+
+def auto_workers(jobs: int) -> int:
+    """The default worker count for ``jobs`` files: one per CPU, with at least
+    :data:`FILES_PER_WORKER` files each (so a small batch is never slower than one process)."""
+    return max(1, min(default_workers(), jobs // FILES_PER_WORKER))
+
+
+def configured_workers(option: int | None) -> int | None:
+    """Workers from ``-j/--workers``, else ``$SLIM_WORKERS``, else ``None`` (choose per batch).
 
     Raises:
         ValueError: ``$SLIM_WORKERS`` is not a positive integer.
@@ -56,15 +68,25 @@ def resolve_workers(option: int | None) -> int:
     if option is not None:
         return option
     env = os.environ.get(WORKERS_ENV, "").strip()
-    if env:
-        try:
-            workers = int(env)
-        except ValueError:
-            workers = 0
-        if workers < 1:
-            raise ValueError(f"{WORKERS_ENV} must be a positive integer, not {env!r}")
-        return workers
-    return default_workers()
+    if not env:
+        return None
+    try:
+        workers = int(env)
+    except ValueError:
+        workers = 0
+    if workers < 1:
+        raise ValueError(f"{WORKERS_ENV} must be a positive integer, not {env!r}")
+    return workers
+
+
+def resolve_workers(option: int | None, jobs: int) -> int:
+    """Workers from ``-j/--workers``, else ``$SLIM_WORKERS``, else :func:`auto_workers` of ``jobs``.
+
+    Raises:
+        ValueError: ``$SLIM_WORKERS`` is not a positive integer.
+    """
+    configured = configured_workers(option)
+    return auto_workers(jobs) if configured is None else configured
 
 
 def silence_library_warnings() -> None:

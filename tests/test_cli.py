@@ -363,12 +363,16 @@ def test_invalid_slim_workers_is_a_usage_error(png, tiny_weights_path):
     assert stderr_lines(result) == ["error: SLIM_WORKERS must be a positive integer, not 'many'"]
 
 
-def test_workers_come_from_the_option_then_the_environment_then_the_cpu_count(monkeypatch):
+def test_workers_come_from_the_option_then_the_environment_then_the_batch_size(monkeypatch):
+    from slimcodec.cli import parallel
+
     monkeypatch.setenv(WORKERS_ENV, "3")
-    assert resolve_workers(5) == 5
-    assert resolve_workers(None) == 3
+    assert resolve_workers(5, jobs=100) == 5
+    assert resolve_workers(None, jobs=100) == 3
     monkeypatch.delenv(WORKERS_ENV)
-    assert resolve_workers(None) >= 1
+    monkeypatch.setattr(parallel, "default_workers", lambda: 2)
+    # a worker needs FILES_PER_WORKER files to pay for its start: small batches stay in one process
+    assert [resolve_workers(None, jobs=n) for n in (1, 4, 7, 8, 100)] == [1, 1, 1, 2, 2]
 
 
 # ---------------------------------------------------------------- info
