@@ -32,16 +32,20 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
 def measure(cmd: list[str]) -> tuple[float, float, float]:
-    """(wall s, CPU s, peak MiB) of one run of ``cmd`` as its own process."""
+    """(wall s, CPU s, peak MiB) of one run of ``cmd`` as its own process.
+
+    The peak comes from GNU time (``/usr/bin/time -f %M``): a child's own ``ru_maxrss``
+    would start at this (large) process's size, which it shares until ``exec``.
+    """
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
+    proc = subprocess.Popen(["/usr/bin/time", "-f", "%M", *cmd], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)  # CPU of time and its child
     wall = time.perf_counter() - start
     err = proc.stderr.read().decode(errors="replace")
     proc.stderr.close()
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{err}")
-    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+    return wall, usage.ru_utime + usage.ru_stime, int(err.strip().splitlines()[-1]) / 1024
 
 
 def codecs(slim: str, width: int, threads: int | None) -> dict[str, tuple]:

@@ -388,7 +388,9 @@ def _saveable_format(suffix: str) -> str | None:
     """The Pillow format that writes files with ``suffix`` (e.g. ".png" -> "PNG"), if any."""
     from PIL import Image
 
-    fmt = Image.registered_extensions().get(suffix.lower())
+    from slimcodec.imageio import format_of_suffix
+
+    fmt = format_of_suffix(suffix)
     # SLIM is registered by slimcodec's own Pillow plugin: decoding to .slim would re-encode.
     return fmt if fmt in Image.SAVE and fmt != "SLIM" else None
 
