@@ -12,6 +12,7 @@ median wall and CPU seconds and peak memory per command, and each ratio slim / p
 Peers are Debian's `webp`, `libavif-bin` and `libjxl-tools` (cwebp -q 75 / dwebp,
 avifenc / avifdec at their default speed and quality, cjxl -d 1 / djxl); a missing one
 is skipped. slim runs from the same installation as this Python (`bin/slim` beside it).
+Peak memory comes from GNU time (`/usr/bin/time`, Debian's `time`).
 """
 
 from __future__ import annotations
@@ -135,10 +136,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--markdown", type=Path, help="also write the table here")
     args = parser.parse_args(argv)
     rows = run(args.sizes.split(","), args.runs, args.width, args.threads, args.pin)
-    cpus = args.pin or str(len(os.sched_getaffinity(0)))
-    header = (f"Whole-process medians, {args.runs} runs at Kodak size after a warm-up, {cpus} CPU(s)"
-              f"{'' if args.pin is None else ' (pinned)'}, threads: {args.threads or 'each codec default'}; "
-              f"load average at the end {os.getloadavg()[0]:.2f}.")
+    cpus = f"pinned to CPU {args.pin}" if args.pin else f"{len(os.sched_getaffinity(0))} CPUs"
+    header = (f"Whole-process medians, {args.runs} runs at Kodak size ({max(1, args.runs // 3)} over it) after a "
+              f"warm-up, {cpus}, threads: {args.threads or 'each codec default'}; load average at the end "
+              f"{os.getloadavg()[0]:.2f}.")
     text = markdown(rows, header)
     print(text)
     if args.markdown:
