@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -161,6 +162,12 @@ class FixedPointLayer:
     def transposed(self) -> bool:
         return self.stride > 1
 
+    @cached_property
+    def scatter_kernel(self) -> np.ndarray:
+        """The kernel in scatter form, ``[out · k · k, in]`` contiguous (made once per layer)."""
+        out_c, in_c, k, _ = self.weight.shape
+        return np.ascontiguousarray(self.weight[:, :, ::-1, ::-1].transpose(0, 2, 3, 1)).reshape(out_c * k * k, in_c)
+
 
 @dataclass(frozen=True)
 class FixedPointHyperSynthesis:
@@ -257,14 +264,14 @@ def conv_exact_numpy(a: np.ndarray, layer: FixedPointLayer, block_bytes: int = 6
         s, p, extra = layer.stride, layer.padding, layer.output_padding
     else:
         s, p, extra = 1, k - 1 - layer.padding, 0
-    kernel = layer.weight[:, :, ::-1, ::-1].transpose(0, 2, 3, 1)  # scatter form [o, kh, kw, i]
+    kernel = layer.scatter_kernel  # [o·kh·kw, i]
     _, h, w = a.shape
     flat = a.reshape(in_c, h * w)
     full = np.zeros((out_c, (h - 1) * s + k + extra, (w - 1) * s + k + extra))
     block = max(1, block_bytes // (8 * k * k * h * w))
     for o0 in range(0, out_c, block):
         o1 = min(out_c, o0 + block)
-        products = (np.ascontiguousarray(kernel[o0:o1]).reshape(-1, in_c) @ flat).reshape(o1 - o0, k, k, h, w)
+        products = (kernel[o0 * k * k : o1 * k * k] @ flat).reshape(o1 - o0, k, k, h, w)
         for kh in range(k):
             for kw in range(k):
                 full[o0:o1, kh : kh + (h - 1) * s + 1 : s, kw : kw + (w - 1) * s + 1 : s] += products[:, kh, kw]
