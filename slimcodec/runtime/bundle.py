@@ -20,6 +20,7 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -43,8 +44,32 @@ class Bundle:
     widths: tuple[int, ...]
     stages: tuple[str, ...]
     arrays: dict[str, np.ndarray]
-    graphs: dict[tuple[str, int], bytes]
+    graphs: Mapping[tuple[str, int], bytes]
     meta: dict = field(default_factory=dict)
+
+
+class _Graphs(Mapping):
+    """A bundle's graphs by (stage, width), each read (and its CRC checked) when first asked for:
+    a decode needs one of the bundle's twenty."""
+
+    def __init__(self, data: bytes, stages: tuple[str, ...], widths: tuple[int, ...]) -> None:
+        self._data = data
+        self._keys = [(s, w) for s in stages for w in widths]
+
+    def __getitem__(self, key: tuple[str, int]) -> bytes:
+        if key not in self._keys:
+            raise KeyError(key)
+        try:
+            with zipfile.ZipFile(io.BytesIO(self._data)) as zf:
+                return zf.read(_graph_name(*key))
+        except (zipfile.BadZipFile, KeyError, OSError, EOFError) as exc:
+            raise SlimError(f"runtime bundle is damaged ({type(exc).__name__}: {exc})") from exc
+
+    def __iter__(self) -> Iterator[tuple[str, int]]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
 
 
 def is_bundle(data: bytes) -> bool:
@@ -110,9 +135,13 @@ def read_bundle(data: bytes) -> Bundle:
                 arrays = {k: npz[k] for k in npz.files}
             widths = tuple(int(w) for w in manifest["widths"])
             stages = tuple(str(s) for s in manifest["stages"])
-            graphs = {(s, w): member(_graph_name(s, w)) for s in stages for w in widths}
-            return Bundle(bytes.fromhex(manifest["weights_id"]), str(manifest["architecture"]), widths, stages,
-                          arrays, graphs, dict(manifest.get("meta") or {}))
+            for s in stages:
+                for w in widths:
+                    if zf.getinfo(_graph_name(s, w)).file_size > MAX_MEMBER_BYTES:
+                        raise ValueError(f"graph {s}-{w} is too large")
+        graphs = _Graphs(data, stages, widths)
+        return Bundle(bytes.fromhex(manifest["weights_id"]), str(manifest["architecture"]), widths, stages,
+                      arrays, graphs, dict(manifest.get("meta") or {}))
     except SlimError:
         raise
     except (zipfile.BadZipFile, KeyError, ValueError, TypeError, OSError, EOFError) as exc:

@@ -18,7 +18,7 @@ class OnnxTransforms:
     name = "onnx"
 
     def __init__(self, graphs: Mapping[tuple[str, int], bytes]) -> None:
-        self.graphs = dict(graphs)
+        self.graphs = graphs
         self._sessions: dict[tuple[str, int, int | None], object] = {}
 
     def _session(self, stage: str, width: int):
