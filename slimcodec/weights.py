@@ -12,9 +12,10 @@ with ``weights_only=True``. It names its architecture (``"architecture"``, a key
 :data:`slimcodec.models.ARCHITECTURES`; files without it are 0.1.0's factorized
 SlimCAE). ``tables`` holds, per width, the factorized tables of the latent that is coded
 with one: y for the factorized model, z for the hyperprior, whose file also holds the
-Gaussian tables of y (``"gaussian"``). Its id is the first 8 bytes of the SHA-256 of the
-file's bytes; every .slim file records it, and decoding refuses a file made
-with other weights. Shipped files are named ``slimcae-<id hex>.pt``.
+Gaussian tables of y (``"gaussian"``). Its id is the first 8 bytes of a SHA-256 over its
+content (:func:`content_id`; files of 0.1.0, which have no ``"id_scheme"``, over the
+file's bytes, so ``df9f17e387a8f20d`` stays what it was); every .slim file records it,
+and decoding refuses a file made with other weights. Shipped files are named ``slimcae-<id hex>.pt``.
 """
 
 from __future__ import annotations
@@ -117,8 +118,31 @@ class Weights:
 
 
 def weights_id_of(data: bytes) -> bytes:
-    """The id of a weights file's bytes: the first 8 bytes of their SHA-256."""
+    """The id of a 0.1.0 weights file (no ``id_scheme``): the first 8 bytes of its bytes' SHA-256."""
     return hashlib.sha256(data).digest()[:WEIGHTS_ID_BYTES]
+
+
+# Files that carry this scheme are identified by what they hold, not how it was pickled: a
+# copy saved again, or by another torch, keeps its id (and so its files keep decoding).
+CONTENT_ID_SCHEME = "content-sha256-v1"
+
+
+def content_id(blob: dict) -> bytes:
+    """The id of a weights file's content: SHA-256 over the architecture, the widths, then every
+    array (state dict, tables, Gaussian tables) in sorted key order as name, dtype, shape and
+    little-endian bytes; the first 8 bytes. ``meta`` (training notes) is not part of it."""
+    h = hashlib.sha256(CONTENT_ID_SCHEME.encode() + b"\0")
+    h.update(str(blob.get("architecture", FACTORIZED)).encode() + b"\0")
+    h.update(",".join(str(int(w)) for w in blob["widths"]).encode() + b"\0")
+    arrays = {f"state_dict/{k}": v for k, v in blob["state_dict"].items()}
+    arrays.update({f"tables/{w}/{k}": v for w, t in blob["tables"].items() for k, v in t.items()})
+    arrays.update({f"gaussian/{k}": v for k, v in (blob.get("gaussian") or {}).items()})
+    for name in sorted(arrays):
+        a = arrays[name].detach().cpu().contiguous().numpy() if hasattr(arrays[name], "detach") else np.asarray(arrays[name])
+        a = np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<"))
+        h.update(f"{name}\0{a.dtype.str}\0{a.shape}\0".encode())
+        h.update(a.tobytes())
+    return h.digest()[:WEIGHTS_ID_BYTES]
 
 
 def save_weights(model, path: str | os.PathLike, meta: dict | None = None, half: bool = True) -> bytes:
@@ -153,14 +177,14 @@ def save_weights(model, path: str | os.PathLike, meta: dict | None = None, half:
         "tables": {str(w): t.to_tensors() for w, t in tables.items()},
         "meta": dict(meta or {}),
         "architecture": architecture,  # 0.1.0's files have none: they are factorized
+        "id_scheme": CONTENT_ID_SCHEME,  # 0.1.0's have none: their id is the file's hash
     }
     if architecture == HYPERPRIOR:
         blob["gaussian"] = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in GaussianTables.build().to_arrays().items()}
     buf = io.BytesIO()
     torch.save(blob, buf)
-    data = buf.getvalue()
-    _atomic_write(Path(path), data)
-    return weights_id_of(data)
+    _atomic_write(Path(path), buf.getvalue())
+    return content_id(blob)
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -216,7 +240,14 @@ def load_weights_bytes(data: bytes, device: str = "cpu") -> Weights:
         raise SlimError(f"weights file is damaged ({type(exc).__name__}: {exc})") from exc
     if set(tables) != set(model.widths):
         raise SlimError("weights file: tables and network disagree on the widths")
-    return Weights(model, tables, weights_id_of(data), dict(blob.get("meta", {})), architecture, gaussian)
+    scheme = blob.get("id_scheme")
+    if scheme not in (None, CONTENT_ID_SCHEME):
+        raise SlimError(f"weights file with an unknown id scheme {scheme!r}")
+    try:
+        weights_id = weights_id_of(data) if scheme is None else content_id(blob)
+    except (KeyError, ValueError, TypeError, AttributeError) as exc:
+        raise SlimError(f"weights file is damaged ({type(exc).__name__}: {exc})") from exc
+    return Weights(model, tables, weights_id, dict(blob.get("meta", {})), architecture, gaussian)
 
 
 def to_bundle(wts: Weights, graphs: dict[tuple[str, int], bytes]) -> Bundle:
@@ -325,7 +356,7 @@ def install_shipped(path: str | os.PathLike) -> Path:
     """Ship a weights file as ``slimcae-<id>.pt`` beside the others (older ones stay: their files
     must still decode); make it the default by setting :data:`DEFAULT_WEIGHTS_ID`."""
     data = Path(path).read_bytes()
-    load_weights_bytes(data)  # refuse to ship a file that does not load
-    target = SHIPPED_DIR / f"slimcae-{weights_id_of(data).hex()}.pt"
+    wts = load_weights_bytes(data)  # refuse to ship a file that does not load
+    target = SHIPPED_DIR / f"slimcae-{wts.weights_id.hex()}.pt"
     _atomic_write(target, data)
     return target

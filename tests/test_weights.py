@@ -17,7 +17,7 @@ def test_loaded_weights_have_tables_for_every_width(tiny_weights):
 
 
 def test_weights_id_is_the_sha256_prefix_of_the_file(tiny_weights_path, tiny_weights):
-    assert tiny_weights.weights_id == weights_id_of(tiny_weights_path.read_bytes())
+    assert tiny_weights.weights_id != weights_id_of(tiny_weights_path.read_bytes())  # new files: a content id
     assert len(tiny_weights.weights_id) == 8
 
 
@@ -123,3 +123,34 @@ def test_a_file_decodes_with_the_shipped_weights_its_header_names(tmp_path, monk
     old = codec.encode(gradient_image(24, 16), 8, weights=load_weights(tmp_path / "shipped" / f"slimcae-{ids[0]}.pt"))
     assert codec.decode(old).size == (24, 16)  # no weights named: the header's id picks them
     assert codec.decode_latents(codec.encode(gradient_image(24, 16), 4))[0].header.weights_id.hex() == ids[1]
+
+
+def test_a_weights_copy_saved_again_keeps_its_id(tiny_weights_path, tmp_path):
+    import torch
+
+    blob = torch.load(tiny_weights_path, weights_only=True)
+    reordered = {k: blob[k] for k in reversed(list(blob))}  # other pickle bytes, same content
+    reordered["meta"] = {"note": "copied"}
+    copy = tmp_path / "copy.pt"
+    torch.save(reordered, copy)
+    assert copy.read_bytes() != tiny_weights_path.read_bytes()
+    assert load_weights(copy).weights_id == load_weights(tiny_weights_path).weights_id
+
+
+def test_changing_one_parameter_changes_the_id(tiny_weights_path, tmp_path):
+    import torch
+
+    blob = torch.load(tiny_weights_path, weights_only=True)
+    name = next(k for k, v in blob["state_dict"].items() if v.is_floating_point())
+    blob["state_dict"][name] = blob["state_dict"][name].clone()
+    blob["state_dict"][name].view(-1)[0] += 1
+    changed = tmp_path / "changed.pt"
+    torch.save(blob, changed)
+    assert load_weights(changed).weights_id != load_weights(tiny_weights_path).weights_id
+
+
+def test_the_0_1_0_weights_keep_their_file_hash_id():
+    from slimcodec.weights import shipped_weights_path
+
+    path = shipped_weights_path("df9f17e387a8f20d", "torch")
+    assert load_weights(path).weights_id == weights_id_of(path.read_bytes()) == bytes.fromhex("df9f17e387a8f20d")
