@@ -29,7 +29,7 @@ import click
 from slimcodec import __version__
 from slimcodec.cli.parallel import silence_library_warnings
 from slimcodec.cli.report import EXIT_FAILED, EXIT_INTERRUPTED, Report, describe_error
-from slimcodec.errors import SlimError
+from slimcodec.errors import SlimError, WeightsFileError
 
 EPILOG = """\b
 Exit codes:
@@ -154,9 +154,8 @@ def _load_weights(ctx: click.Context, path: Path | None):
     _check_weights_file(path)
     try:
         return load_weights(path)
-    except SlimError as exc:
-        where = "--weights" if str(path) in str(exc) else f"--weights {path}"
-        raise OneLineUsageError(f"{where}: {' '.join(str(exc).split())}") from None
+    except WeightsFileError as exc:
+        raise OneLineUsageError(f"--weights {exc.path}: {' '.join(exc.reason.split())}") from None
     except Exception as exc:  # a file torch loads but whose contents are not weights
         if _options(ctx).debug:
             traceback.print_exc(file=sys.stderr)

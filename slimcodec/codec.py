@@ -29,7 +29,7 @@ from PIL import Image
 
 from slimcodec.entropy import SCALE_ONE, dequantize, quantize, scale_units
 from slimcodec.entropy.tables import check_payload_holds, row_min_bits
-from slimcodec.errors import ConversionWarning, SlimFormatError
+from slimcodec.errors import ConversionWarning, SlimFormatError, WeightsMismatchError
 from slimcodec.formats.slimfile import (
     Chunk,
     ColorType,
@@ -276,9 +276,7 @@ def check_decodable(slim: SlimFile, wts: Weights) -> None:
     """Raise ``SlimFormatError`` unless these weights can decode ``slim``."""
     header = slim.header
     if header.weights_id != wts.weights_id:
-        raise SlimFormatError(
-            f"made with other weights (id {header.weights_id.hex()}; these are {wts.weights_id.hex()})"
-        )
+        raise WeightsMismatchError(header.weights_id, wts.weights_id)
     if header.slim_width not in wts.tables:
         raise SlimFormatError(f"width {header.slim_width} is not in these weights")
     if (header.version_major >= 2) != (wts.architecture == HYPERPRIOR):

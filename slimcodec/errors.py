@@ -9,6 +9,32 @@ class SlimFormatError(SlimError):
     """A .slim file is malformed, corrupt, from a newer format or from other weights."""
 
 
+class WeightsMismatchError(SlimFormatError):
+    """A .slim file names other weights than the ones given to decode it.
+
+    Attributes:
+        file_id (bytes): the weights id the file's header records.
+        weights_id (bytes): the id of the weights at hand.
+    """
+
+    def __init__(self, file_id: bytes, weights_id: bytes):
+        self.file_id, self.weights_id = file_id, weights_id
+        super().__init__(f"made with other weights (id {file_id.hex()}; these are {weights_id.hex()})")
+
+
+class WeightsFileError(SlimError):
+    """A weights file cannot be used: unreadable, not weights, damaged, or its runtime is missing.
+
+    Attributes:
+        path (str): the file.
+        reason (str): one line saying why.
+    """
+
+    def __init__(self, path: str, reason: str):
+        self.path, self.reason = str(path), reason
+        super().__init__(f"{path}: {reason}")
+
+
 class UnsupportedImageError(SlimError):
     """An input image cannot be encoded (unknown format, too large, ...)."""
 

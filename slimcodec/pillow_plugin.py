@@ -61,7 +61,7 @@ import os
 
 from PIL import Image, ImageFile
 
-from slimcodec.errors import SlimFormatError
+from slimcodec.errors import SlimFormatError, WeightsMismatchError
 from slimcodec.formats.slimfile import MAGIC, ColorType, read_slim, read_slim_stream
 
 __all__ = ["FORMAT", "EXTENSION", "MIME_TYPE", "SlimImageError", "SlimImageFile", "set_weights", "get_weights"]
@@ -153,9 +153,7 @@ class SlimDecoder(ImageFile.PyDecoder):
         try:
             image = codec.decode(read_slim_stream(self.fd), weights=_weights)
         except SlimFormatError as exc:
-            hint = ""
-            if "other weights" in str(exc):
-                hint = "; set them with slimcodec.pillow_plugin.set_weights(path)"
+            hint = "; set them with slimcodec.pillow_plugin.set_weights(path)" if isinstance(exc, WeightsMismatchError) else ""
             raise SlimImageError(f"cannot decode .slim file: {exc}{hint}") from None
         if image.mode != self.mode:
             image = image.convert(self.mode)

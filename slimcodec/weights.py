@@ -33,7 +33,7 @@ import numpy as np
 from slimcodec import runtime
 from slimcodec.entropy import SCALE_ONE, EntropyTable, scaled_table
 from slimcodec.entropy.gaussian import FixedPointHyperSynthesis, GaussianTables
-from slimcodec.errors import SlimError
+from slimcodec.errors import SlimError, WeightsFileError
 from slimcodec.runtime.bundle import BUNDLE_SUFFIX, Bundle, is_bundle, read_bundle
 from slimcodec.runtime.layers import layers_from_arrays, layers_to_arrays
 
@@ -343,13 +343,22 @@ def _load_cached(path: str, mtime_ns: int, device: str) -> Weights:
 
 
 def load_weights(path: str | os.PathLike | None = None, device: str = "cpu") -> Weights:
-    """Load (once per process) a weights file; the shipped one by default."""
+    """Load (once per process) a weights file; the shipped one by default.
+
+    Raises:
+        WeightsFileError: the file cannot be read or is not usable weights (``path`` and ``reason``).
+    """
     p = Path(path) if path is not None else default_weights_path()
     try:
         mtime = p.stat().st_mtime_ns
     except OSError as exc:
-        raise SlimError(f"cannot read weights file {p}: {exc.strerror}") from exc
-    return _load_cached(str(p.resolve()), mtime, device)
+        raise WeightsFileError(p, f"cannot read weights file: {exc.strerror}") from exc
+    try:
+        return _load_cached(str(p.resolve()), mtime, device)
+    except WeightsFileError:
+        raise
+    except SlimError as exc:
+        raise WeightsFileError(p, str(exc)) from exc
 
 
 def install_shipped(path: str | os.PathLike) -> Path:

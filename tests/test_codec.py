@@ -8,7 +8,7 @@ from PIL import Image
 
 import slimcodec
 from slimcodec import codec
-from slimcodec.errors import ConversionWarning, SlimFormatError
+from slimcodec.errors import ConversionWarning, SlimFormatError, WeightsMismatchError
 from slimcodec.formats.slimfile import ColorType, read_slim
 from slimcodec.metrics import psnr
 from conftest import gradient_image
@@ -49,8 +49,10 @@ def test_file_from_other_weights_is_refused(tiny_weights, tmp_path):
     torch.manual_seed(1)
     save_weights(SlimCAE((8, 4)), tmp_path / "other.pt")
     data = codec.encode(gradient_image(16, 16), 8, weights=load_weights(tmp_path / "other.pt"))
-    with pytest.raises(SlimFormatError, match="made with other weights"):
+    with pytest.raises(WeightsMismatchError, match="made with other weights") as caught:
         codec.decode(data, weights=tiny_weights)
+    assert (caught.value.file_id, caught.value.weights_id) == (load_weights(tmp_path / "other.pt").weights_id,
+                                                                tiny_weights.weights_id)
 
 
 def test_tiled_transforms_match_whole_image_transforms(tiny_weights):

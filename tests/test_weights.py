@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from slimcodec.errors import SlimError
+from slimcodec.errors import WeightsFileError
 from slimcodec.weights import default_weights_path, load_weights, load_weights_bytes, weights_id_of
 
 
@@ -33,8 +34,9 @@ def test_foreign_files_are_refused(tmp_path):
 
 
 def test_missing_file_gives_a_clear_error(tmp_path):
-    with pytest.raises(SlimError, match="cannot read weights file"):
+    with pytest.raises(WeightsFileError, match="cannot read weights file") as caught:
         load_weights(tmp_path / "missing.pt")
+    assert caught.value.path == str(tmp_path / "missing.pt")  # a field, not text to parse
 
 
 def test_shipped_weights_load_with_the_paper_widths():
