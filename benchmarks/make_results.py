@@ -62,6 +62,14 @@ def headline(results: dict) -> list[str]:
                         "overlap in quality, so no BD value exists without extrapolation.", ""]
 
 
+EXTRA_SECTIONS = (
+    ("Whole-process speed against peers", "cli-speed.md",
+     "python benchmarks/cli_speed.py --sizes kodak,24mp --runs 5 --threads 1 --pin 0 --markdown docs/results/cli-speed.md"),
+    ("Encoder effort", "effort.md",
+     "python benchmarks/effort_rd.py --threads 1 --json docs/results/effort.json --markdown docs/results/effort.md"),
+)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kodak", default=str(DATA / "kodak"), help="Kodak folder (default ../shared/data/kodak)")
@@ -195,6 +203,9 @@ def main(argv: list[str] | None = None) -> int:
                       "`--reuse-bench`: the architecture, not the weights' values, sets speed and memory).", ""]
         lines += [bench.format_markdown(bench_result), ""]
         lines += ["Full data: [results/bench.json](results/bench.json).", ""]
+    for title, name, command in EXTRA_SECTIONS:  # measured by their own scripts; kept as they are
+        if (docs / "results" / name).exists():
+            lines += [f"## {title}", "", f"Made by `{command}`.", "", (docs / "results" / name).read_text().strip(), ""]
     docs.mkdir(parents=True, exist_ok=True)
     (docs / "results.md").write_text("\n".join(lines).rstrip() + "\n")
     print(f"wrote {docs / 'results.md'}", file=sys.stderr)
