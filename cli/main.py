@@ -184,7 +184,7 @@ def _remove_stale_temps(pairs, started: float, quiet: bool) -> None:
 
 
 def _run(ctx: click.Context, action: str, planned, make_job, worker_fn, workers: int | None,
-         weights_path: str | None, force: bool, nothing_found: str) -> None:
+         weights_path: str | None, force: bool, nothing_found: str, scheduler: str | None = None) -> None:
     """Report planning problems, clean stale temporary files, skip existing outputs, run the jobs, exit."""
     import time
 
@@ -213,13 +213,42 @@ def _run(ctx: click.Context, action: str, planned, make_job, worker_fn, workers:
     if workers is None:
         workers = auto_workers(len(jobs))
     if opts.verbose and jobs:
-        click.echo(f"{len(jobs)} file{'s' if len(jobs) != 1 else ''} to {action}, "
-                   f"{min(workers, len(jobs))} worker(s)", err=True)
-    run_many(jobs, worker_fn, report, workers, weights_path=weights_path,
-             skip_existing=planned.batch and not force)
+        where = f"on {scheduler}" if scheduler else f"{min(workers, len(jobs))} worker(s)"
+        click.echo(f"{len(jobs)} file{'s' if len(jobs) != 1 else ''} to {action}, {where}", err=True)
+    if scheduler is not None:
+        _run_on_cluster(jobs, worker_fn, report, scheduler, weights_path, planned.batch and not force)
+    else:
+        run_many(jobs, worker_fn, report, workers, weights_path=weights_path,
+                 skip_existing=planned.batch and not force)
     if not opts.quiet:
         click.echo(str(report), err=True)
     ctx.exit(report.return_code)
+
+
+def _check_scheduler(scheduler: str | None, workers: int | None) -> None:
+    """Refuse ``--scheduler`` with ``-j``, or without the dask extra (one line, exit 2)."""
+    if scheduler is None:
+        return
+    if workers is not None:
+        raise OneLineUsageError("--scheduler and -j/--workers cannot be combined: the cluster has its workers")
+    from slimcodec.cluster import ClusterError, require_distributed
+
+    try:
+        require_distributed()
+    except ClusterError as exc:
+        raise OneLineUsageError(str(exc)) from None
+
+
+def _run_on_cluster(jobs, worker_fn, report: Report, scheduler: str, weights_path: str | None,
+                    skip_existing: bool) -> None:
+    """``run_on_cluster`` (slimcodec.cluster); a cluster that cannot be used is a usage error."""
+    from slimcodec.cluster import ClusterError, run_on_cluster
+
+    try:
+        run_on_cluster(jobs, worker_fn, report, scheduler, weights_path=weights_path,
+                       skip_existing=skip_existing)
+    except ClusterError as exc:
+        raise OneLineUsageError(str(exc)) from None
 
 
 _SOURCES = click.argument("sources", metavar="SRC...", nargs=-1, required=True,
@@ -244,6 +273,9 @@ def _use_threads(threads: int | None) -> None:
 _WORKERS = click.option("-j", "--workers", type=click.IntRange(min=1), metavar="N",
                         help="Worker processes [default: $SLIM_WORKERS, else one per CPU with at least "
                              "4 files each; a single process uses every core].")
+_SCHEDULER = click.option("--scheduler", metavar="ADDRESS",
+                          help="Convert on a Dask cluster, e.g. tcp://host:8786 (needs slimcodec[dask]; "
+                               "inputs and outputs on a filesystem every worker sees).")
 
 
 # ---------------------------------------------------------------- encode
@@ -317,13 +349,14 @@ def _encode_target(width: int | None, scale: float | None, target_bpp: float | N
                    "objective (slower; needs the train extra). The decoder is the same.")
 @_FORCE
 @_WORKERS
+@_SCHEDULER
 @_THREADS
 @common_options
 @click.pass_context
 def encode(ctx: click.Context, sources: tuple[Path, ...], out: str | None, width: int | None,
            scale: float | None, target_bpp: float | None, target_size: int | None, target_psnr: float | None,
            weights: Path | None, metadata: bool, effort: int, force: bool, workers: int | None,
-           threads: int | None) -> None:
+           threads: int | None, scheduler: str | None = None) -> None:
     """Encode images (PNG, JPEG, WebP, TIFF, BMP) to .slim files.
 
     SRC may be files or folders; folders are searched recursively for
@@ -346,6 +379,7 @@ def encode(ctx: click.Context, sources: tuple[Path, ...], out: str | None, width
         except ValueError as exc:
             raise OneLineUsageError(f"invalid --scale {scale}: {str(exc).split(', got')[0]}") from None
     num_workers = _workers(workers)
+    _check_scheduler(scheduler, workers)
     _use_threads(threads)
     wts = _load_weights(ctx, weights)
     if effort > 1:
@@ -377,7 +411,7 @@ def encode(ctx: click.Context, sources: tuple[Path, ...], out: str | None, width
     _run(ctx, "encode", planned,
          lambda src, dst: Job(src, dst, weights_path, force, width, metadata, job_target,
                               1.0 if scale is None else scale, effort),
-         encode_one, num_workers, weights_path, force, "no images found")
+         encode_one, num_workers, weights_path, force, "no images found", scheduler)
 
 
 # ---------------------------------------------------------------- decode
@@ -405,11 +439,13 @@ def _saveable_format(suffix: str) -> str | None:
 @_WEIGHTS
 @_FORCE
 @_WORKERS
+@_SCHEDULER
 @_THREADS
 @common_options
 @click.pass_context
 def decode(ctx: click.Context, sources: tuple[Path, ...], out: str | None, fmt: str | None,
-           weights: Path | None, force: bool, workers: int | None, threads: int | None) -> None:
+           weights: Path | None, force: bool, workers: int | None, threads: int | None,
+           scheduler: str | None = None) -> None:
     """Decode .slim files to images (PNG by default).
 
     SRC may be files or folders; folders are searched recursively for .slim files.
@@ -422,6 +458,7 @@ def decode(ctx: click.Context, sources: tuple[Path, ...], out: str | None, fmt: 
         if _saveable_format(out_suffix) is None:
             raise OneLineUsageError(f"invalid --format {fmt}: Pillow cannot write {out_suffix} files")
     num_workers = _workers(workers)
+    _check_scheduler(scheduler, workers)
     planned = _plan(sources, out, (SLIM_SUFFIX,), out_suffix)
     if out is not None and not planned.batch and not names_folder(out):
         out_format = _saveable_format(Path(out).suffix)
@@ -438,7 +475,7 @@ def decode(ctx: click.Context, sources: tuple[Path, ...], out: str | None, fmt: 
                    err=True)
     weights_path = str(weights.resolve()) if weights is not None else None
     _run(ctx, "decode", planned, lambda src, dst: Job(src, dst, weights_path, force),
-         decode_one, num_workers, weights_path, force, "no .slim files found")
+         decode_one, num_workers, weights_path, force, "no .slim files found", scheduler)
 
 
 # ---------------------------------------------------------------- info
