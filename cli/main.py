@@ -712,7 +712,7 @@ def _forward(ctx: click.Context, module: str, argv: list[str]) -> None:
     if not _options(ctx).debug:
         silence_library_warnings()
     if _options(ctx).quiet:
-        argv = [*argv, "-q"]
+        argv = [*argv, "--quiet"]
     ctx.exit(importlib.import_module(f"slimcodec.{module}").main(argv) or 0)
 
 
@@ -766,7 +766,7 @@ def eval_command(ctx: click.Context, folder: Path, output: str | None, widths: s
 
     Every image is coded for real at every width (and by every peer at each
     of its settings): bpp from the file sizes, PSNR and MS-SSIM on 8-bit RGB,
-    RD curves and BD-rates. With -q no progress is shown.
+    RD curves and BD-rates. With --quiet no progress is shown.
     """
     _forward(ctx, "evaluate", [str(folder), *_flags(output=output, widths=widths, peers=peers, weights=weights,
                                                     limit=limit, published=published, threads=threads,
@@ -812,7 +812,7 @@ def bench_command(ctx: click.Context, image: Path | None, sizes: str | None, wid
 
     Times each stage (transform, entropy coding, container) as the median of
     several runs after a warm-up, and measures peak memory in fresh
-    subprocesses. With -q no progress is shown.
+    subprocesses. With --quiet no progress is shown.
     """
     _forward(ctx, "bench", _flags(image=image, sizes=sizes, widths=widths, weights=weights, repeats=repeats,
                                   large_repeats=large_repeats, peers=peers, no_compressai=no_compressai,
