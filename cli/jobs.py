@@ -6,7 +6,9 @@ so they are module-level and import the codec lazily. Every output is written
 to one hidden temporary file in the destination folder and then renamed into
 place (:func:`slimcodec.outputs.write_atomic`), so an output is complete or
 absent. A batch never writes through a symbolic link to a folder inside its
-output folder: such files are refused in the plan.
+output folder: such files are refused in the plan. ``-`` reads the one input
+from standard input, ``-o -`` writes the one output to standard output (a job's
+``stdin``/``stdout``); such jobs run in the ``slim`` process itself.
 """
 
 from __future__ import annotations
@@ -18,10 +20,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from slimcodec.errors import SlimError, UnsupportedImageError
-from slimcodec.outputs import OutputError, OutputExistsError, output_exists, write_atomic  # noqa: F401
+from slimcodec.outputs import (  # noqa: F401
+    OutputError,
+    OutputExistsError,
+    needs_overwrite,
+    output_exists,
+    write_atomic,
+    write_stream,
+)
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".avif", ".heic", ".heif")
 SLIM_SUFFIX = ".slim"
+STDIN = Path("<stdin>")  # how reports name standard input and output
+STDOUT = Path("<stdout>")
+MAX_STDIN_BYTES = 1 << 30  # an image read from standard input is held in memory
 
 
 @dataclass(frozen=True)
@@ -35,11 +47,16 @@ class Job:
         force (bool): replace ``dst`` if it exists.
         width (int | None): network width (encode only).
         scale (float): latent scale (encode only).
-        metadata (bool): keep ICC profile and EXIF (encode only).
+        metadata (bool | frozenset[str]): metadata kept: ICC profile, EXIF, XMP (encode only;
+            see :func:`slimcodec.imageio.metadata_kinds`).
         target (tuple[str, float] | None): encode only: ``("bpp", 0.5)``,
             ``("bytes", 40000)`` or ``("psnr", 32.0)`` picks the width per file
             (see :mod:`slimcodec.ratecontrol`); ``width`` and ``scale`` are then ignored.
         effort (int): encoder effort 1–9 (encode only; see :mod:`slimcodec.effort`).
+        write (WriteOptions | None): how decoded images are saved (decode only).
+        stdin (bool): read the input from standard input (``src`` is :data:`STDIN`).
+        stdout (bool): write the output to standard output (``dst`` is :data:`STDOUT`).
+        progress (bool): show a progress bar on stderr if the image is large.
     """
 
     src: Path
@@ -47,10 +64,14 @@ class Job:
     weights_path: str | None = None
     force: bool = False
     width: int | None = None
-    metadata: bool = True
+    metadata: bool | frozenset = True
     target: tuple[str, float] | None = None
     scale: float = 1.0
     effort: int = 1
+    write: object = None
+    stdin: bool = False
+    stdout: bool = False
+    progress: bool = False
 
 
 @dataclass(frozen=True)
@@ -80,12 +101,16 @@ class Plan:
             symbolic link to a folder inside ``out``), with the reason.
         empty_folders (list[Path]): folders in which no input was found.
         batch (bool): several inputs or a folder were given.
+        stdin (bool): the one input is standard input.
+        stdout (bool): the one output is standard output.
     """
 
     pairs: list[tuple[Path, Path]] = field(default_factory=list)
     problems: list[tuple[Path, str]] = field(default_factory=list)
     empty_folders: list[Path] = field(default_factory=list)
     batch: bool = False
+    stdin: bool = False
+    stdout: bool = False
 
 
 def scan_folder(folder: Path, suffixes: Iterable[str]) -> list[Path]:
@@ -217,75 +242,128 @@ def _without_path_prefix(exc: SlimError, path: Path) -> SlimError:
 
 def _check_not_written_meanwhile(job: Job) -> None:
     """Refuse a job whose output appeared since the plan (another run wrote it)."""
-    if not job.force and output_exists(job.dst):
+    if not job.force and not job.stdout and needs_overwrite(job.dst):
         raise OutputExistsError(f"{job.dst} already exists (use --force to overwrite)", job.dst)
 
 
-def _refuse_slim_input(path: Path) -> None:
+def _stdin_bytes() -> bytes:
+    """All of standard input (at most :data:`MAX_STDIN_BYTES`)."""
+    import click
+
+    data = click.get_binary_stream("stdin").read(MAX_STDIN_BYTES + 1)
+    if len(data) > MAX_STDIN_BYTES:
+        raise UnsupportedImageError(f"standard input holds more than {MAX_STDIN_BYTES >> 20} MiB; "
+                                    "give the file by name")
+    return data
+
+
+def _refuse_slim_input(head: bytes) -> None:
     """A .slim file (whatever its name) is not an image to encode: re-encoding it would lose quality."""
+    if head[:4] == b"SLIM":
+        raise UnsupportedImageError("is a .slim file, not an image to encode (slim decode turns it into one)")
+
+
+def _file_head(path: Path) -> bytes:
     try:
         with open(path, "rb") as f:
-            magic = f.read(4)
+            return f.read(4)
     except OSError:
-        return  # open_image says why
-    if magic == b"SLIM":
-        raise UnsupportedImageError("is a .slim file, not an image to encode (slim decode turns it into one)")
+        return b""  # open_image says why
+
+
+def _write_output(job: Job, write) -> int:
+    """Write the output of ``job`` (atomically, or to standard output); its size in bytes."""
+    if job.stdout:
+        import click
+
+        return write_stream(click.get_binary_stream("stdout"), write)
+    return write_atomic(job.dst, write, overwrite=job.force)
+
+
+def _encode_image(job: Job, prepared, weights, bar) -> tuple[bytes, list[str]]:
+    """The .slim bytes of a prepared image, and the lines to print under its file line."""
+    from slimcodec.codec import encode_pixels
+
+    if job.target is None:
+        data = encode_pixels(prepared, job.width, scale=job.scale, weights=weights, metadata=job.metadata,
+                             effort=job.effort, progress=bar.set if bar else None)
+        return data, []
+    from slimcodec.ratecontrol import choose_setting
+
+    kind, value = job.target
+    choice = choose_setting(prepared, weights=weights, metadata=job.metadata, effort=job.effort,
+                            **{f"target_{kind}": value})
+    return choice.data, [choice.reason if choice.met else f"warning: {choice.reason}"]
 
 
 def encode_one(job: Job) -> Result:
     """Encode ``job.src`` to ``job.dst`` (a worker function)."""
-    from slimcodec.codec import encode_pixels
+    from slimcodec.cli.progress import image_bar
     from slimcodec.imageio import open_image, prepare
     from slimcodec.weights import load_weights
 
     start = time.perf_counter()
     _check_not_written_meanwhile(job)
     weights = load_weights(job.weights_path)
-    _refuse_slim_input(job.src)
+    source = _stdin_bytes() if job.stdin else job.src
+    _refuse_slim_input(source[:4] if job.stdin else _file_head(job.src))
     try:
-        image = open_image(job.src)
+        image = open_image(source, name=str(job.src))
     except SlimError as exc:
         raise _without_path_prefix(exc, job.src) from exc
-    note = None
     with image:
-        bytes_in = job.src.stat().st_size
+        bytes_in = len(source) if job.stdin else job.src.stat().st_size
         pixels = image.width * image.height
         prepared = prepare(image)
+        with image_bar(pixels if job.progress else 0, f"encoding {job.src.name}") as bar:
+            data, lines = _encode_image(job, prepared, weights, bar)
         # what the conversion changed (16-bit reduced, CMYK converted, ...): one line each
-        lines = [f"note: {text}" for text in prepared.notes]
-        if job.target is None:
-            data = encode_pixels(prepared, job.width, scale=job.scale, weights=weights, metadata=job.metadata,
-                                 effort=job.effort)
-        else:
-            from slimcodec.ratecontrol import choose_setting
+        lines = [f"note: {text}" for text in prepared.notes] + lines
+    bytes_out = _write_output(job, lambda f: f.write(data))
+    return Result(job.dst, bytes_in, bytes_out, pixels, time.perf_counter() - start, "\n  ".join(lines) or None)
 
-            kind, value = job.target
-            choice = choose_setting(prepared, weights=weights, metadata=job.metadata, effort=job.effort,
-                                    **{f"target_{kind}": value})
-            data = choice.data
-            lines.append(choice.reason if choice.met else f"warning: {choice.reason}")
-        note = "\n  ".join(lines) or None  # Report.done indents the first line
-    bytes_out = write_atomic(job.dst, lambda f: f.write(data), overwrite=job.force)
-    return Result(job.dst, bytes_in, bytes_out, pixels, time.perf_counter() - start, note)
+
+def _read_slim(job: Job) -> bytes:
+    """The .slim file of ``job``, never reading more than its header gives."""
+    import click
+
+    from slimcodec.formats.slimfile import read_slim_stream
+
+    if job.stdin:
+        return read_slim_stream(click.get_binary_stream("stdin"))
+    with open(job.src, "rb") as f:
+        return read_slim_stream(f)  # a foreign file is refused from its header; no more is read than it gives
 
 
 def decode_one(job: Job) -> Result:
     """Decode ``job.src`` to ``job.dst``, in the format of its suffix (a worker function)."""
+    from slimcodec.cli.progress import image_bar
     from slimcodec.codec import decode
-    from slimcodec.formats.slimfile import read_slim_stream
+    from slimcodec.formats.slimfile import read_header
     from slimcodec.imageio import image_writer
     from slimcodec.weights import load_weights
 
     start = time.perf_counter()
     _check_not_written_meanwhile(job)
     weights = load_weights(job.weights_path)
-    with open(job.src, "rb") as f:
-        data = read_slim_stream(f)  # a foreign file is refused from its header; no more is read than it gives
-    image = decode(data, weights=weights)
-    pixels = image.width * image.height
+    data = _read_slim(job)
+    header = read_header(data)
+    pixels = header.image_width * header.image_height
+    with image_bar(pixels if job.progress else 0, f"decoding {job.src.name}") as bar:
+        image = decode(data, weights=weights, progress=bar.set if bar else None)
     try:
-        write = image_writer(image, job.dst)
+        write = image_writer(image, job.dst, job.write.format if job.write else None,
+                             job.write.options if job.write else None)
     except SlimError as exc:  # "x.tif: the EXIF is malformed ...": the report names the file
         raise _without_path_prefix(exc, Path(job.dst.name)) from exc
-    bytes_out = write_atomic(job.dst, write, overwrite=job.force)
-    return Result(job.dst, len(data), bytes_out, pixels, time.perf_counter() - start)
+    bytes_out = _write_output(job, write)
+    note = "\n  ".join(f"note: {text}" for text in write.notes) or None
+    return Result(job.dst, len(data), bytes_out, pixels, time.perf_counter() - start, note)
+
+
+@dataclass(frozen=True)
+class DecodeOutput:
+    """How ``decode_one`` saves: the Pillow format (``None``: by the output's extension) and options."""
+
+    format: str | None = None
+    options: object = None

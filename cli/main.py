@@ -1,8 +1,10 @@
 """The ``slim`` command: encode images to .slim files, decode them, inspect them.
 
-    slim encode photo.png                  # -> photo.slim (width 144)
+    slim encode photo.png                  # -> photo.slim (quality 75: width 144)
+    slim encode photo.png -q 60 -o p.slim  # quality 0..100, as cwebp -q
     slim encode photos/ -o slim/ -w 96     # a folder tree, mirrored under slim/
-    slim decode photo.slim -o photo.webp   # any format Pillow writes, by extension
+    slim decode photo.slim -o back.webp    # any format Pillow writes, by extension
+    slim decode photo.slim -o back.jpg -q 90   # lossy outputs: quality 95 unless -q
     slim info photo.slim                   # header fields, sizes and bpp
     slim encode photo.png --target-bpp 0.5 # width and scale: the most within 0.5 bpp
     slim encode photo.png -w 144 -s 0.7    # between widths 96 and 144
@@ -12,7 +14,8 @@
 Each command prints one line per file on stderr (``error: ...`` for a failed
 one, with the traceback only under ``--debug``) and a summary line, and exits
 with 0 (all done), 1 (some file failed) or 2 (usage error); 130 after Ctrl-C
-and 143 after SIGTERM. torch and the codec are imported inside the commands
+and 143 after SIGTERM. ``-`` reads the input from stdin and ``-o -`` writes
+the output to stdout, which then gets nothing else. torch and the codec are imported inside the commands
 that need them, so ``slim --help`` and ``slim info`` start instantly.
 """
 
@@ -21,7 +24,7 @@ from __future__ import annotations
 import json
 import sys
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import click
@@ -32,12 +35,24 @@ from slimcodec.cli.report import EXIT_FAILED, EXIT_INTERRUPTED, Report, describe
 from slimcodec.errors import SlimError, WeightsFileError
 
 EPILOG = """\b
+Existing outputs: an output that exists is an error for that file (exit 1),
+for one file and in a batch alike; --force replaces it, --skip-existing
+skips it (exit 0). Devices and FIFOs are written through without --force.
+
+\b
 Exit codes:
-  0    every file was converted (or skipped: output exists)
+  0    every file was converted (or skipped with --skip-existing)
   1    at least one file failed; each failure is one "error:" line
   2    usage error (bad option, argument or weights file)
   130  interrupted (Ctrl-C); finished outputs are kept, none is partial
   143  terminated (SIGTERM); finished outputs are kept, none is partial
+"""
+
+INFO_EPILOG = """\b
+Exit codes:
+  0    every file was read
+  1    at least one file is not a valid .slim file or cannot be read
+  2    usage error
 """
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -88,12 +103,15 @@ def _set_option(name: str):
 
 
 def common_options(f):
-    """``--debug``, ``-q/--quiet`` and ``-v/--verbose``, accepted on the group and every command."""
+    """``--debug``, ``--quiet`` and ``-v/--verbose``, accepted on the group and every command.
+
+    ``-q`` is not quiet: on encode and decode it is the quality, as for cwebp, cjxl and avifenc.
+    """
     options = [
         click.option("--debug", is_flag=True, expose_value=False, callback=_set_option("debug"),
                      help="Show the traceback of each error."),
-        click.option("-q", "--quiet", is_flag=True, expose_value=False, callback=_set_option("quiet"),
-                     help="Print errors only."),
+        click.option("--quiet", is_flag=True, expose_value=False, callback=_set_option("quiet"),
+                     help="Print errors only (no progress bar)."),
         click.option("-v", "--verbose", is_flag=True, expose_value=False, callback=_set_option("verbose"),
                      help="Print settings and per-file timings."),
     ]
@@ -163,33 +181,89 @@ def _load_weights(ctx: click.Context, path: Path | None):
                                 f"({describe_error(exc)})") from None
 
 
-def _plan(sources: tuple[Path, ...], out: str | None, suffixes, out_suffix: str):
-    from slimcodec.cli.jobs import plan
+def _plan(sources: tuple[str, ...], out: str | None, suffixes, out_suffix: str):
+    """The (input, output) pairs of the command line; ``-`` is stdin, ``-o -`` stdout (one file each)."""
+    from slimcodec.cli.jobs import STDIN, STDOUT, Plan, names_folder, plan
 
+    stdin, stdout = "-" in sources, out == "-"
+    if stdin and len(sources) > 1:
+        raise OneLineUsageError("- (standard input) must be the only input")
+    if stdin and (out is None or (not stdout and names_folder(out))):
+        raise OneLineUsageError("reading standard input (-) needs -o FILE, or -o - for standard output")
+    paths = tuple(Path(src) for src in sources)
+    if stdout and (len(sources) > 1 or (not stdin and paths[0].is_dir())):
+        raise OneLineUsageError("-o - (standard output) takes one input file")
+    _refuse_terminal(stdin, stdout)
+    if stdin:
+        return Plan(pairs=[(STDIN, STDOUT if stdout else Path(out))], stdin=True, stdout=stdout)
     try:
-        return plan(sources, out, suffixes, out_suffix)
+        planned = plan(paths, None if stdout else out, suffixes, out_suffix)
     except NotADirectoryError as exc:
         raise OneLineUsageError(str(exc)) from None
+    if stdout:
+        planned.pairs = [(src, STDOUT) for src, _ in planned.pairs]
+        planned.stdout = True
+    return planned
+
+
+def _refuse_terminal(stdin: bool, stdout: bool) -> None:
+    """Standard input or output given as ``-`` must not be a terminal: images are binary."""
+    if stdin and click.get_binary_stream("stdin").isatty():
+        raise OneLineUsageError("- reads the input from standard input, which is a terminal; pipe a file in")
+    if stdout and click.get_binary_stream("stdout").isatty():
+        raise OneLineUsageError("-o - writes binary data to standard output, which is a terminal; "
+                                "redirect it to a file or a pipe")
 
 
 def _remove_stale_temps(pairs, started: float, quiet: bool) -> None:
     """Delete the temporary files killed runs left in the output folders (see ``remove_stale_temps``)."""
     from slimcodec.cli.report import shown_path
-    from slimcodec.outputs import remove_stale_temps
+    from slimcodec.outputs import is_stream, remove_stale_temps
 
-    for folder in sorted({dst.parent for _, dst in pairs}):
+    for folder in sorted({dst.parent for _, dst in pairs if not is_stream(dst)}):
         for path in remove_stale_temps(folder, started):
             if not quiet:
                 click.echo(f"removed {shown_path(path)} (a temporary file left by a killed run)", err=True)
 
 
+@dataclass(frozen=True)
+class Existing:
+    """What to do with outputs that exist: replace them (``--force``), skip them
+    (``--skip-existing``), or neither: the file fails (exit 1), in a batch too."""
+
+    force: bool = False
+    skip: bool = False
+
+    def __post_init__(self) -> None:
+        if self.force and self.skip:
+            raise OneLineUsageError("--force and --skip-existing cannot be combined")
+
+
+def _jobs(planned, make_job, existing: Existing, report: Report) -> list:
+    """The jobs to run; existing outputs are reported as failed or skipped (see ``Existing``)."""
+    from slimcodec.outputs import needs_overwrite
+
+    jobs = []
+    for src, dst in planned.pairs:
+        job = make_job(src, dst)
+        job = replace(job, stdin=planned.stdin, stdout=planned.stdout)
+        if not planned.stdout and not existing.force and needs_overwrite(dst):
+            if existing.skip:
+                report.skipped(src, f"{dst} exists (--skip-existing)")
+            else:
+                report.failed(src, f"{dst} already exists (use --force to overwrite, or --skip-existing)")
+            continue
+        jobs.append(job)
+    return jobs
+
+
 def _run(ctx: click.Context, action: str, planned, make_job, worker_fn, workers: int | None,
-         weights_path: str | None, force: bool, nothing_found: str, scheduler: str | None = None) -> None:
-    """Report planning problems, clean stale temporary files, skip existing outputs, run the jobs, exit."""
+         weights_path: str | None, existing: Existing, nothing_found: str, scheduler: str | None = None) -> None:
+    """Report planning problems, clean stale temporary files, handle existing outputs, run the jobs, exit."""
     import time
 
-    from slimcodec.cli.parallel import auto_workers, run_many
-    from slimcodec.outputs import output_exists
+    from slimcodec.cli.parallel import Terminated, auto_workers, run_many
+    from slimcodec.cli.progress import batch_bar, terminal
 
     started = time.time()
     opts = _options(ctx)
@@ -199,27 +273,30 @@ def _run(ctx: click.Context, action: str, planned, make_job, worker_fn, workers:
     for folder in planned.empty_folders:
         if not opts.quiet:
             click.echo(f"warning: {nothing_found} in {folder}", err=True)
+    report.progress = batch_bar(report.total, action, opts.quiet)
     for src, reason in planned.problems:
         report.failed(src, reason)
-    jobs = []
-    for src, dst in planned.pairs:
-        if not force and output_exists(dst):
-            if planned.batch:
-                report.skipped(src, f"{dst} exists (use --force to overwrite)")
-            else:
-                report.failed(src, f"{dst} already exists (use --force to overwrite)")
-            continue
-        jobs.append(make_job(src, dst))
+    jobs = _jobs(planned, make_job, existing, report)
+    if len(jobs) == 1 and report.total == 1 and not opts.quiet and terminal() is not None:
+        jobs = [replace(jobs[0], progress=True)]  # a large single image shows its own bar
     if workers is None:
         workers = auto_workers(len(jobs))
     if opts.verbose and jobs:
         where = f"on {scheduler}" if scheduler else f"{min(workers, len(jobs))} worker(s)"
         click.echo(f"{len(jobs)} file{'s' if len(jobs) != 1 else ''} to {action}, {where}", err=True)
-    if scheduler is not None:
-        _run_on_cluster(jobs, worker_fn, report, scheduler, weights_path, planned.batch and not force)
-    else:
-        run_many(jobs, worker_fn, report, workers, weights_path=weights_path,
-                 skip_existing=planned.batch and not force)
+    try:
+        if scheduler is not None:
+            _run_on_cluster(jobs, worker_fn, report, scheduler, weights_path, existing.skip)
+        else:
+            run_many(jobs, worker_fn, report, 1 if planned.stdin or planned.stdout else workers,
+                     weights_path=weights_path, skip_existing=existing.skip)
+    except KeyboardInterrupt as exc:  # Ctrl-C yet again while the batch stopped: the summary still comes
+        report.interrupted = True
+        report.terminated = report.terminated or isinstance(exc, Terminated)
+    finally:
+        if report.progress is not None:
+            report.progress.close()
+            report.progress = None
     if not opts.quiet:
         click.echo(str(report), err=True)
     ctx.exit(report.return_code)
@@ -251,11 +328,14 @@ def _run_on_cluster(jobs, worker_fn, report: Report, scheduler: str, weights_pat
         raise OneLineUsageError(str(exc)) from None
 
 
-_SOURCES = click.argument("sources", metavar="SRC...", nargs=-1, required=True,
-                          type=click.Path(path_type=Path))
+_SOURCES = click.argument("sources", metavar="SRC...", nargs=-1, required=True)  # "-": standard input
 _WEIGHTS = click.option("--weights", type=click.Path(path_type=Path),  # checked by _load_weights
                         help="Weights file [default: the shipped weights].")
-_FORCE = click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
+_FORCE = click.option("-f", "--force", is_flag=True,
+                      help="Replace existing outputs (through a symbolic link: the file it points to, "
+                           "keeping its permissions).")
+_SKIP = click.option("--skip-existing", is_flag=True,
+                     help="Skip inputs whose output exists (exit 0), e.g. to resume a batch.")
 _THREADS = click.option("--threads", type=click.IntRange(min=1), metavar="N",
                         help="Runtime threads per process [default: $SLIM_THREADS, else one per core; "
                              "one per worker in a batch].")
@@ -270,6 +350,8 @@ def _use_threads(threads: int | None) -> None:
     if threads is not None:
         os.environ[runtime.THREADS_ENV] = str(threads)
         runtime.set_threads(threads)
+
+
 _WORKERS = click.option("-j", "--workers", type=click.IntRange(min=1), metavar="N",
                         help="Worker processes [default: $SLIM_WORKERS, else one per CPU with at least "
                              "4 files each; a single process uses every core].")
@@ -297,18 +379,19 @@ class SizeParam(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
-def _encode_target(width: int | None, scale: float | None, target_bpp: float | None,
+def _encode_target(width: int | None, scale: float | None, quality: int | None, target_bpp: float | None,
                    target_size: int | None, target_psnr: float | None):
     """The ``Target`` of the --target-* options (``None`` without one); usage errors exit 2."""
     from slimcodec.ratecontrol import make_target
 
-    setting = [name for name, value in (("--width", width), ("--scale", scale)) if value is not None]
+    setting = [name for name, value in (("--quality", quality), ("--width", width), ("--scale", scale))
+               if value is not None]
     targets = [name for name, value in (("--target-bpp", target_bpp), ("--target-size", target_size),
                                         ("--target-psnr", target_psnr)) if value is not None]
-    if len(targets) > 1 or (targets and setting):
+    if len(targets) > 1 or (targets and setting) or ("--quality" in setting and len(setting) > 1):
         given = setting + targets
-        raise OneLineUsageError(f"{' and '.join(given)} cannot be combined: give a width and scale "
-                                "or one target")
+        raise OneLineUsageError(f"{' and '.join(given)} cannot be combined: give a quality, a width and "
+                                "scale, or one target")
     if not targets:
         return None
     given = targets
@@ -319,48 +402,107 @@ def _encode_target(width: int | None, scale: float | None, target_bpp: float | N
         raise OneLineUsageError(f"invalid {given[0]} {value}: must be a positive number") from None
 
 
+def _check_scale(scale: float | None) -> None:
+    if scale is None:
+        return
+    from slimcodec.entropy import scale_units
+
+    try:
+        scale_units(scale)
+    except ValueError as exc:
+        raise OneLineUsageError(f"invalid --scale {scale:g}: {str(exc).split(', got')[0]}") from None
+
+
+def _metadata_choice(metadata: str | None, no_metadata: bool) -> frozenset:
+    """The metadata kinds ``--metadata`` / ``--no-metadata`` keep (ICC, EXIF and XMP by default)."""
+    from slimcodec.imageio import metadata_kinds
+
+    if metadata is not None and no_metadata:
+        raise OneLineUsageError("--metadata and --no-metadata cannot be combined")
+    try:
+        return metadata_kinds("icc" if no_metadata else metadata or "all")
+    except ValueError as exc:
+        raise OneLineUsageError(f"invalid --metadata {metadata}: {exc}") from None
+
+
+def _check_slim_name(out: str | None, planned) -> None:
+    """Refuse ``-o photo.webp`` for one file: a .slim file under another image format's extension."""
+    from PIL import Image
+
+    from slimcodec.cli.jobs import SLIM_SUFFIX, names_folder
+
+    if out is None or planned.batch or planned.stdout or names_folder(out):
+        return
+    suffix = Path(out).suffix.lower()
+    fmt = Image.registered_extensions().get(suffix)
+    if suffix != SLIM_SUFFIX and fmt is not None:
+        raise OneLineUsageError(f"-o {out}: slim encode writes .slim files, not {fmt}; name it "
+                                f"{Path(out).with_suffix(SLIM_SUFFIX).name} (slim decode makes {suffix} files)")
+
+
+def _setting(wts, width: int | None, scale: float | None, quality: int | None) -> tuple[int, float]:
+    """Width and scale from -q, or -w and -s (default: width 144, scale 1); usage errors exit 2."""
+    from slimcodec.codec import DEFAULT_WIDTH, resolve_setting
+
+    valid = ", ".join(str(w) for w in wts.widths)
+    if quality is None and width is None and DEFAULT_WIDTH not in wts.widths:
+        raise OneLineUsageError(
+            f"these weights have no width {DEFAULT_WIDTH} (the default); choose --quality, or --width from: {valid}"
+        )
+    if width is not None and width not in wts.widths:
+        raise OneLineUsageError(f"invalid --width {width}: valid widths are {valid}")
+    return resolve_setting(wts, width, scale, quality)
+
+
 @cli.command(context_settings=CONTEXT_SETTINGS, epilog=EPILOG)
 @_SOURCES
-@click.option("-o", "--output", "out", type=click.Path(),
-              help="Output file, or folder when several inputs or a folder are given "
-                   "[default: beside each input, suffix .slim].")
+@click.option("-o", "--output", "out", metavar="PATH",
+              help="Output file (- for standard output), or folder when several inputs or a folder are "
+                   "given [default: beside each input, suffix .slim].")
+@click.option("-q", "--quality", type=click.IntRange(0, 100), metavar="0..100",
+              help="Quality, as for cwebp/cjxl/avifenc: picks width and scale from the weights' measured "
+                   "rate curve, the rate doubling every 22 steps [default: 75, which is width 144 at "
+                   "scale 1]. Not with --width/--scale.")
 @click.option("-w", "--width", type=int, metavar="W",
               help="Network width (latent channels): wider is better and larger. "
                    "One of the weights' widths, e.g. 192, 144, 96, 72, 48 [default: 144].")
 @click.option("-s", "--scale", type=float, metavar="S",
-              help="Latent scale, a continuous quality control from 0.0625 to 16: below 1 smaller "
-                   "and coarser, above 1 larger and finer [default: 1]. Between two widths, the "
+              help="Latent scale, a continuous quality control from 0.0625 to 15.99 (65535/4096): below 1 "
+                   "smaller and coarser, above 1 larger and finer [default: 1]. Between two widths, the "
                    "wider one scaled below 1 is on average as good as the widths' own curve.")
 @click.option("--target-bpp", type=float, metavar="BPP",
               help="Pick width and scale per file: the largest file with at most BPP bits per pixel "
-                   "(never more). Not with --width/--scale.")
+                   "(never more). Not with --quality/--width/--scale.")
 @click.option("--target-size", type=SizeParam(), metavar="SIZE",
               help="Pick width and scale per file: the largest file of at most SIZE bytes; "
                    "k and kB mean 1000 bytes, KiB 1024, M/MB 10^6, MiB 2^20 (e.g. 40k, 64KiB). "
-                   "Not with --width/--scale.")
+                   "Not with --quality/--width/--scale.")
 @click.option("--target-psnr", type=float, metavar="DB",
               help="Pick width and scale per file: the smallest file whose decoded image reaches "
-                   "DB dB PSNR on 8-bit RGB. Not with --width/--scale.")
+                   "DB dB PSNR on 8-bit RGB. Not with --quality/--width/--scale.")
 @_WEIGHTS
-@click.option("--metadata/--no-metadata", default=True,
-              help="Keep the ICC profile and EXIF [default: keep].")
+@click.option("--metadata", metavar="LIST",
+              help="Metadata to keep: all, none, or some of icc,exif,xmp [default: all].")
+@click.option("--no-metadata", is_flag=True, help="Drop EXIF and XMP, keep the ICC profile (= --metadata icc).")
 @click.option("-e", "--effort", type=click.IntRange(1, 9), default=1, show_default=True, metavar="1..9",
               help="Encoder effort: above 1 the latents are refined against the rate-distortion "
                    "objective (slower; needs the train extra). The decoder is the same.")
 @_FORCE
+@_SKIP
 @_WORKERS
 @_SCHEDULER
 @_THREADS
 @common_options
 @click.pass_context
-def encode(ctx: click.Context, sources: tuple[Path, ...], out: str | None, width: int | None,
+def encode(ctx: click.Context, sources: tuple[str, ...], out: str | None, quality: int | None, width: int | None,
            scale: float | None, target_bpp: float | None, target_size: int | None, target_psnr: float | None,
-           weights: Path | None, metadata: bool, effort: int, force: bool, workers: int | None,
-           threads: int | None, scheduler: str | None = None) -> None:
-    """Encode images (PNG, JPEG, WebP, TIFF, BMP) to .slim files.
+           weights: Path | None, metadata: str | None, no_metadata: bool, effort: int, force: bool,
+           skip_existing: bool, workers: int | None, threads: int | None, scheduler: str | None = None) -> None:
+    """Encode images (PNG, JPEG, WebP, TIFF, BMP, GIF, AVIF, HEIC) to .slim files.
 
-    SRC may be files or folders; folders are searched recursively for
-    .png .jpg .jpeg .webp .tif .tiff .bmp files.
+    SRC may be files or folders (- reads one image from standard input);
+    folders are searched recursively for .png .jpg .jpeg .webp .tif .tiff
+    .bmp .gif .avif .heic .heif files. HEIC needs pillow-heif.
 
     With --target-bpp, --target-size or --target-psnr the width and scale are
     chosen for each file by encoding it at several settings (narrow widths
@@ -368,18 +510,15 @@ def encode(ctx: click.Context, sources: tuple[Path, ...], out: str | None, width
     setting was chosen and why.
     """
     from slimcodec.cli.jobs import IMAGE_SUFFIXES, SLIM_SUFFIX, Job, encode_one
-    from slimcodec.codec import DEFAULT_WIDTH
 
-    target = _encode_target(width, scale, target_bpp, target_size, target_psnr)
-    if scale is not None:
-        from slimcodec.entropy import scale_units
-
-        try:
-            scale_units(scale)
-        except ValueError as exc:
-            raise OneLineUsageError(f"invalid --scale {scale}: {str(exc).split(', got')[0]}") from None
+    target = _encode_target(width, scale, quality, target_bpp, target_size, target_psnr)
+    _check_scale(scale)
+    kinds = _metadata_choice(metadata, no_metadata)
+    existing = Existing(force, skip_existing)
     num_workers = _workers(workers)
     _check_scheduler(scheduler, workers)
+    planned = _plan(sources, out, IMAGE_SUFFIXES, SLIM_SUFFIX)
+    _check_slim_name(out, planned)
     _use_threads(threads)
     wts = _load_weights(ctx, weights)
     if effort > 1:
@@ -389,29 +528,20 @@ def encode(ctx: click.Context, sources: tuple[Path, ...], out: str | None, width
             torch_model(wts)  # fail once, before any file, when refinement cannot run here
         except SlimError as exc:
             raise OneLineUsageError(f"--effort {effort}: {exc}") from None
-    valid = ", ".join(str(w) for w in wts.widths)
-    if target is not None:
-        pass  # width and scale are chosen per file
-    elif width is None:
-        if DEFAULT_WIDTH not in wts.widths:
-            raise OneLineUsageError(
-                f"these weights have no width {DEFAULT_WIDTH} (the default); choose --width from: {valid}"
-            )
-        width = DEFAULT_WIDTH
-    elif width not in wts.widths:
-        raise OneLineUsageError(f"invalid --width {width}: valid widths are {valid}")
+    if target is None:
+        width, scale = _setting(wts, width, scale, quality)
     if _options(ctx).verbose:
-        chosen = (f"width {width}, scale {scale or 1:g}" if target is None
-                  else f"target {target.describe()} (width and scale chosen per file)")
+        valid = ", ".join(str(w) for w in wts.widths)
+        chosen = ((f"quality {quality}: " if quality is not None else "") + f"width {width}, scale {scale:g}"
+                  if target is None else f"target {target.describe()} (width and scale chosen per file)")
         click.echo(f"weights {weights or 'shipped'} (id {wts.weights_id.hex()}, widths {valid}, "
                    f"{wts.transforms.name} backend), {chosen}", err=True)
     weights_path = str(weights.resolve()) if weights is not None else None
-    planned = _plan(sources, out, IMAGE_SUFFIXES, SLIM_SUFFIX)
     job_target = None if target is None else (target.kind, target.value)
     _run(ctx, "encode", planned,
-         lambda src, dst: Job(src, dst, weights_path, force, width, metadata, job_target,
+         lambda src, dst: Job(src, dst, weights_path, force, width, kinds, job_target,
                               1.0 if scale is None else scale, effort),
-         encode_one, num_workers, weights_path, force, "no images found", scheduler)
+         encode_one, num_workers, weights_path, existing, "no images found", scheduler)
 
 
 # ---------------------------------------------------------------- decode
@@ -423,59 +553,101 @@ def _saveable_format(suffix: str) -> str | None:
 
     from slimcodec.imageio import format_of_suffix
 
-    fmt = format_of_suffix(suffix)
+    fmt = format_of_suffix(suffix)  # HEIC too, with pillow-heif
     # SLIM is registered by slimcodec's own Pillow plugin: decoding to .slim would re-encode.
     return fmt if fmt in Image.SAVE and fmt != "SLIM" else None
 
 
-@cli.command(context_settings=CONTEXT_SETTINGS, epilog=EPILOG)
-@_SOURCES
-@click.option("-o", "--output", "out", type=click.Path(),
-              help="Output file (its extension picks the format), or folder when several "
-                   "inputs or a folder are given [default: beside each input].")
-@click.option("--format", "fmt", metavar="EXT",
-              help="Output format by extension: png, webp, tif, bmp, jpg, ... [default: png, "
-                   "or the extension of -o].")
-@_WEIGHTS
-@_FORCE
-@_WORKERS
-@_SCHEDULER
-@_THREADS
-@common_options
-@click.pass_context
-def decode(ctx: click.Context, sources: tuple[Path, ...], out: str | None, fmt: str | None,
-           weights: Path | None, force: bool, workers: int | None, threads: int | None,
-           scheduler: str | None = None) -> None:
-    """Decode .slim files to images (PNG by default).
-
-    SRC may be files or folders; folders are searched recursively for .slim files.
-    """
-    from slimcodec.cli.jobs import SLIM_SUFFIX, Job, decode_one, names_folder
+def _decode_format(out: str | None, fmt: str | None, planned) -> tuple[str, str]:
+    """The outputs' suffix and Pillow format: from ``--format``, else ``-o``'s extension, else PNG."""
+    from slimcodec.cli.jobs import names_folder
 
     out_suffix = ".png"
     if fmt is not None:
         out_suffix = "." + fmt.lower().lstrip(".")
         if _saveable_format(out_suffix) is None:
             raise OneLineUsageError(f"invalid --format {fmt}: Pillow cannot write {out_suffix} files")
+    if out is not None and not planned.batch and not planned.stdout and not names_folder(out):
+        out_format = _saveable_format(Path(out).suffix)
+        if out_format is None and fmt is None:
+            raise OneLineUsageError(
+                f"-o {out}: cannot tell the image format from its extension; use e.g. .png, or --format"
+            )
+        if fmt is not None and out_format not in (None, _saveable_format(out_suffix)):
+            raise OneLineUsageError(f"-o {out} does not match --format {fmt}")
+        if out_format is not None:
+            return Path(out).suffix, out_format
+    return out_suffix, _saveable_format(out_suffix)
+
+
+def _write_options(pillow_format: str, quality: int | None, lossless: bool, background: str | None):
+    """The ``WriteOptions`` of --quality, --lossless and --background; usage errors exit 2."""
+    from slimcodec.imageio import WriteOptions, check_write_options, parse_color
+
+    try:
+        color = None if background is None else parse_color(background)
+    except ValueError as exc:
+        raise OneLineUsageError(f"invalid --background: {exc}") from None
+    options = WriteOptions(quality, lossless, color)
+    try:
+        check_write_options(pillow_format, options)
+    except ValueError as exc:
+        flag = "--lossless" if lossless and "lossless" in str(exc) else "--quality"
+        raise OneLineUsageError(f"{flag}: {exc}") from None
+    return options
+
+
+@cli.command(context_settings=CONTEXT_SETTINGS, epilog=EPILOG)
+@_SOURCES
+@click.option("-o", "--output", "out", metavar="PATH",
+              help="Output file (its extension picks the format; - for standard output, PNG unless "
+                   "--format), or folder when several inputs or a folder are given [default: beside "
+                   "each input].")
+@click.option("--format", "fmt", metavar="EXT",
+              help="Output format by extension: png, webp, tif, bmp, jpg, avif, ... [default: png, "
+                   "or the extension of -o].")
+@click.option("-q", "--quality", type=click.IntRange(0, 100), metavar="0..100",
+              help="Quality of JPEG, WebP, AVIF and HEIC outputs [default: 95; from 90 on JPEG and AVIF "
+                   "keep full-resolution colour].")
+@click.option("--lossless", is_flag=True, help="Lossless WebP output.")
+@click.option("--background", metavar="COLOR",
+              help="Flatten the alpha channel onto COLOR (white, black, #rrggbb) for formats "
+                   "without alpha, such as JPEG [default: refuse such a file].")
+@_WEIGHTS
+@_FORCE
+@_SKIP
+@_WORKERS
+@_SCHEDULER
+@_THREADS
+@common_options
+@click.pass_context
+def decode(ctx: click.Context, sources: tuple[str, ...], out: str | None, fmt: str | None, quality: int | None,
+           lossless: bool, background: str | None, weights: Path | None, force: bool, skip_existing: bool,
+           workers: int | None, threads: int | None, scheduler: str | None = None) -> None:
+    """Decode .slim files to images (PNG by default).
+
+    SRC may be files or folders (- reads one .slim file from standard input);
+    folders are searched recursively for .slim files. The ICC profile, EXIF
+    and XMP go into every format that stores them.
+    """
+    from slimcodec.cli.jobs import SLIM_SUFFIX, DecodeOutput, Job, decode_one
+
+    existing = Existing(force, skip_existing)
     num_workers = _workers(workers)
     _check_scheduler(scheduler, workers)
-    planned = _plan(sources, out, (SLIM_SUFFIX,), out_suffix)
-    if out is not None and not planned.batch and not names_folder(out):
-        out_format = _saveable_format(Path(out).suffix)
-        if out_format is None:
-            raise OneLineUsageError(
-                f"-o {out}: cannot tell the image format from its extension; use e.g. .png"
-            )
-        if fmt is not None and out_format != _saveable_format(out_suffix):
-            raise OneLineUsageError(f"-o {out} does not match --format {fmt}")
+    suffix = ".png" if fmt is None else "." + fmt.lower().lstrip(".")
+    planned = _plan(sources, out, (SLIM_SUFFIX,), suffix)
+    _, pillow_format = _decode_format(out, fmt, planned)
+    output = DecodeOutput(pillow_format if fmt is not None or planned.stdout else None,
+                          _write_options(pillow_format, quality, lossless, background))
     _use_threads(threads)
     wts = _load_weights(ctx, weights)
     if _options(ctx).verbose:
         click.echo(f"weights {weights or 'shipped'} (id {wts.weights_id.hex()}, {wts.transforms.name} backend)",
                    err=True)
     weights_path = str(weights.resolve()) if weights is not None else None
-    _run(ctx, "decode", planned, lambda src, dst: Job(src, dst, weights_path, force),
-         decode_one, num_workers, weights_path, force, "no .slim files found", scheduler)
+    _run(ctx, "decode", planned, lambda src, dst: Job(src, dst, weights_path, force, write=output),
+         decode_one, num_workers, weights_path, existing, "no .slim files found", scheduler)
 
 
 # ---------------------------------------------------------------- info
@@ -529,7 +701,7 @@ def format_info(fields: dict) -> str:
     return "\n".join([fields["file"]] + [f"  {name:<15} {value}" for name, value in rows])
 
 
-@cli.command(context_settings=CONTEXT_SETTINGS, epilog=EPILOG)
+@cli.command(context_settings=CONTEXT_SETTINGS, epilog=INFO_EPILOG)
 @click.argument("files", metavar="FILE...", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of text.")
 @common_options
@@ -574,7 +746,7 @@ def _forward(ctx: click.Context, module: str, argv: list[str]) -> None:
     if not _options(ctx).debug:
         silence_library_warnings()
     if _options(ctx).quiet:
-        argv = [*argv, "-q"]
+        argv = [*argv, "--quiet"]
     ctx.exit(importlib.import_module(f"slimcodec.{module}").main(argv) or 0)
 
 
@@ -628,7 +800,7 @@ def eval_command(ctx: click.Context, folder: Path, output: str | None, widths: s
 
     Every image is coded for real at every width (and by every peer at each
     of its settings): bpp from the file sizes, PSNR and MS-SSIM on 8-bit RGB,
-    RD curves and BD-rates. With -q no progress is shown.
+    RD curves and BD-rates. With --quiet no progress is shown.
     """
     _forward(ctx, "evaluate", [str(folder), *_flags(output=output, widths=widths, peers=peers, weights=weights,
                                                     limit=limit, published=published, threads=threads,
@@ -674,7 +846,7 @@ def bench_command(ctx: click.Context, image: Path | None, sizes: str | None, wid
 
     Times each stage (transform, entropy coding, container) as the median of
     several runs after a warm-up, and measures peak memory in fresh
-    subprocesses. With -q no progress is shown.
+    subprocesses. With --quiet no progress is shown.
     """
     _forward(ctx, "bench", _flags(image=image, sizes=sizes, widths=widths, weights=weights, repeats=repeats,
                                   large_repeats=large_repeats, peers=peers, no_compressai=no_compressai,

@@ -5,9 +5,11 @@ order (sorted by source path) and are reported in that order, so logs are
 reproducible. With one worker or one job everything runs in this process.
 
 Each worker process ignores Ctrl-C, limits torch to one thread and loads the
-weights once (the ``initializer``); Ctrl-C in the parent cancels the jobs not
-yet started and lets the running ones finish. SIGTERM in the parent cancels
-the jobs not yet started and stops the workers at once. A worker exits as soon
+weights once (the ``initializer``); a worker that cannot start (its weights
+fail to load, ...) fails each of its jobs with the reason. Ctrl-C in the parent
+cancels the jobs not yet started and lets the running ones finish; a second
+Ctrl-C stops them too, and the summary is still printed. SIGTERM in the parent
+cancels the jobs not yet started and stops the workers at once. A worker exits as soon
 as its parent is gone, however the parent died (SIGKILL included): on Linux
 the kernel sends it SIGTERM (``PR_SET_PDEATHSIG``), and everywhere a thread
 sees its parent process id change. A worker that exits on a signal first
@@ -26,7 +28,8 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from slimcodec.cli.report import Report
+from slimcodec.cli.report import Report, describe_error
+from slimcodec.errors import SlimError
 from slimcodec.outputs import OutputExistsError, remove_live_temps
 
 WORKERS_ENV = "SLIM_WORKERS"
@@ -37,6 +40,24 @@ _STOP_WAIT_S = 5.0  # how long a worker gets to exit on SIGTERM before it is kil
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM arrived while jobs ran (a ``KeyboardInterrupt``, so it stops the same code)."""
+
+
+class WorkerStartError(SlimError):
+    """A worker process could not start (``init_worker`` failed), so it cannot convert a file.
+
+    Attributes:
+        reason (str): why, in one line.
+    """
+
+    def __init__(self, reason: str):
+        super().__init__(f"a worker process could not start: {reason}")
+        self.reason = reason
+
+    def __reduce__(self):  # keeps ``reason`` when sent back from the worker process
+        return type(self), (self.reason,)
+
+
+_start_error: str | None = None  # set in a worker process whose init_worker failed
 
 
 def default_workers() -> int:
@@ -148,19 +169,37 @@ def init_worker(weights_path: str | None, debug: bool = False, parent_pid: int |
 
     SIGTERM (from the parent, from the kernel when the parent died, or from
     anyone) deletes the temporary file being written and exits. ``load_weights``
-    caches per process, so the jobs find them loaded.
+    caches per process, so the jobs find them loaded. A failure is kept, not
+    raised (the pool would break with a traceback): :func:`run_job` reports it.
     """
+    global _start_error
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _exit_on_signal)
     if parent_pid is not None:
         exit_with_parent(parent_pid)
     if not debug:
         silence_library_warnings()
-    from slimcodec import runtime
-    from slimcodec.weights import load_weights
+    try:
+        from slimcodec import runtime
+        from slimcodec.weights import load_weights
 
-    runtime.set_threads(runtime.threads() or 1)
-    load_weights(weights_path)
+        runtime.set_threads(runtime.threads() or 1)
+        load_weights(weights_path)
+    except Exception as exc:
+        from slimcodec.cli.report import describe_error
+
+        _start_error = describe_error(exc)
+
+
+def run_job(worker_fn: Callable[[Any], Any], job: Any) -> Any:
+    """Run one job in a worker process, unless the process could not start.
+
+    Raises:
+        WorkerStartError: ``init_worker`` failed in this process.
+    """
+    if _start_error is not None:
+        raise WorkerStartError(_start_error)
+    return worker_fn(job)
 
 
 # ---------------------------------------------------------------- the parent
@@ -202,7 +241,7 @@ def _record(report: Report, job: Any, result: Any) -> None:
 def _record_failure(report: Report, job: Any, exc: BaseException | str, skip_existing: bool) -> None:
     """A failed job; an output that another run wrote meanwhile counts as skipped in a batch."""
     if skip_existing and isinstance(exc, OutputExistsError):
-        report.skipped(job.src, f"{job.dst} exists (use --force to overwrite)")
+        report.skipped(job.src, f"{job.dst} exists (--skip-existing)")
     else:
         report.failed(job.src, exc)
 
@@ -281,7 +320,13 @@ def _run_pool(jobs: Sequence[Any], worker_fn: Callable[[Any], Any], report: Repo
     futures = []
     recorded = 0
     try:
-        futures = [executor.submit(worker_fn, job) for job in jobs]
+        try:
+            futures = [executor.submit(run_job, worker_fn, job) for job in jobs]
+        except OSError as exc:  # the processes start on the first submit: e.g. no more processes allowed
+            report.warn(f"cannot start worker processes ({describe_error(exc)}); converting in this process")
+            executor.shutdown(wait=False, cancel_futures=True)
+            run_serial(jobs, worker_fn, report, skip_existing)
+            return
         for job, future in zip(jobs, futures):
             _collect(report, job, future, skip_existing)
             recorded += 1
@@ -289,14 +334,28 @@ def _run_pool(jobs: Sequence[Any], worker_fn: Callable[[Any], Any], report: Repo
         _interrupted(report, exc)
         for future in futures:
             future.cancel()
-        if report.terminated:
-            _stop_workers(executor)  # their temporary files go with them
-        executor.shutdown(wait=True, cancel_futures=True)  # after Ctrl-C, running jobs finish their file
+        stopped = _finish_or_stop(executor, report)
         for job, future in list(zip(jobs, futures))[recorded:]:
             if future.done() and not future.cancelled():
-                _collect(report, job, future, skip_existing, finished_only=report.terminated)
+                _collect(report, job, future, skip_existing, finished_only=stopped)
     finally:
         executor.shutdown(wait=True)
+
+
+def _finish_or_stop(executor: Any, report: Report) -> bool:
+    """After Ctrl-C wait for the running jobs (a further Ctrl-C or SIGTERM stops them); after
+    SIGTERM stop them at once. Whether the workers were stopped."""
+    if report.terminated:
+        _stop_workers(executor)  # their temporary files go with them
+        executor.shutdown(wait=True, cancel_futures=True)
+        return True
+    try:
+        executor.shutdown(wait=True, cancel_futures=True)  # running jobs finish their file
+        return False
+    except KeyboardInterrupt as again:
+        report.terminated = isinstance(again, Terminated)
+        _stop_workers(executor)
+        return True
 
 
 def _stop_workers(executor: Any) -> None:
@@ -321,7 +380,7 @@ def _collect(report: Report, job: Any, future: Any, skip_existing: bool, finishe
         result = future.result()
     except BrokenProcessPool:
         if not finished_only:
-            report.failed(job.src, "a worker process died (out of memory?)")
+            report.failed(job.src, "a worker process ended abruptly (killed by a signal, or out of memory)")
     except Exception as exc:
         _record_failure(report, job, exc, skip_existing)
     else:

@@ -17,7 +17,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import click
 
@@ -96,6 +96,8 @@ class Report:
         stream (TextIO | None): where lines go; ``sys.stderr`` when ``None``.
         total (int): files in this run; above 1, done and skipped lines end
             with a progress counter such as ``[3/10]``.
+        progress (Bar | None): a progress bar (:mod:`slimcodec.cli.progress`) moved on by
+            each file; lines are printed above it.
     """
 
     action: str = "encode"
@@ -113,13 +115,21 @@ class Report:
     interrupted: bool = False
     terminated: bool = False
     start_s: float = field(default_factory=time.perf_counter)
+    progress: Any = None
 
     @property
     def past_tense(self) -> str:
         return {"encode": "encoded", "decode": "decoded"}.get(self.action, self.action + "ed")
 
     def _echo(self, line: str) -> None:
-        click.echo(line, file=self.stream or sys.stderr)
+        if self.progress is not None:
+            self.progress.echo(line)
+        else:
+            click.echo(line, file=self.stream or sys.stderr)
+
+    def _advance(self) -> None:
+        if self.progress is not None:
+            self.progress.advance()
 
     def _progress(self) -> str:
         """`` [n/total]`` once a file is counted, when the run has several files."""
@@ -154,6 +164,7 @@ class Report:
         self.bytes_in += bytes_in
         self.bytes_out += bytes_out
         self.pixels += pixels
+        self._advance()
         if self.quiet:
             return
         slim_bytes = bytes_out if self.action == "encode" else bytes_in
@@ -166,9 +177,15 @@ class Report:
         if note:
             self._echo(f"  {note}")
 
+    def warn(self, text: str) -> None:
+        """Print ``warning: text`` (unless quiet)."""
+        if not self.quiet:
+            self._echo(f"warning: {text}")
+
     def skipped(self, src: Path | str, reason: str) -> None:
         """Count a file left alone on purpose (its output exists) and print why."""
         self.skipped_count += 1
+        self._advance()
         if not self.quiet:
             self._echo(f"skipped {shown_path(src)}: {reason}{self._progress()}")
 
@@ -181,6 +198,7 @@ class Report:
                 traceback follows the error line.
         """
         self.failure_count += 1
+        self._advance()
         reason = exc if isinstance(exc, str) else describe_error(exc, src)
         self._echo(f"error: cannot {self.action} {shown_path(src)}: {reason}")
         if self.debug and isinstance(exc, BaseException):

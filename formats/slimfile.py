@@ -1,4 +1,4 @@
-"""Reader and writer of the ``.slim`` container, format 1.1 (reads 1.0 too; see ``SPEC.md``).
+"""Reader and writer of the ``.slim`` container, formats 1.1 and 2.0 (reads 1.0 too; see ``SPEC.md``).
 
 A ``.slim`` file is a fixed little-endian header, a section of tagged chunks,
 the range-coder payload and a CRC-32 of everything before it::
@@ -61,7 +61,7 @@ MAX_SIDE = 65535
 MAX_SLIM_WIDTH = 4096
 LATENT_STRIDE = 16  # the analysis transform downsamples by 16 in each direction
 HYPER_STRIDE = 64  # format 2: z is at 1/64, so images pad to a multiple of 64
-KNOWN_CHUNKS = frozenset({b"ALPH", b"iccp", b"exif"})
+KNOWN_CHUNKS = frozenset({b"ALPH", b"iccp", b"exif", b"xmpd"})
 SCALE_ONE = 4096  # latent_scale units: the scale is latent_scale / SCALE_ONE; 0 means no scaling
 MIN_LATENT_SCALE = 256  # 1/16
 

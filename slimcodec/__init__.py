@@ -14,10 +14,11 @@ __all__ = ["__version__", "encode", "decode", "encode_file", "decode_file", "cho
 
 
 def encode(image, width=None, **kwargs) -> bytes:
-    """Encode a Pillow image to .slim bytes (see :func:`slimcodec.codec.encode`)."""
+    """Encode a Pillow image to .slim bytes (see :func:`slimcodec.codec.encode`): ``width`` and
+    ``scale``, or ``quality=0..100``."""
     from slimcodec import codec
 
-    return codec.encode(image, codec.DEFAULT_WIDTH if width is None else width, **kwargs)
+    return codec.encode(image, width, **kwargs)
 
 
 def decode(data: bytes, **kwargs):

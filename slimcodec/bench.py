@@ -572,7 +572,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's default)")
     parser.add_argument("--json", default=None, help="write the full result as JSON here")
     parser.add_argument("--markdown", default=None, help="write the tables as Markdown here")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     return parser
 

@@ -11,7 +11,8 @@
 
 ``scale`` (a latent scale, recorded in the file) moves each width continuously
 along its rate-distortion curve: ``encode(image, width=144, scale=0.7)`` lands
-between widths 96 and 144.
+between widths 96 and 144. ``quality`` (0..100, :mod:`slimcodec.quality`) picks
+both from the weights' measured curve: ``encode(image, quality=75)``.
 
 Images of any size are padded to a multiple of 16 by edge replication and
 cropped back after decoding. Large images run through the transforms in
@@ -22,6 +23,7 @@ memory stays bounded and tiles meet without seams.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterable
 from typing import Callable
 
 import numpy as np
@@ -42,9 +44,12 @@ from slimcodec.formats.slimfile import (
     write_slim,
 )
 from slimcodec import hyperprior_codec
-from slimcodec.imageio import PixelData, finish, prepare
+from slimcodec.imageio import PixelData, finish, keep_metadata, prepare
 from slimcodec.rangecoder import decode_symbols, encode_symbols
 from slimcodec.weights import HYPERPRIOR, Weights, load_weights, shipped_weights_path
+
+Metadata = bool | str | Iterable[str]  # see slimcodec.imageio.metadata_kinds
+Progress = Callable[[int, int], None]  # progress(done, total)
 
 DEFAULT_WIDTH = 144
 STRIDE = 16  # pixels per latent position
@@ -67,8 +72,27 @@ def _tiles(height: int, width: int, tile: int, margin: int):
             yield (top, bottom, left, right), outer
 
 
+class _Steps:
+    """Counts steps of work for a ``progress(done, total)`` callback (which may be ``None``)."""
+
+    def __init__(self, progress: Progress | None, total: int):
+        self.progress, self.total, self.done = progress, total, 0
+
+    def advance(self) -> None:
+        self.done = min(self.done + 1, self.total)
+        if self.progress is not None:
+            self.progress(self.done, self.total)
+
+
+def tile_count(height_px: int, width_px: int, weights: Weights, tile: int = TILE_LATENTS) -> int:
+    """How many tiles the transforms of an image of this size run in."""
+    pad = padding_multiple(weights)
+    rows, cols = (-(-side // pad) * (pad // STRIDE) for side in (height_px, width_px))
+    return -(-rows // tile) * -(-cols // tile)
+
+
 def _run_tiled(wts: Weights, stage: str, width: int, load: Callable, store: Callable, grid: tuple[int, int],
-               margin: int, tile: int) -> None:
+               margin: int, tile: int, progress: Callable[[], None] | None = None) -> None:
     """Run a transform ``stage`` tile by tile over a latent ``grid``.
 
     ``load(outer)`` gives the float32 ``[C, h, w]`` input of a tile's outer box (core
@@ -78,6 +102,8 @@ def _run_tiled(wts: Weights, stage: str, width: int, load: Callable, store: Call
     """
     for core, outer in _tiles(*grid, tile, margin):
         store(core, outer, wts.run(stage, width, load(outer)))
+        if progress is not None:
+            progress()
 
 
 def padding_multiple(weights: Weights) -> int:
@@ -85,7 +111,8 @@ def padding_multiple(weights: Weights) -> int:
     return HYPER_STRIDE if weights.architecture == HYPERPRIOR else STRIDE
 
 
-def analyze(weights: Weights, rgb: np.ndarray, width: int, tile: int = TILE_LATENTS) -> np.ndarray:
+def analyze(weights: Weights, rgb: np.ndarray, width: int, tile: int = TILE_LATENTS,
+            progress: Callable[[], None] | None = None) -> np.ndarray:
     """Latents ``y`` of an ``H×W×3`` uint8 image, at 1/16 of the image padded to
     :func:`padding_multiple` (``[C, ceil(H/16), ceil(W/16)]`` for the factorized model).
 
@@ -108,12 +135,12 @@ def analyze(weights: Weights, rgb: np.ndarray, width: int, tile: int = TILE_LATE
         (t, b, l, r), (ot, _, ol, _) = core, outer
         y[:, t:b, l:r] = out[:, t - ot : b - ot, l - ol : r - ol]
 
-    _run_tiled(weights, "analysis", width, load, store, grid, ANALYSIS_MARGIN, tile)
+    _run_tiled(weights, "analysis", width, load, store, grid, ANALYSIS_MARGIN, tile, progress)
     return y
 
 
 def synthesize(weights: Weights, y_hat: np.ndarray, width: int, height_px: int, width_px: int,
-               tile: int = TILE_LATENTS) -> np.ndarray:
+               tile: int = TILE_LATENTS, progress: Callable[[], None] | None = None) -> np.ndarray:
     """``H×W×3`` uint8 image from dequantized latents (cropped, clamped and rounded).
 
     Each tile is rounded to uint8 as soon as it is synthesized, so no
@@ -140,12 +167,12 @@ def synthesize(weights: Weights, y_hat: np.ndarray, width: int, height_px: int, 
             value = np.fmin(np.fmax(np.rint(part * 255.0), 0.0), 255.0)
         rgb[top:bottom, left:right] = value.astype(np.uint8).transpose(1, 2, 0)
 
-    _run_tiled(weights, "synthesis", width, load, store, grid, SYNTHESIS_MARGIN, tile)
+    _run_tiled(weights, "synthesis", width, load, store, grid, SYNTHESIS_MARGIN, tile, progress)
     return rgb
 
 
 def _chunks(pixels: PixelData) -> tuple[Chunk, ...]:
-    """Chunks in their fixed order: ALPH, iccp, exif."""
+    """Chunks in their fixed order: ALPH, iccp, exif, xmpd."""
     chunks = []
     if pixels.alpha is not None:
         h, w = pixels.alpha.shape
@@ -154,6 +181,8 @@ def _chunks(pixels: PixelData) -> tuple[Chunk, ...]:
         chunks.append(Chunk(b"iccp", pixels.icc))
     if pixels.exif:
         chunks.append(Chunk(b"exif", pixels.exif))
+    if pixels.xmp:
+        chunks.append(Chunk(b"xmpd", pixels.xmp))
     return tuple(chunks)
 
 
@@ -194,25 +223,25 @@ def decode_payload(slim: SlimFile, wts: Weights, stages: dict | None = None) -> 
 
 
 def encode_latents(pixels: PixelData, y: np.ndarray, width: int, units: int, wts: Weights,
-                   metadata: bool = True) -> bytes:
+                   metadata: Metadata = True) -> bytes:
     """Quantize the latents ``y`` of ``pixels`` (from :func:`analyze`) at a latent scale and
     write the .slim file. Rate control calls this for many scales on one analysis.
 
     Args:
         units (int): latent scale in 1/4096 units (:func:`slimcodec.entropy.scale_units`).
+        metadata: the metadata kept (:func:`slimcodec.imageio.metadata_kinds`).
     """
     h, w = pixels.rgb.shape[:2]
     color = ColorType.GRAY if pixels.gray else ColorType.RGB
     header = make_header(wts, w, h, color, width, units)
-    if not metadata:
-        pixels = PixelData(pixels.rgb, pixels.gray, pixels.alpha)
     payload = encode_payload(wts, y, width, units)
-    return write_slim(SlimFile(header, _chunks(pixels), payload))
+    return write_slim(SlimFile(header, _chunks(keep_metadata(pixels, metadata)), payload))
 
 
-def latents_for(wts: Weights, rgb: np.ndarray, width: int, scale: float = 1.0, effort: int = 1) -> np.ndarray:
+def latents_for(wts: Weights, rgb: np.ndarray, width: int, scale: float = 1.0, effort: int = 1,
+                progress: Progress | None = None) -> np.ndarray:
     """The latents an encode at ``effort`` sends: the analysis, refined above effort 1 (:mod:`slimcodec.effort`)."""
-    y = analyze(wts, rgb, width)
+    y = analyze(wts, rgb, width, progress=progress)
     if effort == 1:
         return y
     from slimcodec import effort as search
@@ -220,34 +249,67 @@ def latents_for(wts: Weights, rgb: np.ndarray, width: int, scale: float = 1.0, e
     return search.refine(wts, rgb, y, width, scale, effort)
 
 
-def encode_pixels(pixels: PixelData, width: int = DEFAULT_WIDTH, *, scale: float = 1.0,
-                  weights: Weights | str | None = None, metadata: bool = True, effort: int = 1) -> bytes:
-    """Encode prepared pixels (see :func:`slimcodec.imageio.prepare`) to .slim bytes."""
+def resolve_setting(wts: Weights, width: int | None = None, scale: float | None = None,
+                    quality: int | None = None) -> tuple[int, float]:
+    """The (width, scale) to encode at: from ``quality``, else ``width`` and ``scale``
+    (defaults :data:`DEFAULT_WIDTH` and 1).
+
+    Raises:
+        ValueError: ``quality`` together with ``width`` or ``scale``, or out of 0..100.
+    """
+    if quality is None:
+        return DEFAULT_WIDTH if width is None else width, 1.0 if scale is None else scale
+    if width is not None or scale is not None:
+        raise ValueError("give a quality or a width and scale, not both")
+    from slimcodec.quality import quality_setting
+
+    return quality_setting(wts, quality)
+
+
+def encode_pixels(pixels: PixelData, width: int | None = None, *, scale: float | None = None,
+                  quality: int | None = None, weights: Weights | str | None = None, metadata: Metadata = True,
+                  effort: int = 1, progress: Progress | None = None) -> bytes:
+    """Encode prepared pixels (see :func:`slimcodec.imageio.prepare`) to .slim bytes.
+
+    ``progress(done, total)`` (optional) is called as the work advances: once per
+    analysis tile, then once for the entropy coding.
+    """
     from slimcodec.effort import check_effort
 
     wts = _resolve(weights)
+    width, scale = resolve_setting(wts, width, scale, quality)
     wts.check_width(width)
     check_effort(effort)
     units = scale_units(scale)
-    y = latents_for(wts, pixels.rgb, width, units / SCALE_ONE, effort)
-    return encode_latents(pixels, y, width, units, wts, metadata)
+    steps = _Steps(progress, tile_count(pixels.rgb.shape[0], pixels.rgb.shape[1], wts) + 1)
+    y = latents_for(wts, pixels.rgb, width, units / SCALE_ONE, effort, progress=steps.advance)
+    data = encode_latents(pixels, y, width, units, wts, metadata)
+    steps.advance()
+    return data
 
 
-def encode(image: Image.Image, width: int = DEFAULT_WIDTH, *, scale: float = 1.0,
-           weights: Weights | str | None = None, metadata: bool = True, effort: int = 1) -> bytes:
+def encode(image: Image.Image, width: int | None = None, *, scale: float | None = None, quality: int | None = None,
+           weights: Weights | str | None = None, metadata: Metadata = True, effort: int = 1) -> bytes:
     """Encode a Pillow image to .slim bytes.
 
     Args:
         image (PIL.Image.Image): any mode Pillow reads (see :mod:`slimcodec.imageio`).
-        width (int): network width, one of the weights' widths (192, 144, 96, 72, 48).
-        scale (float): latent scale, a continuous quality control from 1/16 to 16:
+        width (int | None): network width, one of the weights' widths (192, 144, 96, 72, 48)
+            [default: :data:`DEFAULT_WIDTH`].
+        scale (float | None): latent scale [default: 1], a continuous quality control from 1/16
+            to 65535/4096 (just under 16):
             the latents are multiplied by it before rounding (and divided after
             decoding), so below 1 the file is smaller and the image coarser, above 1
             larger and finer. Between two widths, the wider one with a scale below 1
             stays on the widths' rate-distortion curve; above 1 each extra bit buys
             less (the tables are interpolated), so prefer a wider width when there is one.
+        quality (int | None): 0..100 instead of ``width`` and ``scale``: a point on the
+            weights' measured rate curve (:mod:`slimcodec.quality`); 75 is width 144 at
+            scale 1 with the shipped weights.
         weights (Weights | str | None): loaded weights or a path; the shipped ones by default.
-        metadata (bool): keep the ICC profile and EXIF.
+        metadata (bool | str | Iterable[str]): the metadata kept: ``True`` (ICC profile,
+            EXIF and XMP), ``False``, or some of ``"icc"``, ``"exif"``, ``"xmp"``
+            (:func:`slimcodec.imageio.metadata_kinds`).
         effort (int): 1 (fastest, the default) to 9: above 1 the encoder refines the
             latents against the rate-distortion objective (needs torch; see
             :mod:`slimcodec.effort`). The decoder and the format are the same.
@@ -257,7 +319,8 @@ def encode(image: Image.Image, width: int = DEFAULT_WIDTH, *, scale: float = 1.0
 
     Raises:
         ValueError: ``width`` is not one of the weights' widths (the message lists them),
-            or ``scale`` or ``effort`` is out of range.
+            ``scale``, ``quality`` or ``effort`` is out of range, or ``quality`` comes with
+            ``width`` or ``scale``.
         UnsupportedImageError: the image cannot be coded.
 
     Warns:
@@ -269,7 +332,8 @@ def encode(image: Image.Image, width: int = DEFAULT_WIDTH, *, scale: float = 1.0
     pixels = prepare(image)
     for note in pixels.notes:
         warnings.warn(note, ConversionWarning, stacklevel=2)
-    return encode_pixels(pixels, width, scale=scale, weights=weights, metadata=metadata, effort=effort)
+    return encode_pixels(pixels, width, scale=scale, quality=quality, weights=weights, metadata=metadata,
+                         effort=effort)
 
 
 def check_decodable(slim: SlimFile, wts: Weights) -> None:
@@ -310,16 +374,23 @@ def latent_units(header: SlimHeader) -> int:
     return header.latent_scale or SCALE_ONE
 
 
-def decode(data: bytes, *, weights: Weights | str | None = None) -> Image.Image:
-    """Decode .slim bytes to a Pillow image (RGB, L, RGBA or LA).
+def decode(data: bytes, *, weights: Weights | str | None = None, progress: Progress | None = None) -> Image.Image:
+    """Decode .slim bytes to a Pillow image (RGB, L, RGBA or LA); ICC profile, EXIF and XMP in ``info``.
+
+    ``progress(done, total)`` (optional) is called as the work advances: once for the
+    entropy decoding, then once per synthesis tile.
 
     Raises:
         SlimFormatError: the data is not a valid .slim file for these weights.
     """
     slim, latents, wts = decode_latents(data, weights=weights)
     header = slim.header
+    steps = _Steps(progress, tile_count(header.image_height, header.image_width, wts) + 1)
+    steps.advance()
     alpha = None
     if (raw := read_alpha(slim)) is not None:  # a broken chunk is refused before the synthesis
         alpha = np.frombuffer(raw, dtype=np.uint8).reshape(header.image_height, header.image_width)
-    rgb = synthesize(wts, latents["y_hat"], header.slim_width, header.image_height, header.image_width)
-    return finish(rgb, header.color_type == ColorType.GRAY, alpha, slim.chunk(b"iccp"), slim.chunk(b"exif"))
+    rgb = synthesize(wts, latents["y_hat"], header.slim_width, header.image_height, header.image_width,
+                     progress=steps.advance)
+    return finish(rgb, header.color_type == ColorType.GRAY, alpha, slim.chunk(b"iccp"), slim.chunk(b"exif"),
+                  slim.chunk(b"xmpd"))

@@ -11,11 +11,14 @@ explicitly, with a note saying what happened, or refused:
   converted to RGB (noted);
 - EXIF orientation 2..8: applied to the pixels, and the stored EXIF says 1
   ("upright"), so viewers do not rotate the decoded image a second time;
-- ICC profile and EXIF: kept, except a profile whose colour space does not
-  match the coded pixels (a CMYK profile on converted pixels), which is
-  dropped (noted). EXIF read from a TIFF's own tags keeps only the
-  descriptive ones (camera, dates, resolution, the Exif and GPS folders),
-  not the strip layout of the input file.
+- ICC profile, EXIF and XMP: kept (each can be left out, :func:`metadata_kinds`),
+  except a profile whose colour space does not match the coded pixels (a CMYK
+  profile on converted pixels), which is dropped (noted). EXIF read from a
+  TIFF's own tags keeps only the descriptive ones (camera, dates, resolution,
+  the Exif and GPS folders), not the strip layout of the input file. When the
+  EXIF orientation is applied, the XMP's ``tiff:Orientation`` is reset to 1 too.
+- HEIC/HEIF inputs open when pillow-heif is installed (the ``peers`` extra);
+  AVIF and GIF through Pillow itself.
 
 :func:`prepare` returns the notes in ``PixelData.notes``;
 :func:`slimcodec.codec.encode` turns each into a :class:`ConversionWarning`
@@ -25,10 +28,12 @@ and ``slim encode`` prints them as ``note:`` lines.
 from __future__ import annotations
 
 import os
+import re
 import struct
 import warnings
-from collections.abc import Callable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from io import BytesIO
 from pathlib import Path
 from typing import BinaryIO
@@ -56,6 +61,9 @@ _SUB_IFDS = (34665, 34853)  # Exif, GPS
 _SOURCE_BITS = "slimcodec.source_bits"  # set by open_image when Pillow reduced 16-bit samples
 _GRAY_MODES = ("L", "LA", "La", "1", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 _ALPHA_MODES = ("RGBA", "LA", "PA", "La", "RGBa")
+METADATA_KINDS = ("icc", "exif", "xmp")
+_XMP_ORIENTATION = (re.compile(rb'(tiff:Orientation=")[0-9]+(")'),
+                    re.compile(rb"(<tiff:Orientation>)[0-9]+(</tiff:Orientation>)"))
 
 
 @dataclass
@@ -69,6 +77,7 @@ class PixelData:
         icc (bytes | None): ICC profile.
         exif (bytes | None): EXIF block (orientation already applied).
         notes (list[str]): conversions that changed the input, one line each.
+        xmp (bytes | None): XMP packet (UTF-8; its orientation reset with the EXIF's).
     """
 
     rgb: np.ndarray
@@ -77,6 +86,39 @@ class PixelData:
     icc: bytes | None = None
     exif: bytes | None = None
     notes: list[str] = field(default_factory=list)
+    xmp: bytes | None = None
+
+
+def metadata_kinds(metadata: bool | str | Iterable[str]) -> frozenset[str]:
+    """The metadata kinds to keep: ``True``/``"all"`` (ICC, EXIF and XMP), ``False``/``"none"``,
+    or some of ``"icc"``, ``"exif"``, ``"xmp"`` (a comma-separated string or an iterable).
+
+    Raises:
+        ValueError: an unknown kind.
+
+    Example:
+        >>> sorted(metadata_kinds("icc,xmp")), sorted(metadata_kinds(True)), metadata_kinds("none")
+        (['icc', 'xmp'], ['exif', 'icc', 'xmp'], frozenset())
+    """
+    if metadata is True or metadata is False:
+        return frozenset(METADATA_KINDS if metadata else ())
+    words = metadata.split(",") if isinstance(metadata, str) else list(metadata)
+    kinds = {str(word).strip().lower() for word in words} - {""}
+    if kinds in ({"all"}, {"none"}):
+        return frozenset(METADATA_KINDS if kinds == {"all"} else ())
+    unknown = sorted(kinds - set(METADATA_KINDS))
+    if unknown or (not kinds and isinstance(metadata, str)):
+        raise ValueError(f"unknown metadata {', '.join(unknown) or repr(metadata)} "
+                         f"(choose all, none, or some of {', '.join(METADATA_KINDS)})")
+    return frozenset(kinds)
+
+
+def keep_metadata(pixels: PixelData, metadata: bool | str | Iterable[str] = True) -> PixelData:
+    """``pixels`` with only the metadata kinds :func:`metadata_kinds` keeps (pixels and alpha as they are)."""
+    kinds = metadata_kinds(metadata)
+    return PixelData(pixels.rgb, pixels.gray, pixels.alpha,
+                     pixels.icc if "icc" in kinds else None, pixels.exif if "exif" in kinds else None,
+                     pixels.notes, pixels.xmp if "xmp" in kinds else None)
 
 
 # ---------------------------------------------------------------- reading
@@ -99,25 +141,55 @@ def _high_bit_depth(image: Image.Image) -> bool:
     return False
 
 
-def open_image(path: str | os.PathLike) -> Image.Image:
-    """Open and load an image file.
+@lru_cache(maxsize=1)
+def register_plugins() -> bool:
+    """Let Pillow open (and save) HEIC/HEIF through pillow-heif when it is installed; whether it is."""
+    try:
+        import pillow_heif
+    except ImportError:
+        return False
+    pillow_heif.register_heif_opener()
+    return True
+
+
+def _unreadable(source: str | os.PathLike | bytes) -> str:
+    """Why Pillow cannot read ``source``: with a hint when a HEIC file needs pillow-heif."""
+    if not isinstance(source, bytes) and Path(source).suffix.lower() in (".heic", ".heif") \
+            and not register_plugins():
+        return "not an image Pillow can read (HEIC needs pillow-heif: pip install pillow-heif)"
+    return "not an image Pillow can read"
+
+
+def open_image(source: str | os.PathLike | bytes, name: str | None = None) -> Image.Image:
+    """Open and load an image file (or the bytes of one, e.g. read from stdin).
 
     Refuses non-images, unreadable or truncated files and images over the
     limits (``MAX_SIDE`` per side, ``MAX_PIXELS``) before decoding their pixels.
+    HEIC/HEIF opens when pillow-heif is installed (:func:`register_plugins`).
+
+    Args:
+        source (str | PathLike | bytes): the file, or its bytes.
+        name (str | None): how messages name it [default: the path; ``<stdin>`` for bytes].
 
     Raises:
-        UnsupportedImageError: with a one-line reason that starts with the path.
+        UnsupportedImageError: with a one-line reason that starts with the name.
     """
+    register_plugins()
+    path = name or ("<stdin>" if isinstance(source, bytes) else source)
+
+    def reopen() -> Image.Image:
+        return Image.open(BytesIO(source) if isinstance(source, bytes) else source)
+
     try:
         with warnings.catch_warnings():  # the size limit below replaces Pillow's warning
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(path)
+            image = reopen()
     except FileNotFoundError:
         raise UnsupportedImageError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise UnsupportedImageError(f"{path}: is a directory") from None
     except UnidentifiedImageError:
-        raise UnsupportedImageError(f"{path}: not an image Pillow can read") from None
+        raise UnsupportedImageError(f"{path}: {_unreadable(source)}") from None
     except Image.DecompressionBombError as exc:
         raise UnsupportedImageError(f"{path}: image too large ({exc})") from None
     except OSError as exc:
@@ -133,7 +205,7 @@ def open_image(path: str | os.PathLike) -> Image.Image:
         except Exception:  # prepare() notes unreadable EXIF, but a PNG's getexif() loads the
             # pixels first, and a second load() then "succeeds" on the part it got: load afresh
             image.close()
-            image = Image.open(path)
+            image = reopen()
             if _high_bit_depth(image):
                 image.info[_SOURCE_BITS] = 16
         frame_count(image)  # every page's header: a broken later page is refused here, not in prepare()
@@ -258,6 +330,26 @@ def _read_exif(image: Image.Image, notes: list[str]) -> tuple[bytes | None, int]
     return raw, orientation
 
 
+def _read_xmp(image: Image.Image) -> bytes | None:
+    """The XMP packet Pillow found (JPEG, PNG, WebP, TIFF, AVIF, HEIF), as bytes."""
+    raw = image.info.get("xmp")
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8")
+    return bytes(raw) if isinstance(raw, (bytes, bytearray)) and raw else None
+
+
+def reset_xmp_orientation(xmp: bytes) -> bytes:
+    """``xmp`` with ``tiff:Orientation`` set to 1 (as Pillow's ``exif_transpose`` does).
+
+    Example:
+        >>> reset_xmp_orientation(b'<x tiff:Orientation="6"/>')
+        b'<x tiff:Orientation="1"/>'
+    """
+    for pattern in _XMP_ORIENTATION:
+        xmp = pattern.sub(rb"\g<1>1\g<2>", xmp)
+    return xmp
+
+
 def _icc_space(icc: bytes | None) -> str | None:
     """The colour space of an ICC profile ("RGB", "GRAY", "CMYK", ...) or None if not a profile."""
     if icc and len(icc) >= 128 and icc[36:40] == b"acsp":
@@ -322,9 +414,11 @@ def prepare(image: Image.Image) -> PixelData:
     reduced_16 = _high_bit_depth(image)
     exif, orientation = _read_exif(image, notes)
     icc = image.info.get("icc_profile") or None
+    xmp = _read_xmp(image)
     if orientation in _TRANSPOSE:
         image = image.transpose(_TRANSPOSE[orientation])
         notes.append(f"EXIF orientation {orientation} applied to the pixels")
+        xmp = reset_xmp_orientation(xmp) if xmp else None
     source_mode = image.mode
     if reduced_16:
         notes.append("16-bit input reduced to 8 bits")
@@ -367,12 +461,12 @@ def prepare(image: Image.Image) -> PixelData:
     if space is not None and space != wanted:
         notes.append(f"{space} colour profile dropped (it does not describe the {wanted} pixels)")
         icc = None
-    return PixelData(np.ascontiguousarray(rgb), gray, alpha, icc, exif, notes)
+    return PixelData(np.ascontiguousarray(rgb), gray, alpha, icc, exif, notes, xmp)
 
 
 def finish(rgb: np.ndarray, gray: bool, alpha: np.ndarray | None = None,
-           icc: bytes | None = None, exif: bytes | None = None) -> Image.Image:
-    """Build the decoded Pillow image (inverse of :func:`prepare`)."""
+           icc: bytes | None = None, exif: bytes | None = None, xmp: bytes | None = None) -> Image.Image:
+    """Build the decoded Pillow image (inverse of :func:`prepare`); metadata goes into ``info``."""
     image = Image.fromarray(rgb, "RGB")
     if gray:
         image = image.convert("L")
@@ -382,6 +476,8 @@ def finish(rgb: np.ndarray, gray: bool, alpha: np.ndarray | None = None,
         image.info["icc_profile"] = icc
     if exif:
         image.info["exif"] = exif
+    if xmp:
+        image.info["xmp"] = xmp
     return image
 
 
@@ -396,61 +492,248 @@ def format_of_suffix(suffix: str) -> str | None:
     """
     Image.preinit()
     fmt = Image.EXTENSION.get(suffix.lower())
-    return fmt if fmt is not None else Image.registered_extensions().get(suffix.lower())
+    if fmt is None:
+        register_plugins()  # HEIC with pillow-heif
+        fmt = Image.registered_extensions().get(suffix.lower())
+    return fmt
 
 
 # zlib level of PNG outputs. Pillow's default (6) is slower and, on decoded photos, not
 # smaller: kodim01 decoded at width 192 gives 728 kB in 0.32 s at 6, 699 kB in 0.12 s at 3.
 PNG_COMPRESS_LEVEL = 3
+# Lossy outputs are a second lossy generation: written at a high quality unless asked
+# (Pillow's own defaults are JPEG 75 and WebP 80), with full-resolution chroma from
+# FULL_CHROMA_QUALITY on (as ImageMagick does).
+DEFAULT_OUTPUT_QUALITY = 95
+FULL_CHROMA_QUALITY = 90
+LOSSY_FORMATS = ("JPEG", "WEBP", "AVIF", "HEIF")
+LOSSLESS_FORMATS = ("WEBP",)  # formats whose lossy and lossless modes ``lossless`` chooses between
+_STORED = {  # the metadata each output format keeps (through Pillow, pillow-heif for HEIF)
+    "icc": ("PNG", "JPEG", "WEBP", "TIFF", "JPEG2000", "AVIF", "HEIF"),
+    "exif": ("PNG", "JPEG", "WEBP", "TIFF", "AVIF", "HEIF"),
+    "xmp": ("PNG", "JPEG", "WEBP", "TIFF", "AVIF", "HEIF"),
+}
+_INFO_KEY = {"icc": "icc_profile", "exif": "exif", "xmp": "xmp"}
+_KIND_NAME = {"icc": "ICC profile", "exif": "EXIF", "xmp": "XMP"}
+_JPEG_SEGMENT = 65533  # bytes of data in one JPEG marker segment
+_XMP_TAG = 700  # TIFF
 
 
-def _save_options(image: Image.Image, path: Path, format: str | None) -> tuple[str, dict]:
-    """The Pillow format and save options for ``path``; refuses what the format cannot store.
+@dataclass(frozen=True)
+class WriteOptions:
+    """How a decoded image is saved.
+
+    Attributes:
+        quality (int | None): 0..100 for the lossy formats (JPEG, WebP, AVIF, HEIF);
+            ``None`` means :data:`DEFAULT_OUTPUT_QUALITY`.
+        lossless (bool): lossless WebP.
+        background (tuple[int, int, int] | None): flatten the alpha channel onto this
+            colour where the format cannot store alpha (JPEG, ...); ``None`` refuses such a write.
+    """
+
+    quality: int | None = None
+    lossless: bool = False
+    background: tuple[int, int, int] | None = None
+
+
+def output_format(path: str | os.PathLike, format: str | None = None) -> str:
+    """The Pillow format of an output: ``format``, else by ``path``'s extension, else PNG."""
+    return format or format_of_suffix(Path(path).suffix) or "PNG"
+
+
+def check_write_options(fmt: str, options: WriteOptions) -> None:
+    """Refuse options the format would ignore.
+
+    Raises:
+        ValueError: a quality for a format that is not lossy, ``lossless`` for one
+            without a lossless mode, or a quality out of 0..100.
+    """
+    if options.quality is not None:
+        if fmt not in LOSSY_FORMATS:
+            raise ValueError(f"a quality applies to JPEG, WebP, AVIF and HEIF outputs, not {fmt}")
+        if not 0 <= options.quality <= 100:
+            raise ValueError(f"quality must be from 0 to 100, got {options.quality}")
+    if options.lossless and fmt not in LOSSLESS_FORMATS:
+        raise ValueError(f"lossless applies to WebP outputs, not {fmt}")
+    if options.lossless and options.quality is not None:
+        raise ValueError("lossless WebP has no quality")
+
+
+def parse_color(text: str) -> tuple[int, int, int]:
+    """An RGB colour from a name or code Pillow knows: ``white``, ``#f0f0f0``, ``rgb(0,0,0)``.
+
+    Raises:
+        ValueError: not a colour.
+
+    Example:
+        >>> parse_color("white"), parse_color("#102030")
+        ((255, 255, 255), (16, 32, 48))
+    """
+    from PIL import ImageColor
+
+    try:
+        return ImageColor.getrgb(text.strip())[:3]
+    except (ValueError, AttributeError):
+        raise ValueError(f"unknown colour {text!r} (a name such as white, or #rrggbb)") from None
+
+
+@lru_cache(maxsize=None)
+def _saves_mode(fmt: str, mode: str) -> bool:
+    """Whether Pillow writes ``mode`` images in ``fmt`` (tried on one pixel)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            Image.new(mode, (1, 1)).save(BytesIO(), format=fmt)
+    except Exception:
+        return False
+    return True
+
+
+def _flatten(image: Image.Image, background: tuple[int, int, int]) -> Image.Image:
+    """``image`` composited onto ``background`` (grayscale stays grayscale on a gray background)."""
+    flat = Image.new("RGB", image.size, background)
+    flat.paste(image.convert("RGBA"), mask=image.getchannel("A"))
+    if image.mode == "LA" and len(set(background)) == 1:
+        flat = flat.convert("L")
+    flat.info = dict(image.info)
+    return flat
+
+
+def _with_alpha_handled(image: Image.Image, fmt: str, name: str, background) -> Image.Image:
+    """The image to save: as it is, gray+alpha widened to RGBA, or flattened onto ``background``.
+
+    Raises:
+        UnsupportedImageError: the format cannot store alpha and no background was given.
+    """
+    if image.mode not in ("RGBA", "LA") or _saves_mode(fmt, image.mode):
+        return image
+    if image.mode == "LA" and _saves_mode(fmt, "RGBA"):
+        widened = image.convert("RGBA")
+        widened.info = dict(image.info)
+        return widened
+    if background is None:
+        raise UnsupportedImageError(f"{name}: {fmt} cannot store the alpha channel; "
+                                    "use .png or a background colour (--background COLOR)")
+    return _flatten(image, background)
+
+
+def _quality_params(fmt: str, mode: str, options: WriteOptions) -> dict:
+    """Quality (and chroma subsampling) options of a lossy format; PNG's compression level."""
+    if fmt == "PNG":
+        return {"compress_level": PNG_COMPRESS_LEVEL}
+    if fmt == "WEBP" and options.lossless:
+        return {"lossless": True}
+    if fmt not in LOSSY_FORMATS:
+        return {}
+    quality = DEFAULT_OUTPUT_QUALITY if options.quality is None else options.quality
+    params: dict = {"quality": quality}
+    full_chroma = quality >= FULL_CHROMA_QUALITY
+    if fmt == "JPEG":
+        params["subsampling"] = 0 if full_chroma else 2
+    elif fmt == "AVIF" and mode not in ("L", "LA"):
+        params["subsampling"] = "4:4:4" if full_chroma else "4:2:0"
+    return params
+
+
+def _check_exif(fmt: str, exif: bytes, name: str) -> None:
+    if fmt == "JPEG" and len(exif) > _JPEG_SEGMENT:  # one APP1 segment
+        raise UnsupportedImageError(f"{name}: EXIF too large for JPEG; use .png")
+    if fmt == "TIFF":  # Pillow parses EXIF into TIFF tags, and fails on a malformed block
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                Image.Exif().load(exif)
+        except Exception:
+            raise UnsupportedImageError(f"{name}: the EXIF is malformed and TIFF cannot store it "
+                                        "as it is; use .png") from None
+
+
+def _metadata_params(image: Image.Image, fmt: str, name: str) -> tuple[dict, list[str]]:
+    """Save options that keep the image's ICC profile, EXIF and XMP, and a note on what ``fmt`` drops."""
+    found = {kind: image.info.get(key) for kind, key in _INFO_KEY.items() if image.info.get(key)}
+    kept = {kind: value for kind, value in found.items() if fmt in _STORED[kind]}
+    params: dict = {}
+    if "icc" in kept:
+        params["icc_profile"] = kept["icc"]
+    if "exif" in kept:
+        _check_exif(fmt, kept["exif"], name)
+        params["exif"] = kept["exif"]
+    if "xmp" in kept:
+        xmp = bytes(kept["xmp"])
+        if fmt == "JPEG" and len(xmp) + 29 > _JPEG_SEGMENT:  # after the 29-byte XMP namespace
+            raise UnsupportedImageError(f"{name}: XMP too large for JPEG; use .png")
+        params.update(_xmp_params(fmt, xmp, params.get("exif")))
+    dropped = [_KIND_NAME[kind] for kind in found if kind not in kept]
+    notes = [f"{fmt} cannot store the {' and '.join(dropped)}: dropped"] if dropped else []
+    return params, notes
+
+
+def _xmp_params(fmt: str, xmp: bytes, exif: bytes | None) -> dict:
+    """How Pillow is given an XMP packet: a PNG iTXt chunk, a TIFF tag, or ``xmp=``."""
+    if fmt == "PNG":
+        from PIL.PngImagePlugin import PngInfo
+
+        info = PngInfo()
+        info.add_itxt("XML:com.adobe.xmp", xmp.decode("utf-8", "replace"))
+        return {"pnginfo": info}
+    if fmt == "TIFF":
+        tags = Image.Exif()
+        if exif:
+            tags.load(exif)
+        tags[_XMP_TAG] = xmp
+        return {"exif": tags}
+    return {"xmp": xmp}
+
+
+@dataclass
+class ImageWrite:
+    """A decoded image ready to be written: format, Pillow options and notes.
+
+    Calling it writes the image to an open binary file (for
+    :func:`slimcodec.outputs.write_atomic`).
+
+    Attributes:
+        image (PIL.Image.Image): what is saved (flattened when the format has no alpha).
+        format (str): the Pillow format.
+        params (dict): the options given to ``Image.save``.
+        notes (list[str]): what the format could not keep, one line each.
+    """
+
+    image: Image.Image
+    format: str
+    params: dict
+    notes: list[str]
+
+    def __call__(self, f: BinaryIO) -> None:
+        self.image.save(f, format=self.format, **self.params)
+
+
+def image_writer(image: Image.Image, path: str | os.PathLike, format: str | None = None,
+                 options: WriteOptions | None = None) -> ImageWrite:
+    """What writes ``image`` to an open binary file, as :func:`save_image` saves it to ``path``.
+
+    The format is ``format``, else ``path``'s extension, else PNG. ICC profile, EXIF
+    and XMP are kept where the format can store them (``notes`` says what it cannot).
+    Lossy formats get ``options.quality`` (default :data:`DEFAULT_OUTPUT_QUALITY`).
+    What the format cannot store (alpha in JPEG without a background, a too large
+    EXIF, ...) is refused now, before any file is created.
 
     Raises:
         UnsupportedImageError: with a one-line reason that starts with ``path``'s name.
+        ValueError: options the format would ignore (:func:`check_write_options`).
     """
-    fmt = format or format_of_suffix(path.suffix) or "PNG"
-    params = {"compress_level": PNG_COMPRESS_LEVEL} if fmt == "PNG" else {}
-    if image.info.get("icc_profile") and fmt in ("PNG", "JPEG", "WEBP", "TIFF", "JPEG2000", "AVIF"):
-        params["icc_profile"] = image.info["icc_profile"]
-    if image.info.get("exif") and fmt in ("PNG", "JPEG", "WEBP", "TIFF"):
-        params["exif"] = image.info["exif"]
-        if fmt == "JPEG" and len(params["exif"]) > 65533:  # one APP1 segment
-            raise UnsupportedImageError(f"{path.name}: EXIF too large for JPEG; use .png")
-        if fmt == "TIFF":  # Pillow parses EXIF into TIFF tags, and fails on a malformed block
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    Image.Exif().load(params["exif"])
-            except Exception:
-                raise UnsupportedImageError(f"{path.name}: the EXIF is malformed and TIFF cannot store it "
-                                            "as it is; use .png") from None
-    if fmt == "JPEG" and image.mode in ("RGBA", "LA"):
-        raise UnsupportedImageError(f"{path.name}: JPEG cannot store the alpha channel; use .png")
-    return fmt, params
+    options = options or WriteOptions()
+    fmt = output_format(path, format)
+    check_write_options(fmt, options)
+    name = Path(path).name
+    image = _with_alpha_handled(image, fmt, name, options.background)
+    params, notes = _metadata_params(image, fmt, name)
+    return ImageWrite(image, fmt, {**_quality_params(fmt, image.mode, options), **params}, notes)
 
 
-def image_writer(image: Image.Image, path: str | os.PathLike,
-                 format: str | None = None) -> Callable[[BinaryIO], None]:
-    """A function that writes ``image`` to an open binary file, as :func:`save_image` saves it to ``path``.
-
-    For :func:`slimcodec.outputs.write_atomic`. What the format cannot store
-    (alpha in JPEG, ...) is refused now, before any file is created.
-
-    Raises:
-        UnsupportedImageError: with a one-line reason that starts with ``path``'s name.
-    """
-    fmt, params = _save_options(image, Path(path), format)
-
-    def write(f: BinaryIO) -> None:
-        image.save(f, format=fmt, **params)
-
-    return write
-
-
-def save_image(image: Image.Image, path: str | os.PathLike, format: str | None = None) -> None:
-    """Save atomically (one temporary file, then a rename), keeping ICC and EXIF where the format can.
+def save_image(image: Image.Image, path: str | os.PathLike, format: str | None = None,
+               options: WriteOptions | None = None) -> None:
+    """Save atomically (one temporary file, then a rename), keeping ICC, EXIF and XMP where the format can.
 
     The format follows the extension (PNG if it has none Pillow knows). An
     existing file is replaced; missing folders are created.
@@ -461,4 +744,4 @@ def save_image(image: Image.Image, path: str | os.PathLike, format: str | None =
     """
     from slimcodec.outputs import write_atomic
 
-    write_atomic(Path(path), image_writer(image, path, format), overwrite=True)
+    write_atomic(Path(path), image_writer(image, path, format, options), overwrite=True)

@@ -7,11 +7,25 @@ renamed into place, so an output is either complete or absent. Only a process
 killed outright (SIGKILL, a power cut) leaves such a temporary file behind;
 :func:`remove_stale_temps` removes those of processes that are gone.
 
+Replacing an existing file (``overwrite=True``):
+
+- a symbolic link is followed: the file it points to is replaced, atomically,
+  in that file's folder, and the link stays a link (a link to nothing is refused);
+- the replaced file's permission bits are kept (and its owner and group, where
+  this process may set them);
+- a file with several hard links gets a new inode: its other names keep the old
+  content (as an editor's atomic save does).
+
+A character device or FIFO (``/dev/null``, ``/dev/stdout``, a named pipe), or a
+link to one, is not a file to replace: the output is written through it, whole,
+and no ``overwrite`` is needed. Standard output is written with :func:`write_stream`.
+
 Used by the ``slim`` command and by :mod:`slimcodec.files`.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import secrets
@@ -26,11 +40,14 @@ __all__ = [
     "OutputError",
     "OutputExistsError",
     "TEMP_SUFFIX",
+    "is_stream",
     "is_temp_name",
+    "needs_overwrite",
     "output_exists",
     "remove_live_temps",
     "remove_stale_temps",
     "write_atomic",
+    "write_stream",
 ]
 
 TEMP_SUFFIX = ".slimtmp"
@@ -61,6 +78,20 @@ class OutputExistsError(OutputError):
 def output_exists(path: Path) -> bool:
     """Whether ``path`` exists (a dangling symbolic link counts)."""
     return path.exists() or path.is_symlink()
+
+
+def is_stream(path: Path) -> bool:
+    """Whether ``path`` is, or links to, a character device or FIFO: written through, never replaced."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return False
+    return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)
+
+
+def needs_overwrite(path: Path) -> bool:
+    """Whether writing ``path`` would replace an existing file (so it needs ``overwrite``)."""
+    return output_exists(path) and not is_stream(path)
 
 
 def _exists_error(dst: Path) -> OutputExistsError:
@@ -169,19 +200,99 @@ def _publish(tmp: Path, dst: Path, overwrite: bool) -> None:
         os.replace(tmp, dst)
 
 
-def _write_temp(tmp: Path, write: Callable[[BinaryIO], None]) -> int:
-    """Create ``tmp`` (never an existing file or link), fill it with ``write``, flush it to disk."""
+def _keep_owner_and_mode(fd: int, old: os.stat_result | None) -> None:
+    """Give the new file ``fd`` the replaced file's permission bits (and owner, where allowed)."""
+    if old is None:
+        return
+    if hasattr(os, "fchown") and (old.st_uid, old.st_gid) != (os.geteuid(), os.getegid()):
+        try:
+            os.fchown(fd, old.st_uid, old.st_gid)
+        except OSError:
+            pass  # only root may give a file away
+    if hasattr(os, "fchmod"):
+        os.fchmod(fd, stat.S_IMODE(old.st_mode))  # after fchown, which clears set-id bits
+
+
+def _write_temp(tmp: Path, write: Callable[[BinaryIO], None], old: os.stat_result | None = None) -> int:
+    """Create ``tmp`` (never an existing file or link), fill it with ``write``, flush it to disk.
+
+    ``old`` is the file it will replace, whose permission bits it takes.
+    """
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
     fd = os.open(tmp, flags, 0o666)  # the umask applies, as for any new file
     with os.fdopen(fd, "wb") as f:
         write(f)
         f.flush()
+        _keep_owner_and_mode(f.fileno(), old)
         os.fsync(f.fileno())  # the data is on disk before the name is
         return os.fstat(f.fileno()).st_size
 
 
+def _rendered(write: Callable[[BinaryIO], None]) -> bytes:
+    """What ``write`` writes, in memory: a stream gets the whole output or none of it."""
+    buffer = io.BytesIO()
+    write(buffer)
+    return buffer.getvalue()
+
+
+def write_stream(stream: BinaryIO, write: Callable[[BinaryIO], None], name: str = "<stdout>") -> int:
+    """Write an output to an open stream (standard output), whole: made in memory first.
+
+    Returns:
+        int: the number of bytes written.
+
+    Raises:
+        OutputError: the stream cannot be written (a closed pipe, ...).
+    """
+    data = _rendered(write)
+    try:
+        stream.write(data)
+        stream.flush()
+    except OSError as exc:
+        raise OutputError(f"cannot write {name}: {_reason(exc)}") from exc
+    return len(data)
+
+
+def _write_through(dst: Path, write: Callable[[BinaryIO], None]) -> int:
+    """Write a device or FIFO (or what a link to one names) in place: opened for writing, never created."""
+    data = _rendered(write)
+    try:
+        fd = os.open(dst, os.O_WRONLY | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0))
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+    except OSError as exc:
+        raise OutputError(f"cannot write {dst}: {_reason(exc)}", dst) from exc
+    return len(data)
+
+
+def _replaced_file(dst: Path) -> Path:
+    """Where replacing ``dst`` writes: ``dst``, or the file a symbolic link ``dst`` points to.
+
+    Raises:
+        OutputError: ``dst`` is a link to nothing, or to a folder.
+    """
+    if not dst.is_symlink():
+        return dst
+    target = Path(os.path.realpath(dst))
+    if not target.exists():
+        raise OutputError(f"cannot write {dst}: a symbolic link to a missing file ({target})", dst)
+    if target.is_dir():
+        raise OutputError(f"cannot write {dst}: a symbolic link to a folder", dst)
+    return target
+
+
+def _old_file(path: Path) -> os.stat_result | None:
+    try:
+        return os.stat(path, follow_symlinks=False)
+    except OSError:
+        return None
+
+
 def write_atomic(dst: Path, write: Callable[[BinaryIO], None], *, overwrite: bool) -> int:
     """Write ``dst`` through one temporary file in its folder; return its size.
+
+    A device or FIFO is written through instead (see the module docstring), and
+    replacing a symbolic link replaces the file it points to.
 
     Args:
         dst (Path): the output file; missing parent folders are created.
@@ -194,8 +305,11 @@ def write_atomic(dst: Path, write: Callable[[BinaryIO], None], *, overwrite: boo
 
     Raises:
         OutputExistsError: ``dst`` exists (or appears while writing) and ``overwrite`` is false.
-        OutputError: the folder cannot be created or the file cannot be written.
+        OutputError: the folder cannot be created, the file cannot be written, or
+            ``dst`` is a link to nothing.
     """
+    if is_stream(dst):
+        return _write_through(dst, write)
     parent = dst.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
@@ -203,12 +317,13 @@ def write_atomic(dst: Path, write: Callable[[BinaryIO], None], *, overwrite: boo
         raise OutputError(f"cannot create folder {parent}: {_reason(exc)}", dst) from exc
     if not overwrite and output_exists(dst):
         raise _exists_error(dst)
-    tmp = temp_path(dst)
+    target = _replaced_file(dst) if overwrite else dst
+    tmp = temp_path(target)
     _live_temps.add(str(tmp))
     try:
         try:
-            num_bytes = _write_temp(tmp, write)
-            _publish(tmp, dst, overwrite)
+            num_bytes = _write_temp(tmp, write, _old_file(target) if overwrite else None)
+            _publish(tmp, target, overwrite)
         except OSError as exc:
             raise OutputError(f"cannot write {dst}: {_reason(exc)}", dst) from exc
     finally:

@@ -9,6 +9,7 @@ MIME type ``image/x-slim``), so afterwards::
     image = Image.open("photo.slim")         # size, mode and metadata, no decoding yet
     image.load()                             # decodes (any pixel access does)
     image.save("copy.slim", width=96)        # encodes; the format follows the extension
+    image.save("q.slim", quality=80)         # or a quality 0..100, as for JPEG and WebP
     image.save("small.slim", target_bpp=0.5) # or pick the width for a target
     image.save("best.slim", width=96, effort=6)  # a slower encoder, same decoder (needs torch)
 
@@ -27,7 +28,7 @@ In memory, with the shipped weights:
 
 Opening reads and checks the whole container (size, checksum, header fields,
 chunks) without torch; the size, the mode (``RGB``, ``L``, ``RGBA`` or ``LA``)
-and ``info["icc_profile"]``/``info["exif"]`` come from it. The pixels are
+and ``info["icc_profile"]``/``info["exif"]``/``info["xmp"]`` come from it. The pixels are
 decoded on the first ``load()``. A corrupt or unsupported file fails in
 ``Image.open`` with a :class:`SlimImageError` naming the reason (it is both an
 ``OSError``, as Pillow's errors are, and a :class:`~slimcodec.errors.SlimFormatError`);
@@ -46,10 +47,11 @@ There is no environment variable: which weights decode a file is part of the
 program, not of the environment.
 
 Save options (keyword arguments of ``Image.save``): ``width`` (default 144)
-and ``scale`` (latent scale, default 1), or one of ``target_bpp``,
-``target_bytes``, ``target_psnr`` (see :func:`slimcodec.ratecontrol.choose_setting`);
-``weights``; ``metadata``
-(default ``True``: keep ``info["icc_profile"]`` and the EXIF).
+and ``scale`` (latent scale, default 1), or ``quality`` (0..100, see
+:mod:`slimcodec.quality`), or one of ``target_bpp``, ``target_bytes``,
+``target_psnr`` (see :func:`slimcodec.ratecontrol.choose_setting`);
+``weights``; ``metadata`` (default ``True``: keep ``info["icc_profile"]``, the EXIF
+and ``info["xmp"]``; ``False``, or some of ``"icc,exif,xmp"``).
 
 This module imports Pillow and the pure-Python container reader only; the
 codec (and torch) is imported when an image is decoded or saved.
@@ -131,7 +133,7 @@ class SlimImageFile(ImageFile.ImageFile):
         alpha = slim.chunk(b"ALPH") is not None
         mode = ("LA" if alpha else "L") if gray else ("RGBA" if alpha else "RGB")
         _set_mode_and_size(self, mode, (header.image_width, header.image_height))
-        for tag, key in ((b"iccp", "icc_profile"), (b"exif", "exif")):
+        for tag, key in ((b"iccp", "icc_profile"), (b"exif", "exif"), (b"xmpd", "xmp")):
             if (value := slim.chunk(tag)) is not None:
                 self.info[key] = value
         self.info["slim_width"] = header.slim_width
@@ -166,19 +168,19 @@ def _save(im: Image.Image, fp, filename) -> None:
 
     params = im.encoderinfo
     weights = params.get("weights", _weights)
-    metadata = bool(params.get("metadata", True))
+    metadata = params.get("metadata", True)
     targets = {k: params[k] for k in ("target_bpp", "target_bytes", "target_psnr") if params.get(k) is not None}
-    width, scale = params.get("width"), params.get("scale")
+    width, scale, quality = params.get("width"), params.get("scale"), params.get("quality")
     effort = params.get("effort", 1)
     if targets:
-        if width is not None or scale is not None:
-            raise ValueError("give either width/scale or one of target_bpp, target_bytes, target_psnr, not both")
+        if width is not None or scale is not None or quality is not None:
+            raise ValueError("give width/scale, quality or one of target_bpp, target_bytes, target_psnr, "
+                             "not several")
         from slimcodec.ratecontrol import choose_setting
 
         data = choose_setting(im, weights=weights, metadata=metadata, effort=effort, **targets).data
     else:
-        data = codec.encode(im, codec.DEFAULT_WIDTH if width is None else width,
-                            scale=1.0 if scale is None else scale, weights=weights, metadata=metadata,
+        data = codec.encode(im, width, scale=scale, quality=quality, weights=weights, metadata=metadata,
                             effort=effort)
     fp.write(data)
 

@@ -226,7 +226,7 @@ def _bisect(ok, good: int, bad: int) -> int:
 
 
 def choose_setting(image, *, target_bpp: float | None = None, target_bytes: int | None = None,
-                   target_psnr: float | None = None, weights=None, metadata: bool = True,
+                   target_psnr: float | None = None, weights=None, metadata=True,
                    scales: bool = True, exhaustive: bool = False, effort: int = 1) -> Choice:
     """Encode ``image`` at the width and latent scale that meet a target (see the module docstring).
 
@@ -241,7 +241,8 @@ def choose_setting(image, *, target_bpp: float | None = None, target_bytes: int 
         target_psnr (float | None): smallest PSNR in dB (8-bit RGB, alpha not included).
         weights (Weights | str | PathLike | None): loaded weights or a path;
             the shipped ones by default.
-        metadata (bool): keep the ICC profile and EXIF (they count towards the size).
+        metadata (bool | str | Iterable[str]): the metadata kept, as in :func:`slimcodec.encode`
+            (it counts towards the size).
         scales (bool): search the latent scale too; ``False`` keeps to the widths at scale 1.
         exhaustive (bool): for a rate target, try every width at scale 1 instead of
             stopping at the first one that is too large.
@@ -267,7 +268,7 @@ def choose_setting(image, *, target_bpp: float | None = None, target_bytes: int 
     from slimcodec import codec, errors
     from slimcodec.entropy import SCALE_ONE, scale_units
     from slimcodec.formats.slimfile import MIN_LATENT_SCALE
-    from slimcodec.imageio import PixelData, prepare
+    from slimcodec.imageio import PixelData, keep_metadata, prepare
     from slimcodec.metrics import psnr
     from slimcodec.weights import Weights, load_weights
 
@@ -278,8 +279,7 @@ def choose_setting(image, *, target_bpp: float | None = None, target_bytes: int 
         pixels = prepare(image)
         for note in pixels.notes:  # as slimcodec.encode does
             warnings.warn(note, errors.ConversionWarning, stacklevel=2)
-    if not metadata:
-        pixels = PixelData(pixels.rgb, pixels.gray, pixels.alpha)
+    pixels = keep_metadata(pixels, metadata)
     height, width_px = pixels.rgb.shape[:2]
     num_pixels = height * width_px
     top_units = scale_units(MAX_AUTO_SCALE) if scales else SCALE_ONE

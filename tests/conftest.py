@@ -58,3 +58,19 @@ def kodim_crop():
         pytest.skip("../shared/data/kodak not available")
     with Image.open(path) as im:
         return im.convert("RGB").crop((300, 200, 428, 296))
+
+
+XMP = (b'<?xpacket begin="" id="W5M0MpCehiHzreSzNTczkc9d"?><x:xmpmeta xmlns:x="adobe:ns:meta/">'
+       b'<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description '
+       b'xmlns:dc="http://purl.org/dc/elements/1.1/" xmlns:tiff="http://ns.adobe.com/tiff/1.0/" '
+       b'tiff:Orientation="1"><dc:creator>slim test</dc:creator></rdf:Description></rdf:RDF>'
+       b'</x:xmpmeta><?xpacket end="w"?>')
+
+
+def xmp_png_info(xmp: bytes = XMP):
+    """PNG save options' ``pnginfo`` holding an XMP packet (an iTXt chunk, as Pillow reads it)."""
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_itxt("XML:com.adobe.xmp", xmp.decode())
+    return info

@@ -40,7 +40,7 @@ def test_main_prints_the_table_and_writes_json(tiny_weights_path, tmp_path, caps
     out = tmp_path / "bench.json"
     code = bench.main(["--sizes", "64x48", "--weights", str(tiny_weights_path), "--repeats", "1",
                        "--peers", "jpeg420", "--no-compressai", "--no-memory", "--threads", "1",
-                       "--json", str(out), "-q"])
+                       "--json", str(out), "--quiet"])
     assert code == 0
     text = capsys.readouterr().out
     assert "torch threads: 1 (set by --threads" in text

@@ -164,7 +164,7 @@ def test_decode_format_follows_the_output_extension(encoded, tiny_weights_path):
 
 def test_decode_refuses_an_output_extension_pillow_cannot_write(encoded, tiny_weights_path):
     result = invoke_slim(["decode", encoded, "-o", "out.xyz", "--weights", tiny_weights_path], exit_code=2)
-    assert stderr_lines(result) == ["error: -o out.xyz: cannot tell the image format from its extension; use e.g. .png"]
+    assert stderr_lines(result) == ["error: -o out.xyz: cannot tell the image format from its extension; use e.g. .png, or --format"]
     assert not Path("out.xyz").exists()
 
 
@@ -177,21 +177,41 @@ def test_output_into_an_existing_folder_keeps_the_input_name(png, tiny_weights_p
 def test_existing_output_is_not_overwritten_without_force(encoded, tiny_weights_path):
     encoded.write_bytes(b"precious")
     result = invoke_slim(["encode", "a.png", "--weights", tiny_weights_path, "-w", 8], exit_code=1)
-    assert stderr_lines(result)[0] == "error: cannot encode a.png: a.slim already exists (use --force to overwrite)"
+    assert stderr_lines(result)[0] == ("error: cannot encode a.png: a.slim already exists "
+                                       "(use --force to overwrite, or --skip-existing)")
     assert encoded.read_bytes() == b"precious"
 
     invoke_slim(["encode", "a.png", "--weights", tiny_weights_path, "-w", 8, "--force"])
     assert encoded.read_bytes()[:4] == b"SLIM"
 
 
-def test_batch_skips_existing_outputs_and_counts_them(photo_tree, tiny_weights_path):
-    (photo_tree / "bad.png").unlink(missing_ok=True)
+def test_an_existing_output_fails_its_file_in_a_batch_as_for_a_single_file(photo_tree, tiny_weights_path):
     (photo_tree / "sub" / "bad.png").unlink()
     (photo_tree / "b.slim").write_bytes(b"keep me")
-    result = invoke_slim(["encode", photo_tree, "--weights", tiny_weights_path, "-w", 4])
-    assert "skipped photos/b.png: photos/b.slim exists (use --force to overwrite) [1/3]" in stderr_lines(result)
-    assert stderr_lines(result)[-1].startswith("2 files encoded, 1 file skipped;")
+    result = invoke_slim(["encode", photo_tree, "--weights", tiny_weights_path, "-w", 4], exit_code=1)
+    assert stderr_lines(result)[0] == ("error: cannot encode photos/b.png: photos/b.slim already exists "
+                                       "(use --force to overwrite, or --skip-existing)")
+    assert stderr_lines(result)[-1].startswith("2 files encoded, 1 file failed;")
     assert (photo_tree / "b.slim").read_bytes() == b"keep me"
+
+
+@pytest.mark.parametrize("batch", [False, True])
+def test_skip_existing_skips_existing_outputs_with_exit_0_for_one_file_and_batches(batch, photo_tree,
+                                                                                  tiny_weights_path):
+    (photo_tree / "sub" / "bad.png").unlink()
+    (photo_tree / "b.slim").write_bytes(b"keep me")
+    source = photo_tree if batch else photo_tree / "b.png"
+    result = invoke_slim(["encode", source, "--weights", tiny_weights_path, "-w", 4, "--skip-existing"])
+    assert f"skipped photos/b.png: photos/b.slim exists (--skip-existing){' [1/3]' if batch else ''}" \
+        in stderr_lines(result)
+    assert stderr_lines(result)[-1].startswith(f"{2 if batch else 0} files encoded, 1 file skipped;")
+    assert (photo_tree / "b.slim").read_bytes() == b"keep me"
+
+
+def test_force_and_skip_existing_are_a_usage_error(png, tiny_weights_path):
+    result = invoke_slim(["encode", png, "--weights", tiny_weights_path, "-w", 4, "--force", "--skip-existing"],
+                         exit_code=2)
+    assert stderr_lines(result) == ["error: --force and --skip-existing cannot be combined"]
 
 
 def test_invalid_width_is_a_one_line_usage_error_listing_valid_widths(png, tiny_weights_path):
@@ -239,13 +259,14 @@ def test_debug_shows_the_traceback(workdir, tiny_weights_path):
 
 
 def test_common_options_are_accepted_after_the_command(png, tiny_weights_path):
-    result = invoke_slim(["encode", png, "-q", "--weights", tiny_weights_path, "-w", 8])
+    result = invoke_slim(["encode", png, "--quiet", "--weights", tiny_weights_path, "-w", 8])
     assert result.stderr == ""
 
 
 def test_quiet_prints_only_errors(workdir, png, tiny_weights_path):
     Path("notes.png").write_text("hello")
-    result = invoke_slim(["-q", "encode", png, "notes.png", "--weights", tiny_weights_path, "-w", 8], exit_code=1)
+    result = invoke_slim(["--quiet", "encode", png, "notes.png", "--weights", tiny_weights_path, "-w", 8],
+                         exit_code=1)
     assert stderr_lines(result) == ["error: cannot encode notes.png: not an image Pillow can read"]
 
 
@@ -298,9 +319,11 @@ def test_output_folder_that_cannot_be_created_fails_with_one_line(png, tiny_weig
 
 
 def test_output_that_would_replace_the_input_is_refused(png, tiny_weights_path):
-    result = invoke_slim(["encode", png, "-o", png, "--weights", tiny_weights_path, "-w", 8, "--force"], exit_code=1)
+    png.rename("photo")  # no image extension: -o photo is a name slim encode may write
+    result = invoke_slim(["encode", "photo", "-o", "photo", "--weights", tiny_weights_path, "-w", 8, "--force"],
+                         exit_code=1)
     assert "would replace the input" in stderr_lines(result)[0]
-    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert Path("photo").read_bytes()[:4] == b"\x89PNG"
 
 
 # ---------------------------------------------------------------- batches
@@ -355,6 +378,28 @@ def test_worker_processes_write_the_same_bytes_as_serial(photo_tree, tiny_weight
     lines = stderr_lines(result)
     assert [line.split(" -> ")[0] for line in lines[:3]] == [  # reported in sorted input order
         "encoded photos/b.png", "encoded photos/sub/c.jpg", "encoded photos/sub/deeper/d.bmp"]
+
+
+def test_a_worker_that_cannot_start_fails_its_files_with_the_reason(photo_tree, tiny_weights_path, monkeypatch,
+                                                                   tmp_path):
+    """The weights vanish after slim loaded them: the workers cannot load them (not "out of memory")."""
+    from slimcodec.cli import main
+
+    (photo_tree / "sub" / "bad.png").unlink()
+    weights = tmp_path / "vanishing.pt"
+    weights.write_bytes(tiny_weights_path.read_bytes())
+    real = main._load_weights
+
+    def load_then_remove(ctx, path):
+        loaded = real(ctx, path)
+        path.unlink()
+        return loaded
+
+    monkeypatch.setattr(main, "_load_weights", load_then_remove)
+    result = invoke_slim(["encode", photo_tree, "-j", 2, "--weights", weights, "-w", 8], exit_code=1)
+    errors = [line for line in stderr_lines(result) if line.startswith("error:")]
+    assert len(errors) == 3 and "Traceback" not in result.stderr
+    assert all(": a worker process could not start: " in line and "vanishing.pt" in line for line in errors), errors
 
 
 def test_invalid_slim_workers_is_a_usage_error(png, tiny_weights_path):
@@ -502,7 +547,8 @@ def test_decoding_alpha_to_jpeg_fails_with_a_clear_message(workdir, tiny_weights
     invoke_slim(["encode", "t.png", "--weights", tiny_weights_path, "-w", 8])
     result = invoke_slim(["decode", "t.slim", "-o", "t.jpg", "--weights", tiny_weights_path], exit_code=1)
     assert stderr_lines(result)[0] == (
-        "error: cannot decode t.slim: JPEG cannot store the alpha channel; use .png"
+        "error: cannot decode t.slim: JPEG cannot store the alpha channel; use .png or a background colour "
+        "(--background COLOR)"
     )
     assert sorted(os.listdir(".")) == ["t.png", "t.slim"]
 

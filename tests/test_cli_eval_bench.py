@@ -48,17 +48,17 @@ def test_options_are_forwarded(monkeypatch, tmp_path):
     monkeypatch.setattr(evaluate, "main", fake_main)
     monkeypatch.setattr(bench, "main", fake_main)
     slim(["eval", "pics", "-o", "rep", "--widths", "192,48", "--peers", "none", "--limit", 2,
-          "--published", "kodak", "--threads", 1, "--no-plots", "--weights", "w.pt", "-q"], exit_code=1)
+          "--published", "kodak", "--threads", 1, "--no-plots", "--weights", "w.pt", "--quiet"], exit_code=1)
     assert calls[-1] == ["pics", "--output", "rep", "--widths", "192,48", "--peers", "none", "--weights", "w.pt",
-                         "--limit", "2", "--published", "kodak", "--threads", "1", "--no-plots", "-q"]
+                         "--limit", "2", "--published", "kodak", "--threads", "1", "--no-plots", "--quiet"]
     slim(["eval", "pics"], exit_code=1)
     assert calls[-1] == ["pics"]  # the module's own defaults apply
     slim(["bench", "--sizes", "kodak", "--repeats", 2, "--no-memory", "--no-compressai", "--json", "b.json",
           "--threads", 1], exit_code=1)
     assert calls[-1] == ["--sizes", "kodak", "--repeats", "2", "--no-compressai", "--no-memory", "--threads", "1",
                          "--json", "b.json"]
-    slim(["-q", "bench"], exit_code=1)
-    assert calls[-1] == ["-q"]
+    slim(["--quiet", "bench"], exit_code=1)
+    assert calls[-1] == ["--quiet"]
     slim(["bench", "--repeats", 0], exit_code=2)  # checked by click, before the module runs
     assert len(calls) == 4
 
@@ -68,7 +68,7 @@ def test_eval_runs(tmp_path, monkeypatch, tiny_weights_path):
     Path("pics").mkdir()
     gradient_image(48, 32).save("pics/a.png")
     slim(["eval", "pics", "--weights", tiny_weights_path, "--widths", "8,4", "--peers", "none", "--no-plots",
-          "-o", "rep", "-q"])
+          "-o", "rep", "--quiet"])
     results = json.loads(Path("rep/results.json").read_text())
     assert results and Path("rep/points.csv").exists()
 
@@ -78,6 +78,6 @@ def test_bench_runs(tmp_path, monkeypatch, tiny_weights_path):
     gradient_image(32, 32).save("a.png")
     result = slim(["bench", "--image", "a.png", "--sizes", "32x32", "--weights", tiny_weights_path, "--widths", "8",
                    "--repeats", 1, "--large-repeats", 1, "--peers", "none", "--no-compressai", "--no-memory",
-                   "--threads", 1, "--json", "b.json", "-q"])
+                   "--threads", 1, "--json", "b.json", "--quiet"])
     assert "slimcodec" in result.stdout
     assert json.loads(Path("b.json").read_text())

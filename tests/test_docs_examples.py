@@ -26,6 +26,8 @@ DOCTESTED = {
     "slimcodec.cli.report": 1,
     "slimcodec.ratecontrol": 5,
     "slimcodec.pillow_plugin": 5,
+    "slimcodec.imageio": 3,
+    "slimcodec.quality": 2,
 }
 
 

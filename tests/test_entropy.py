@@ -96,5 +96,5 @@ def test_scale_units(scale, units):
 
 @pytest.mark.parametrize("scale", [0, 0.06, 16, -1, float("nan"), float("inf"), "x", None])
 def test_scale_units_refuses_out_of_range(scale):
-    with pytest.raises(ValueError, match="latent scale must be a number from 0.0625 to 16.000"):
+    with pytest.raises(ValueError, match="latent scale must be a number from 0.0625 to 15.9998"):
         scale_units(scale)

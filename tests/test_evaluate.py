@@ -32,7 +32,7 @@ def report(image_dir, tiny_weights_path, tmp_path_factory):
     """One evaluation run through main(): (exit code, report folder)."""
     out = tmp_path_factory.mktemp("report")
     code = E.main([str(image_dir), "--weights", str(tiny_weights_path), "--widths", "8,4",
-                   "--peers", "jpeg", "-o", str(out), "-q", "--threads", "1"])
+                   "--peers", "jpeg", "-o", str(out), "--quiet", "--threads", "1"])
     return code, out
 
 
@@ -119,13 +119,13 @@ class TestMain:
 
     def test_unknown_peer_is_a_usage_error(self, image_dir, tiny_weights_path, tmp_path, capsys):
         code = E.main([str(image_dir), "--weights", str(tiny_weights_path), "--peers", "gif",
-                       "-o", str(tmp_path), "-q"])
+                       "-o", str(tmp_path), "--quiet"])
         assert code == 2
         assert "unknown peer 'gif'" in capsys.readouterr().err
 
     def test_unknown_width_is_a_usage_error(self, image_dir, tiny_weights_path, tmp_path, capsys):
         code = E.main([str(image_dir), "--weights", str(tiny_weights_path), "--widths", "192",
-                       "--peers", "none", "-o", str(tmp_path), "-q"])
+                       "--peers", "none", "-o", str(tmp_path), "--quiet"])
         assert code == 2
         assert "valid widths: 8, 4" in capsys.readouterr().err
 
@@ -136,7 +136,7 @@ class TestMain:
         (folder / "broken.png").write_bytes(b"\x89PNG not really")
         out = tmp_path / "out"
         code = E.main([str(folder), "--weights", str(tiny_weights_path), "--peers", "none",
-                       "-o", str(out), "-q", "--no-plots"])
+                       "-o", str(out), "--quiet", "--no-plots"])
         assert code == 1
         result = json.loads((out / "results.json").read_text())
         assert [f["image"] for f in result["failures"]] == ["broken.png"]

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import gradient_image
+from conftest import gradient_image, xmp_png_info
 from PIL import Image, ImageCms, ImageOps
 
 from slimcodec import codec
@@ -284,15 +284,15 @@ def test_icc_and_exif_reach_png_and_jpeg_outputs_through_the_cli(tmp_path, tiny_
             assert out.getexif().get(MAKE) == "slim camera", name
 
 
-def test_no_metadata_drops_icc_and_exif_but_keeps_alpha(tmp_path, tiny_weights_path):
+def test_metadata_none_drops_icc_exif_and_xmp_but_keeps_alpha(tmp_path, tiny_weights_path):
     src = tmp_path / "tagged.png"
-    rgba_image().save(src, icc_profile=SRGB_ICC, exif=exif_with(make="cam").tobytes())
-    slim(["encode", src, "-o", tmp_path / "t.slim", "--no-metadata", "--weights", tiny_weights_path, "-w", 8])
+    rgba_image().save(src, icc_profile=SRGB_ICC, exif=exif_with(make="cam").tobytes(), pnginfo=xmp_png_info())
+    slim(["encode", src, "-o", tmp_path / "t.slim", "--metadata", "none", "--weights", tiny_weights_path, "-w", 8])
     chunks = read_slim((tmp_path / "t.slim").read_bytes()).chunks
     assert [c.tag for c in chunks] == [b"ALPH"]
     slim(["decode", tmp_path / "t.slim", "-o", tmp_path / "back.png", "--weights", tiny_weights_path])
     with Image.open(tmp_path / "back.png") as out:
-        assert "icc_profile" not in out.info and MAKE not in out.getexif()
+        assert "icc_profile" not in out.info and MAKE not in out.getexif() and "xmp" not in out.info
 
 
 # ---------------------------------------------------------------- notes reach the user
@@ -315,7 +315,7 @@ def test_cli_prints_conversion_notes_under_the_file_line_unless_quiet(tmp_path, 
     assert lines[0].startswith(f"encoded {src} -> ")
     assert lines[1] == "  note: I;16 input reduced to 8 bits"
     assert "warning" not in result.stderr.lower()
-    quiet = slim(["encode", src, "--weights", tiny_weights_path, "-w", 8, "--force", "-q"])
+    quiet = slim(["encode", src, "--weights", tiny_weights_path, "-w", 8, "--force", "--quiet"])
     assert quiet.stderr == ""
 
 

@@ -153,7 +153,7 @@ def test_remove_stale_temps_leaves_a_missing_folder_alone(tmp_path):
 
 
 @pytest.mark.parametrize("action", ["encode", "decode"])
-def test_outputs_another_run_writes_meanwhile_count_as_skipped_not_failed(action, photos, tiny_weights_path,
+def test_with_skip_existing_outputs_another_run_writes_meanwhile_count_as_skipped_not_failed(action, photos, tiny_weights_path,
                                                                            tmp_path, monkeypatch):
     """While this run works on a, the other run writes a's output (too late for this run's last
     check) and c's (before this run starts c)."""
@@ -176,11 +176,12 @@ def test_outputs_another_run_writes_meanwhile_count_as_skipped_not_failed(action
         return real(*args, **kwargs)
 
     monkeypatch.setattr(codec, name, other_run_writes)
-    result = slim([action, src, "-o", out, "--weights", tiny_weights_path] + (["-w", 8] if action == "encode" else []))
+    result = slim([action, src, "-o", out, "--weights", tiny_weights_path, "--skip-existing"]
+                  + (["-w", 8] if action == "encode" else []))
     lines = result.stderr.splitlines()
     past = "encoded" if action == "encode" else "decoded"
     assert lines[0] == f"skipped {src / 'a'}{'.png' if action == 'encode' else '.slim'}: {out / ('a' + suffix)} " \
-                       "exists (use --force to overwrite) [1/3]"
+                       "exists (--skip-existing) [1/3]"
     assert lines[1].startswith(f"{past} {src / 'b'}")
     assert lines[2].startswith(f"skipped {src / 'c'}")
     assert lines[-1].startswith(f"1 file {past}, 2 files skipped;")
@@ -249,3 +250,85 @@ def test_an_interrupted_write_deletes_its_temporary_file(tmp_path):
         outputs.write_atomic(tmp_path / "a.slim", interrupted, overwrite=False)
     assert all_files(tmp_path) == []
     assert outputs._live_temps == set()
+
+
+# ---------------------------------------------------------------- links, devices, FIFOs, permissions
+
+
+posix_only = pytest.mark.skipif(os.name != "posix", reason="symbolic links, FIFOs and modes are POSIX")
+
+
+@posix_only
+def test_force_onto_a_symbolic_link_replaces_the_file_it_points_to_and_keeps_the_link(photos, tiny_weights_path,
+                                                                                    tmp_path):
+    target = tmp_path / "real" / "a.slim"
+    target.parent.mkdir()
+    target.write_bytes(b"old")
+    link = tmp_path / "link.slim"
+    link.symlink_to(target)
+    slim(["encode", photos / "a.png", "-o", link, "--force", "--weights", tiny_weights_path, "-w", 8])
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert target.read_bytes()[:4] == b"SLIM"
+    assert all_files(tmp_path / "real") == ["a.slim"]  # its temporary file was in the target's folder
+
+
+@posix_only
+def test_force_keeps_the_permissions_of_the_file_it_replaces(photos, tiny_weights_path, tmp_path):
+    out = tmp_path / "a.slim"
+    out.write_bytes(b"old")
+    out.chmod(0o640)
+    slim(["encode", photos / "a.png", "-o", out, "--force", "--weights", tiny_weights_path, "-w", 8])
+    assert out.read_bytes()[:4] == b"SLIM" and (out.stat().st_mode & 0o777) == 0o640
+
+
+@posix_only
+def test_force_on_a_file_with_another_hard_link_leaves_the_other_name_its_old_content(photos, tiny_weights_path,
+                                                                                     tmp_path):
+    out, other = tmp_path / "a.slim", tmp_path / "other-name.slim"
+    out.write_bytes(b"old")
+    os.link(out, other)
+    slim(["encode", photos / "a.png", "-o", out, "--force", "--weights", tiny_weights_path, "-w", 8])
+    assert out.read_bytes()[:4] == b"SLIM" and other.read_bytes() == b"old"  # as documented
+
+
+@posix_only
+def test_force_onto_a_link_to_nothing_fails_with_one_line(photos, tiny_weights_path, tmp_path):
+    link = tmp_path / "link.slim"
+    link.symlink_to(tmp_path / "missing.slim")
+    result = slim(["encode", photos / "a.png", "-o", link, "--force", "--weights", tiny_weights_path, "-w", 8],
+                  exit_code=1)
+    assert result.stderr.splitlines()[0] == (f"error: cannot encode {photos / 'a.png'}: cannot write {link}: "
+                                             f"a symbolic link to a missing file ({tmp_path / 'missing.slim'})")
+    assert link.is_symlink() and not (tmp_path / "missing.slim").exists()
+
+
+@posix_only
+def test_a_device_is_written_through_without_force_and_stays_a_device(photos, tiny_weights_path, tmp_path):
+    link = tmp_path / "null.slim"
+    link.symlink_to("/dev/null")
+    for out in ("/dev/null", link):
+        result = slim(["encode", photos / "a.png", "-o", out, "--weights", tiny_weights_path, "-w", 8])
+        assert result.stderr.startswith(f"encoded {photos / 'a.png'} -> {out} (")
+    assert Path("/dev/null").is_char_device() and link.is_symlink()
+    assert not any(is_temp_name(p.name) for p in Path("/dev").iterdir())
+
+
+@posix_only
+def test_a_fifo_is_written_through_and_not_replaced(photos, tiny_weights_path, tmp_path):
+    import threading
+
+    fifo = tmp_path / "pipe.slim"
+    os.mkfifo(fifo)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    try:
+        slim(["encode", photos / "a.png", "-o", fifo, "--weights", tiny_weights_path, "-w", 8])
+        reader.join(10)
+    finally:
+        if reader.is_alive():  # nothing was written: let the reader see the end of the pipe
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+            reader.join(10)
+    assert received and received[0][:4] == b"SLIM"
+    assert fifo.is_fifo()
+    assert outputs.needs_overwrite(fifo) is False and outputs.needs_overwrite(photos / "a.png") is True

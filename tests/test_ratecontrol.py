@@ -220,7 +220,7 @@ def scripted(monkeypatch):
         quality_of[data] = quality
         return data
 
-    monkeypatch.setattr(codec, "analyze", lambda wts, rgb, width: analysed.append(width))
+    monkeypatch.setattr(codec, "analyze", lambda wts, rgb, width, **_: analysed.append(width))
     monkeypatch.setattr(codec, "encode_latents", fake_encode_latents)
     monkeypatch.setattr(codec, "decode", lambda data, weights=None: FakeImage(quality_of[data]))
     monkeypatch.setattr(metrics, "psnr", lambda ref, decoded: float(decoded))
@@ -376,7 +376,7 @@ def test_encode_unmet_target_warns_and_succeeds(png, tiny_weights_path):
     assert "  warning: nothing fits in 10 bytes; using the smallest file tried (width 4 at scale 0.062, " \
         in result.stderr
     Path("a.slim").unlink()
-    result = slim(["encode", png, "--weights", tiny_weights_path, "--target-size", "10", "-q"])
+    result = slim(["encode", png, "--weights", tiny_weights_path, "--target-size", "10", "--quiet"])
     assert Path("a.slim").exists() and result.stderr == ""
 
 
@@ -404,8 +404,8 @@ def test_encode_scale_is_recorded_and_decoded(png, tiny_weights_path):
 
 
 @pytest.mark.parametrize("options, message", [
-    (["--scale", 0], "invalid --scale 0.0: latent scale must be a number from 0.0625 to 16.000"),
-    (["--scale", 16], "invalid --scale 16.0"),
+    (["--scale", 0], "invalid --scale 0: latent scale must be a number from 0.0625 to 15.9998 (65535/4096)"),
+    (["--scale", 16], "invalid --scale 16:"),
     (["--scale", 1, "--target-bpp", 1], "--scale and --target-bpp cannot be combined"),
 ])
 def test_encode_scale_usage_errors(png, tiny_weights_path, options, message):

@@ -157,6 +157,21 @@ def test_sigterm_of_a_serial_batch_exits_143_and_keeps_finished_outputs(tmp_path
         assert sorted(p.name for p in batch.out.iterdir()) == [f"{i}.slim" for i in range(IMAGES)]
 
 
+def test_a_second_ctrl_c_stops_the_running_jobs_and_still_prints_the_summary(tmp_path, tiny_weights_path):
+    """The first Ctrl-C waits for the worker blocked on the FIFO (for ever); the second stops it."""
+    with blocked_batch(tmp_path, tiny_weights_path) as batch:
+        os.kill(batch.proc.pid, signal.SIGINT)
+        time.sleep(1.0)
+        assert batch.proc.poll() is None  # still waiting for the running job
+        os.kill(batch.proc.pid, signal.SIGINT)
+        batch.proc.wait(20)
+        text = batch.stderr.read_text()
+        assert batch.proc.returncode == 130, text
+        assert "Traceback" not in text and text.splitlines()[-1].startswith("interrupted: 4 files encoded"), text
+        assert wait_until(lambda: not any(alive(pid) for pid in batch.family), 5), _left_in(batch)
+        assert sorted(p.name for p in batch.out.iterdir()) == [f"{i}.slim" for i in range(IMAGES)]
+
+
 @contextmanager
 def batch_and_signal(tmp_path: Path, weights: Path, signum: int, workers: int = 2) -> Iterator[Batch]:
     """A blocked batch after ``signum`` was sent to its parent and the parent ended (20 s at most)."""

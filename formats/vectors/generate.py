@@ -11,6 +11,9 @@ entropy tables. Older version folders are kept as they are: decoders must still 
 ``v2.0/`` (``python formats/vectors/generate.py v2.0``) holds format 2 files of a tiny
 seeded hyperprior network, with the SHA-256 of their z symbols, y symbols and y's table
 indexes as well.
+``python formats/vectors/generate.py v1.1-xmp`` adds to ``v1.1/`` (and writes nothing else)
+``xmp-40x24.png``, a source with EXIF and XMP, and ``xmp-40x24-w8.slim``, its file with an
+``exif`` and an ``xmpd`` chunk (the XMP chunk changed no version: earlier readers skip it).
 ``invalid/`` holds broken files and the reason a decoder must give for each.
 Existing vectors are never overwritten unless SLIM_REGENERATE_VECTORS=1.
 """
@@ -42,6 +45,10 @@ WEIGHTS = VERSION_DIR / "tiny-weights.pt"
 SCALED = (("noise-40x24", 8, 16384), ("noise-40x24", 8, 65535), ("noise-40x24", 4, 65535),
           ("gradient-40x24", 8, 1024), ("alpha-40x24", 8, 6000))
 TABLE_SCALES = (256, 1024, 3000, 4095, 4097, 5000, 16384, 65535)
+XMP_SOURCE = "xmp-40x24"
+XMP_PACKET = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+              b'<rdf:Description xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:creator>slimcodec vectors'
+              b'</dc:creator></rdf:Description></rdf:RDF></x:xmpmeta>')
 
 
 def sha256(data: bytes) -> str:
@@ -104,11 +111,12 @@ def invalid_files(valid: bytes, other_weights: bytes) -> dict[str, tuple[bytes, 
     }
 
 
-def write_vectors(folder: Path, weights, settings) -> dict:
-    """Encode each (source, width, units) into ``folder``; the expected entries by file name."""
+def write_vectors(folder: Path, weights, settings, sources: dict | None = None) -> dict:
+    """Save the sources (by default :func:`sources`) as PNG into ``folder``, encode each
+    (source, width, units) there; the expected entries by file name."""
     from slimcodec import codec
 
-    for name, image in sources().items():
+    for name, image in (globals()["sources"]() if sources is None else sources).items():
         image.save(folder / f"{name}.png")
     vectors = {}
     for name, width, units in settings:
@@ -130,6 +138,27 @@ def write_vectors(folder: Path, weights, settings) -> dict:
             if key in latents:
                 vectors[file_name][f"{key}_sha256"] = sha256(latents[key].astype("<i4").tobytes())
     return vectors
+
+
+def main_xmp() -> int:
+    """Add ``xmp-40x24.png`` and its file with an ``xmpd`` chunk to ``v1.1/`` (nothing else is rewritten)."""
+    from PIL.PngImagePlugin import PngInfo
+
+    from slimcodec.weights import load_weights
+
+    info = PngInfo()
+    info.add_itxt("XML:com.adobe.xmp", XMP_PACKET.decode())
+    exif = Image.Exif()
+    exif[0x010F] = "slimcodec"  # Make
+    sources()["gradient-40x24"].save(VERSION_DIR / f"{XMP_SOURCE}.png", pnginfo=info, exif=exif.tobytes())
+    weights = load_weights(WEIGHTS)
+    path = VERSION_DIR / "expected.json"
+    expected = json.loads(path.read_text())
+    new = write_vectors(VERSION_DIR, weights, [(XMP_SOURCE, 8, 4096)], sources={})
+    expected["vectors"].update(new)
+    path.write_text(json.dumps(expected, indent=2) + "\n")
+    print(f"added {', '.join(new)}")
+    return 0
 
 
 def main_hyperprior() -> int:
@@ -159,6 +188,8 @@ def main() -> int:
         return 2
     if sys.argv[1:] == ["v2.0"]:
         return main_hyperprior()
+    if sys.argv[1:] == ["v1.1-xmp"]:
+        return main_xmp()
     import torch
 
     from slimcodec import codec

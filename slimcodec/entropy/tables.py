@@ -138,7 +138,7 @@ def scale_units(scale: float) -> int:
     """The integer a latent scale is stored as: ``round(scale * 4096)``.
 
     Raises:
-        ValueError: the scale is not a number in ``[1/16, 16)``.
+        ValueError: the scale is not a number from 1/16 to 65535/4096 (just under 16).
 
     Example:
         >>> scale_units(1.0), scale_units(0.5), scale_units(1.25)
@@ -150,7 +150,7 @@ def scale_units(scale: float) -> int:
         n = -1
     if not MIN_LATENT_SCALE <= n <= MAX_LATENT_SCALE:
         raise ValueError(f"latent scale must be a number from {MIN_LATENT_SCALE / SCALE_ONE:g} to "
-                         f"{MAX_LATENT_SCALE / SCALE_ONE:.3f}, got {scale!r}")
+                         f"{MAX_LATENT_SCALE / SCALE_ONE:.4f} ({MAX_LATENT_SCALE}/{SCALE_ONE}), got {scale!r}")
     return n
 
 

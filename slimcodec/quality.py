@@ -1,0 +1,114 @@
+"""Quality 0..100: one number for the network width and the latent scale, as ``cwebp -q``.
+
+A quality names a point on the weights' measured rate curve: with the shipped weights,
+quality ``q`` aims at ``0.729 · 2^((q − 75) / 22)`` bits per pixel on average over Kodak, so
+the rate doubles every 22 qualities, ``75`` is width 144 at scale 1 (the default of
+``slim encode`` and :func:`slimcodec.encode`), 90 is width 192 at scale 1 and 100 width 192
+at scale 1.5. Each quality is coded by the narrowest width whose scale-1 rate reaches it,
+scaled down to it (a wider width scaled down is on average as good as or better than the
+narrower one at that rate, docs/continuous-rd.md). The mapping is monotonic: a higher
+quality never gives a smaller file on average (measured, docs/quality.md).
+
+    >>> from slimcodec.quality import quality_setting
+    >>> from slimcodec.weights import load_weights
+    >>> weights = load_weights()
+    >>> quality_setting(weights, 75), quality_setting(weights, 90)[0], quality_setting(weights, 100)
+    ((144, 1.0), 192, (192, 1.5))
+
+The mapping is a table of anchors ``(quality, width, scale)`` per weights id
+(:data:`TABLES`), made by ``benchmarks/quality_table.py`` from the weights' measured mean
+bpp at every width on a grid of scales; between two anchors of one width the scale is
+interpolated geometrically, and consecutive anchors of different widths are one quality
+apart. Weights without a table spread their widths evenly over 0..100 at scale 1
+(:func:`even_widths`).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+from slimcodec.entropy import SCALE_ONE
+
+__all__ = ["DEFAULT_QUALITY", "TABLES", "check_quality", "even_widths", "quality_setting"]
+
+MIN_QUALITY, MAX_QUALITY = 0, 100
+DEFAULT_QUALITY = 75  # width 144 at scale 1 with the shipped weights: the encoder's default
+
+Anchor = tuple[int, int, float]  # (quality, width, scale)
+
+#: Anchors per weights id (hex), from ``benchmarks/quality_table.py fit`` on the 24 Kodak
+#: images (mean bpp per width and scale, real file sizes): docs/quality.md.
+TABLES: dict[str, tuple[Anchor, ...]] = {
+    "df9f17e387a8f20d": (
+        (0, 48, 0.3466), (5, 48, 0.4083), (10, 48, 0.4927), (15, 48, 0.6141), (20, 48, 0.7857),
+        (24, 48, 0.9827),
+        (25, 72, 0.476), (30, 72, 0.576), (35, 72, 0.7143), (40, 72, 0.9115), (41, 72, 0.9606),
+        (42, 96, 0.5144), (45, 96, 0.5746), (50, 96, 0.7033), (55, 96, 0.8842), (57, 96, 0.9766),
+        (58, 144, 0.5108), (60, 144, 0.5452), (65, 144, 0.6522), (70, 144, 0.7971), (75, 144, 1.0),
+        (76, 192, 0.5231), (80, 192, 0.6158), (85, 192, 0.7728), (90, 192, 1.0), (95, 192, 1.2057),
+        (100, 192, 1.5),
+    ),
+}
+
+
+def check_quality(quality: object) -> int:
+    """``quality`` as an int, if it is a whole number from 0 to 100.
+
+    Raises:
+        ValueError: it is not (a bool, a fraction, out of range, not a number).
+    """
+    if isinstance(quality, bool) or not isinstance(quality, numbers.Real) or quality != int(quality) \
+            or not MIN_QUALITY <= quality <= MAX_QUALITY:
+        raise ValueError(f"quality must be a whole number from {MIN_QUALITY} to {MAX_QUALITY}, got {quality!r}")
+    return int(quality)
+
+
+def even_widths(widths: tuple[int, ...]) -> tuple[Anchor, ...]:
+    """The fallback table: the widths, narrowest first, spread evenly over 0..100 at scale 1.
+
+    With ``n`` widths quality ``q`` gets the ``round(q · (n − 1) / 100)``-th narrowest.
+
+    Example:
+        >>> even_widths((8, 4))
+        ((0, 4, 1.0), (49, 4, 1.0), (50, 8, 1.0), (100, 8, 1.0))
+    """
+    ordered = sorted(widths)
+    steps = max(len(ordered) - 1, 1)
+    index = [min(len(ordered) - 1, math.floor(q * steps / 100 + 0.5)) for q in range(101)]
+    anchors = []
+    for q in range(101):
+        if q in (0, 100) or index[q - 1] != index[q] or index[q + 1] != index[q]:
+            anchors.append((q, ordered[index[q]], 1.0))
+    return tuple(anchors)
+
+
+def table_for(weights) -> tuple[Anchor, ...]:
+    """The anchors of these weights: their measured table, else :func:`even_widths`."""
+    return TABLES.get(weights.weights_id.hex()) or even_widths(weights.widths)
+
+
+def _interpolate(low: Anchor, high: Anchor, quality: int) -> tuple[int, float]:
+    (q0, width, s0), (q1, width1, s1) = low, high
+    if width1 != width or q1 == q0:
+        return width, s0
+    t = (quality - q0) / (q1 - q0)
+    return width, s0 * (s1 / s0) ** t
+
+
+def quality_setting(weights, quality: int) -> tuple[int, float]:
+    """The (width, latent scale) of ``quality`` for these weights.
+
+    The scale is rounded to the 1/4096 steps a file stores, so encoding at it gives
+    exactly the file this quality gives.
+
+    Raises:
+        ValueError: ``quality`` is not a whole number from 0 to 100.
+    """
+    quality = check_quality(quality)
+    anchors = table_for(weights)
+    for low, high in zip(anchors, anchors[1:]):
+        if low[0] <= quality <= high[0]:
+            width, scale = _interpolate(low, high, quality) if quality < high[0] else high[1:]
+            return width, round(scale * SCALE_ONE) / SCALE_ONE
+    raise AssertionError("a table covers 0..100")  # checked by the tests
