@@ -119,7 +119,7 @@ def test_killed_worker_loses_no_file_and_leaves_no_partial_output(scheduler, fol
     leftovers = [p.name for p in Path("out", "sub").iterdir() if p.name.endswith(TEMP_SUFFIX)]
     assert len(leftovers) == 1  # the dead worker's half file: hidden, never under an output's name
 
-    rerun = invoke_slim(["encode", folder, "-o", "out", *WIDTH, "--scheduler", scheduler])
+    rerun = invoke_slim(["encode", folder, "-o", "out", *WIDTH, "--scheduler", scheduler, "--skip-existing"])
     assert f"removed out/sub/{leftovers[0]} (a temporary file left by a killed run)" in rerun.stderr
     assert rerun.stderr.splitlines()[-1].startswith("0 files encoded, 7 files skipped;")
     assert not [p for p in Path("out").rglob("*") if p.name.endswith(TEMP_SUFFIX)]
