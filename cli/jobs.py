@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from slimcodec.errors import SlimError, UnsupportedImageError
 from slimcodec.outputs import (  # noqa: F401
@@ -29,11 +30,22 @@ from slimcodec.outputs import (  # noqa: F401
     write_stream,
 )
 
+if TYPE_CHECKING:  # imageio imports numpy: not for slim info, which uses this module too
+    from slimcodec.imageio import WriteOptions
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".avif", ".heic", ".heif")
 SLIM_SUFFIX = ".slim"
 STDIN = Path("<stdin>")  # how reports name standard input and output
 STDOUT = Path("<stdout>")
 MAX_STDIN_BYTES = 1 << 30  # an image read from standard input is held in memory
+
+
+@dataclass(frozen=True)
+class DecodeOutput:
+    """How ``decode_one`` saves: the Pillow format (``None``: by the output's extension) and options."""
+
+    format: str | None = None
+    options: WriteOptions | None = None
 
 
 @dataclass(frozen=True)
@@ -68,7 +80,7 @@ class Job:
     target: tuple[str, float] | None = None
     scale: float = 1.0
     effort: int = 1
-    write: object = None
+    write: DecodeOutput | None = None
     stdin: bool = False
     stdout: bool = False
     progress: bool = False
@@ -359,11 +371,3 @@ def decode_one(job: Job) -> Result:
     bytes_out = _write_output(job, write)
     note = "\n  ".join(f"note: {text}" for text in write.notes) or None
     return Result(job.dst, len(data), bytes_out, pixels, time.perf_counter() - start, note)
-
-
-@dataclass(frozen=True)
-class DecodeOutput:
-    """How ``decode_one`` saves: the Pillow format (``None``: by the output's extension) and options."""
-
-    format: str | None = None
-    options: object = None

@@ -430,9 +430,11 @@ def _check_slim_name(out: str | None, planned) -> None:
     from PIL import Image
 
     from slimcodec.cli.jobs import SLIM_SUFFIX, names_folder
+    from slimcodec.imageio import register_plugins
 
     if out is None or planned.batch or planned.stdout or names_folder(out):
         return
+    register_plugins()  # .heic is an image format's extension too
     suffix = Path(out).suffix.lower()
     fmt = Image.registered_extensions().get(suffix)
     if suffix != SLIM_SUFFIX and fmt is not None:
@@ -467,7 +469,7 @@ def _setting(wts, width: int | None, scale: float | None, quality: int | None) -
               help="Network width (latent channels): wider is better and larger. "
                    "One of the weights' widths, e.g. 192, 144, 96, 72, 48 [default: 144].")
 @click.option("-s", "--scale", type=float, metavar="S",
-              help="Latent scale, a continuous quality control from 0.0625 to 15.99 (65535/4096): below 1 "
+              help="Latent scale, a continuous quality control from 0.0625 to 15.9998 (65535/4096): below 1 "
                    "smaller and coarser, above 1 larger and finer [default: 1]. Between two widths, the "
                    "wider one scaled below 1 is on average as good as the widths' own curve.")
 @click.option("--target-bpp", type=float, metavar="BPP",

@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from slimcodec.cli.report import Report, describe_error
-from slimcodec.errors import SlimError
+from slimcodec.errors import WorkerStartError
 from slimcodec.outputs import OutputExistsError, remove_live_temps
 
 WORKERS_ENV = "SLIM_WORKERS"
@@ -40,21 +40,6 @@ _STOP_WAIT_S = 5.0  # how long a worker gets to exit on SIGTERM before it is kil
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM arrived while jobs ran (a ``KeyboardInterrupt``, so it stops the same code)."""
-
-
-class WorkerStartError(SlimError):
-    """A worker process could not start (``init_worker`` failed), so it cannot convert a file.
-
-    Attributes:
-        reason (str): why, in one line.
-    """
-
-    def __init__(self, reason: str):
-        super().__init__(f"a worker process could not start: {reason}")
-        self.reason = reason
-
-    def __reduce__(self):  # keeps ``reason`` when sent back from the worker process
-        return type(self), (self.reason,)
 
 
 _start_error: str | None = None  # set in a worker process whose init_worker failed

@@ -44,3 +44,19 @@ class ConversionWarning(UserWarning):
 
     :func:`slimcodec.codec.encode` issues one per conversion; the message is one line.
     """
+
+
+class WorkerStartError(SlimError):
+    """A worker process of a ``slim`` batch could not start (its weights failed to load, ...),
+    so it cannot convert a file.
+
+    Attributes:
+        reason (str): why, in one line.
+    """
+
+    def __init__(self, reason: str):
+        super().__init__(f"a worker process could not start: {reason}")
+        self.reason = reason
+
+    def __reduce__(self):  # keeps ``reason`` when sent back from the worker process
+        return type(self), (self.reason,)
