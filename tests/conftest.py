@@ -74,3 +74,10 @@ def xmp_png_info(xmp: bytes = XMP):
     info = PngInfo()
     info.add_itxt("XML:com.adobe.xmp", xmp.decode())
     return info
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch) -> Path:
+    """An empty current folder, so messages show short relative paths."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path

@@ -44,13 +44,6 @@ def stderr_lines(result: Result) -> list[str]:
 
 
 @pytest.fixture
-def workdir(tmp_path, monkeypatch) -> Path:
-    """An empty current folder, so messages show short relative paths."""
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
-@pytest.fixture
 def png(workdir) -> Path:
     path = Path("a.png")
     gradient_image(40, 24).save(path)

@@ -24,12 +24,6 @@ def slim(args, exit_code: int = 0, input: bytes | None = None, env: dict | None 
 
 
 @pytest.fixture
-def workdir(tmp_path, monkeypatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
-@pytest.fixture
 def png(workdir) -> Path:
     gradient_image(40, 24).save("photo.png")
     return Path("photo.png")
