@@ -23,6 +23,7 @@ from dataclasses import dataclass, fields
 from typing import BinaryIO, Optional
 
 from slimcodec.errors import SlimFormatError
+from slimcodec.geometry import HYPER_STRIDE, STRIDE, latent_side
 
 __all__ = [
     "MAGIC",
@@ -59,8 +60,7 @@ HEADER_SIZE = 48  # fixed header size written by this version; readers accept la
 MAX_PIXELS = 100_000_000
 MAX_SIDE = 65535
 MAX_SLIM_WIDTH = 4096
-LATENT_STRIDE = 16  # the analysis transform downsamples by 16 in each direction
-HYPER_STRIDE = 64  # format 2: z is at 1/64, so images pad to a multiple of 64
+LATENT_STRIDE = STRIDE  # the analysis transform downsamples by 16 (slimcodec.geometry); 2.x pads to HYPER_STRIDE
 KNOWN_CHUNKS = frozenset({b"ALPH", b"iccp", b"exif", b"xmpd"})
 SCALE_ONE = 4096  # latent_scale units: the scale is latent_scale / SCALE_ONE; 0 means no scaling
 MIN_LATENT_SCALE = 256  # 1/16
@@ -85,9 +85,7 @@ class ColorType(enum.IntEnum):
 def _latent_side(side: int, major: int = 1) -> int:
     """Latent (y) positions along an image side: ``ceil(side / 16)``, in format 2
     ``4 · ceil(side / 64)``."""
-    if major >= 2:
-        return -(-side // HYPER_STRIDE) * (HYPER_STRIDE // LATENT_STRIDE)
-    return -(-side // LATENT_STRIDE)
+    return latent_side(side, HYPER_STRIDE if major >= 2 else LATENT_STRIDE)
 
 
 @dataclass(frozen=True)

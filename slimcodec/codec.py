@@ -37,13 +37,13 @@ from slimcodec.formats.slimfile import (
     ColorType,
     SlimFile,
     SlimHeader,
-    HYPER_STRIDE,
     make_alpha_chunk,
     read_alpha,
     read_slim,
     write_slim,
 )
-from slimcodec import hyperprior_codec
+from slimcodec import geometry, hyperprior_codec
+from slimcodec.geometry import ANALYSIS_MARGIN, HYPER_STRIDE, STRIDE, SYNTHESIS_MARGIN, TILE_LATENTS
 from slimcodec.imageio import PixelData, finish, keep_metadata, prepare
 from slimcodec.rangecoder import decode_symbols, encode_symbols
 from slimcodec.weights import HYPERPRIOR, Weights, load_weights, shipped_weights_path
@@ -52,24 +52,10 @@ Metadata = bool | str | Iterable[str]  # see slimcodec.imageio.metadata_kinds
 Progress = Callable[[int, int], None]  # progress(done, total)
 
 DEFAULT_WIDTH = 144
-STRIDE = 16  # pixels per latent position
-TILE_LATENTS = 64  # tile core: 64 latents = 1024 pixels per side
-ANALYSIS_MARGIN = 2  # latents; the analysis receptive field reaches 28 px = 1.75 latents
-SYNTHESIS_MARGIN = 3  # latents; the synthesis reaches about 2 latents
 
 
 def _resolve(weights: Weights | str | None) -> Weights:
     return weights if isinstance(weights, Weights) else load_weights(weights)
-
-
-def _tiles(height: int, width: int, tile: int, margin: int):
-    """Yield (core, outer) latent boxes ``(top, bottom, left, right)`` covering the grid."""
-    for top in range(0, height, tile):
-        for left in range(0, width, tile):
-            bottom, right = min(top + tile, height), min(left + tile, width)
-            outer = (max(top - margin, 0), min(bottom + margin, height),
-                     max(left - margin, 0), min(right + margin, width))
-            yield (top, bottom, left, right), outer
 
 
 class _Steps:
@@ -86,9 +72,7 @@ class _Steps:
 
 def tile_count(height_px: int, width_px: int, weights: Weights, tile: int = TILE_LATENTS) -> int:
     """How many tiles the transforms of an image of this size run in."""
-    pad = padding_multiple(weights)
-    rows, cols = (-(-side // pad) * (pad // STRIDE) for side in (height_px, width_px))
-    return -(-rows // tile) * -(-cols // tile)
+    return geometry.tile_count(*geometry.latent_grid(height_px, width_px, padding_multiple(weights)), tile)
 
 
 def _run_tiled(wts: Weights, stage: str, width: int, load: Callable, store: Callable, grid: tuple[int, int],
@@ -100,7 +84,7 @@ def _run_tiled(wts: Weights, stage: str, width: int, load: Callable, store: Call
     (a ``[C, h, w]`` float32 array). Only one tile's input and output exist at a time,
     in float: the full-size arrays are uint8 pixels and latents.
     """
-    for core, outer in _tiles(*grid, tile, margin):
+    for core, outer in geometry.tiles(*grid, tile, margin):
         store(core, outer, wts.run(stage, width, load(outer)))
         if progress is not None:
             progress()
@@ -120,8 +104,7 @@ def analyze(weights: Weights, rgb: np.ndarray, width: int, tile: int = TILE_LATE
     float on its own, so no full-size float or padded copy of the image is made.
     """
     h, w = rgb.shape[:2]
-    pad = padding_multiple(weights) // STRIDE
-    grid = (-(-h // (STRIDE * pad)) * pad, -(-w // (STRIDE * pad)) * pad)
+    grid = geometry.latent_grid(h, w, padding_multiple(weights))
     y = np.empty((width, *grid), dtype=np.float32)
 
     def load(outer):

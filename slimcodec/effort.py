@@ -20,6 +20,7 @@ import math
 import numpy as np
 
 from slimcodec.errors import SlimError
+from slimcodec.geometry import STRIDE, tiles
 
 MIN_EFFORT, MAX_EFFORT = 1, 9
 # Adam steps per effort level. The step size depends on the step's number only, so a
@@ -96,23 +97,15 @@ def refine(wts, rgb: np.ndarray, y: np.ndarray, width: int, scale: float, effort
 
     model = torch_model(wts)
     lam = _lambda(wts, width) * 255**2
-    from slimcodec.codec import STRIDE
-
     out = y.copy()
-    h, w = rgb.shape[:2]
-    grid_h, grid_w = y.shape[1:]
     generator = torch.Generator().manual_seed(seed)
-    for top in range(0, grid_h, TILE_LATENTS):
-        for left in range(0, grid_w, TILE_LATENTS):
-            bottom, right = min(top + TILE_LATENTS, grid_h), min(left + TILE_LATENTS, grid_w)
-            ot, ol = max(top - MARGIN, 0), max(left - MARGIN, 0)
-            ob, orr = min(bottom + MARGIN, grid_h), min(right + MARGIN, grid_w)
-            core = (top - ot, bottom - ot, left - ol, right - ol)
-            box = rgb[ot * STRIDE:ob * STRIDE, ol * STRIDE:orr * STRIDE]
-            if box.size == 0:
-                continue
-            refined = _refine_box(model, box, y[:, ot:ob, ol:orr], core, width, scale, lam, steps, generator)
-            out[:, top:bottom, left:right] = refined[:, core[0]:core[1], core[2]:core[3]]
+    for (top, bottom, left, right), (ot, ob, ol, orr) in tiles(*y.shape[1:], TILE_LATENTS, MARGIN):
+        core = (top - ot, bottom - ot, left - ol, right - ol)
+        box = rgb[ot * STRIDE:ob * STRIDE, ol * STRIDE:orr * STRIDE]
+        if box.size == 0:
+            continue
+        refined = _refine_box(model, box, y[:, ot:ob, ol:orr], core, width, scale, lam, steps, generator)
+        out[:, top:bottom, left:right] = refined[:, core[0]:core[1], core[2]:core[3]]
     return out
 
 
@@ -120,8 +113,6 @@ def _refine_box(model, box: np.ndarray, y: np.ndarray, core: tuple[int, int, int
                 lam: float, steps: int, generator) -> np.ndarray:
     """Refine the latents of one tile: the loss counts the core's pixels and bits only."""
     import torch
-
-    from slimcodec.codec import STRIDE
 
     ct, cb, cl, cr = core
     x = torch.from_numpy(box.astype(np.float32) / 255.0).permute(2, 0, 1)[None]

@@ -21,13 +21,14 @@ from compressai.entropy_models import EntropyBottleneck
 from compressai.layers import GDN
 from torch import Tensor, nn
 
+from slimcodec.geometry import STRIDE
 from slimcodec.layers import SlimConv2d, SlimConvTranspose2d
 
 PAPER_WIDTHS: tuple[int, ...] = (192, 144, 96, 72, 48)
 # CompressAI's EntropyBottleneck keeps its CDFs in these buffers; they are
 # rebuilt by update() and never saved (the weights file holds our own tables).
 _CDF_BUFFERS = ("._offset", "._quantized_cdf", "._cdf_length")
-DOWNSAMPLING = 16  # total stride of the analysis transform
+DOWNSAMPLING = STRIDE  # total stride of the analysis transform (slimcodec.geometry)
 
 
 def _per_width(widths: Iterable[int], make) -> nn.ModuleDict:

@@ -21,6 +21,7 @@ DOCTESTED = {
     "slimcodec.codec": 4,
     "slimcodec.entropy.tables": 1,
     "slimcodec.files": 7,
+    "slimcodec.geometry": 2,
     "slimcodec.metrics": 2,
     "slimcodec.formats.slimfile": 8,
     "slimcodec.cli.report": 1,

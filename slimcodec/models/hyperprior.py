@@ -29,12 +29,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from slimcodec.geometry import HYPER_STRIDE
 from slimcodec.layers import SlimConv2d, SlimConvTranspose2d
 from slimcodec.model import PAPER_WIDTHS, SlimCAE
 
 SCALE_BOUND = 0.11  # smallest σ (CompressAI's GaussianConditional default)
 LIKELIHOOD_BOUND = 1e-9
-DOWNSAMPLING = 64  # z is at 1/64 of the image side
+DOWNSAMPLING = HYPER_STRIDE  # z is at 1/64 of the image side (slimcodec.geometry)
 
 
 def hidden_width(width: int) -> int:
