@@ -42,9 +42,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from slimcodec.errors import UnsupportedImageError
-
-MAX_PIXELS = 100_000_000  # same limit as the .slim format
-MAX_SIDE = 65535
+from slimcodec.formats.slimfile import MAX_PIXELS, MAX_SIDE  # an image is read only if a .slim file can hold it
 _ORIENTATION_TAG = 0x0112
 _TRANSPOSE = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
