@@ -29,12 +29,11 @@ from slimcodec.outputs import (  # noqa: F401
     write_atomic,
     write_stream,
 )
+from slimcodec.suffixes import IMAGE_SUFFIXES, SLIM_SUFFIX  # noqa: F401  (the commands plan with them)
 
 if TYPE_CHECKING:  # imageio imports numpy: not for slim info, which uses this module too
     from slimcodec.imageio import WriteOptions
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".avif", ".heic", ".heif")
-SLIM_SUFFIX = ".slim"
 STDIN = Path("<stdin>")  # how reports name standard input and output
 STDOUT = Path("<stdout>")
 MAX_STDIN_BYTES = 1 << 30  # an image read from standard input is held in memory

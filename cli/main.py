@@ -33,6 +33,7 @@ from slimcodec import __version__
 from slimcodec.cli.parallel import silence_library_warnings
 from slimcodec.cli.report import EXIT_FAILED, EXIT_INTERRUPTED, Report, describe_error
 from slimcodec.errors import SlimError, WeightsFileError
+from slimcodec.suffixes import DECODED_SUFFIX, IMAGE_SUFFIXES, SLIM_SUFFIX
 
 EPILOG = """\b
 Existing outputs: an output that exists is an error for that file (exit 1),
@@ -429,7 +430,7 @@ def _check_slim_name(out: str | None, planned) -> None:
     """Refuse ``-o photo.webp`` for one file: a .slim file under another image format's extension."""
     from PIL import Image
 
-    from slimcodec.cli.jobs import SLIM_SUFFIX, names_folder
+    from slimcodec.cli.jobs import names_folder
     from slimcodec.imageio import register_plugins
 
     if out is None or planned.batch or planned.stdout or names_folder(out):
@@ -511,7 +512,7 @@ def encode(ctx: click.Context, sources: tuple[str, ...], out: str | None, qualit
     first, then a search on the scale), and a line under each file says which
     setting was chosen and why.
     """
-    from slimcodec.cli.jobs import IMAGE_SUFFIXES, SLIM_SUFFIX, Job, encode_one
+    from slimcodec.cli.jobs import Job, encode_one
 
     target = _encode_target(width, scale, quality, target_bpp, target_size, target_psnr)
     _check_scale(scale)
@@ -564,7 +565,7 @@ def _decode_format(out: str | None, fmt: str | None, planned) -> tuple[str, str]
     """The outputs' suffix and Pillow format: from ``--format``, else ``-o``'s extension, else PNG."""
     from slimcodec.cli.jobs import names_folder
 
-    out_suffix = ".png"
+    out_suffix = DECODED_SUFFIX
     if fmt is not None:
         out_suffix = "." + fmt.lower().lstrip(".")
         if _saveable_format(out_suffix) is None:
@@ -632,12 +633,12 @@ def decode(ctx: click.Context, sources: tuple[str, ...], out: str | None, fmt: s
     folders are searched recursively for .slim files. The ICC profile, EXIF
     and XMP go into every format that stores them.
     """
-    from slimcodec.cli.jobs import SLIM_SUFFIX, DecodeOutput, Job, decode_one
+    from slimcodec.cli.jobs import DecodeOutput, Job, decode_one
 
     existing = Existing(force, skip_existing)
     num_workers = _workers(workers)
     _check_scheduler(scheduler, workers)
-    suffix = ".png" if fmt is None else "." + fmt.lower().lstrip(".")
+    suffix = DECODED_SUFFIX if fmt is None else "." + fmt.lower().lstrip(".")
     planned = _plan(sources, out, (SLIM_SUFFIX,), suffix)
     _, pillow_format = _decode_format(out, fmt, planned)
     output = DecodeOutput(pillow_format if fmt is not None or planned.stdout else None,
@@ -714,7 +715,7 @@ def info(ctx: click.Context, files: tuple[Path, ...], as_json: bool) -> None:
     Checks each file's structure and checksum; does not decode the image.
     Folders are searched recursively for .slim files.
     """
-    from slimcodec.cli.jobs import SLIM_SUFFIX, scan_folder
+    from slimcodec.cli.jobs import scan_folder
     from slimcodec.formats.slimfile import read_slim_stream
 
     opts = _options(ctx)

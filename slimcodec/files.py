@@ -22,6 +22,7 @@ import os
 from pathlib import Path
 
 from slimcodec.outputs import OutputExistsError, write_atomic
+from slimcodec.suffixes import DECODED_SUFFIX, SLIM_SUFFIX
 
 __all__ = ["encode_file", "decode_file"]
 
@@ -62,7 +63,7 @@ def encode_file(src: PathLike, dst: PathLike | None = None, *, width: int | None
     from slimcodec.imageio import open_image
 
     src = Path(src)
-    dst = src.with_suffix(".slim") if dst is None else Path(dst)
+    dst = src.with_suffix(SLIM_SUFFIX) if dst is None else Path(dst)
     with open_image(src) as image:
         data = codec.encode(image, width, scale=scale, quality=quality, weights=weights, metadata=metadata)
     _write(dst, lambda f: f.write(data), overwrite)
@@ -99,7 +100,7 @@ def decode_file(src: PathLike, dst: PathLike | None = None, *, overwrite: bool =
     from slimcodec.imageio import WriteOptions, check_write_options, image_writer, output_format, parse_color
 
     src = Path(src)
-    dst = src.with_suffix(".png") if dst is None else Path(dst)
+    dst = src.with_suffix(DECODED_SUFFIX) if dst is None else Path(dst)
     if isinstance(background, str):
         background = parse_color(background)
     options = WriteOptions(quality, lossless, None if background is None else tuple(background))

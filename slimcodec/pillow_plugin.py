@@ -65,11 +65,12 @@ from PIL import Image, ImageFile
 
 from slimcodec.errors import SlimFormatError, WeightsMismatchError
 from slimcodec.formats.slimfile import MAGIC, ColorType, read_slim, read_slim_stream
+from slimcodec.suffixes import SLIM_SUFFIX
 
 __all__ = ["FORMAT", "EXTENSION", "MIME_TYPE", "SlimImageError", "SlimImageFile", "set_weights", "get_weights"]
 
 FORMAT = "SLIM"
-EXTENSION = ".slim"
+EXTENSION = SLIM_SUFFIX
 MIME_TYPE = "image/x-slim"
 DECODER = "slim"
 

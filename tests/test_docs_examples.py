@@ -29,6 +29,7 @@ DOCTESTED = {
     "slimcodec.pillow_plugin": 5,
     "slimcodec.imageio": 3,
     "slimcodec.quality": 2,
+    "slimcodec.suffixes": 1,
 }
 
 
