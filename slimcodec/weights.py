@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import tempfile
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -34,6 +33,7 @@ from slimcodec import runtime
 from slimcodec.entropy import SCALE_ONE, EntropyTable, scaled_table
 from slimcodec.entropy.gaussian import FixedPointHyperSynthesis, GaussianTables
 from slimcodec.errors import SlimError, WeightsFileError
+from slimcodec.outputs import write_atomic
 from slimcodec.runtime.bundle import BUNDLE_SUFFIX, Bundle, is_bundle, read_bundle
 from slimcodec.runtime.layers import layers_from_arrays, layers_to_arrays
 
@@ -183,21 +183,9 @@ def save_weights(model, path: str | os.PathLike, meta: dict | None = None, half:
         blob["gaussian"] = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in GaussianTables.build().to_arrays().items()}
     buf = io.BytesIO()
     torch.save(blob, buf)
-    _atomic_write(Path(path), buf.getvalue())
+    data = buf.getvalue()
+    write_atomic(Path(path), lambda f: f.write(data), overwrite=True)
     return content_id(blob)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; weights are shipped files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_weights_bytes(data: bytes, device: str = "cpu") -> Weights:
@@ -367,5 +355,5 @@ def install_shipped(path: str | os.PathLike) -> Path:
     data = Path(path).read_bytes()
     wts = load_weights_bytes(data)  # refuse to ship a file that does not load
     target = SHIPPED_DIR / f"slimcae-{wts.weights_id.hex()}.pt"
-    _atomic_write(target, data)
+    write_atomic(target, lambda f: f.write(data), overwrite=True)
     return target

@@ -163,7 +163,8 @@ def export_bundle(weights_path: str | Path) -> bytes:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from slimcodec.weights import SHIPPED_DIR, _atomic_write
+    from slimcodec.outputs import write_atomic
+    from slimcodec.weights import SHIPPED_DIR
 
     p = argparse.ArgumentParser(prog="python -m slimcodec.tools.export_runtime", description=__doc__.split("\n")[0])
     p.add_argument("weights", nargs="*", type=Path, help=".pt weights files")
@@ -176,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     for src in sources:
         dst = args.output or src.with_name(src.name.removesuffix(".pt") + BUNDLE_SUFFIX)
         data = export_bundle(src)
-        _atomic_write(dst, data)
+        write_atomic(dst, lambda f: f.write(data), overwrite=True)
         print(f"{src} -> {dst} ({len(data) / 2**20:.1f} MiB)", file=sys.stderr)
     return 0
 
