@@ -46,6 +46,7 @@ from slimcodec import geometry, hyperprior_codec
 from slimcodec.geometry import ANALYSIS_MARGIN, HYPER_STRIDE, STRIDE, SYNTHESIS_MARGIN, TILE_LATENTS
 from slimcodec.imageio import PixelData, finish, keep_metadata, prepare
 from slimcodec.rangecoder import decode_symbols, encode_symbols
+from slimcodec.timings import Timings, timed
 from slimcodec.weights import HYPERPRIOR, Weights, load_weights, shipped_weights_path
 
 Metadata = bool | str | Iterable[str]  # see slimcodec.imageio.metadata_kinds
@@ -176,60 +177,73 @@ def make_header(wts: Weights, width_px: int, height_px: int, color: ColorType, w
 
 
 def encode_payload(wts: Weights, y: np.ndarray, width: int, units: int = SCALE_ONE,
-                   stages: dict | None = None) -> bytes:
+                   timings: Timings | None = None) -> bytes:
     """The payload bytes of latents ``y`` (from :func:`analyze`) at a latent scale.
 
-    ``stages`` (for benchmarks) receives the seconds spent in the hyperprior's networks (``"hyper"``).
+    ``timings`` (for benchmarks, :mod:`slimcodec.timings`) receives the seconds of
+    ``"entropy"`` (and, with the hyperprior, of its networks: ``"hyper"``).
     """
     if wts.architecture == HYPERPRIOR:
-        return hyperprior_codec.encode_payload(wts, y, width, units, stages)
-    table = wts.table(width, units)
-    return encode_symbols(quantize(y, table, units), table).tobytes()
+        return hyperprior_codec.encode_payload(wts, y, width, units, timings)
+    with timed(timings, "entropy"):
+        table = wts.table(width, units)
+        return encode_symbols(quantize(y, table, units), table).tobytes()
 
 
-def decode_payload(slim: SlimFile, wts: Weights, stages: dict | None = None) -> dict:
+def decode_payload(slim: SlimFile, wts: Weights, timings: Timings | None = None) -> dict:
     """Symbols and latents of a parsed file these weights can decode (see :func:`decode_latents`).
 
-    ``stages`` (for benchmarks) receives the seconds spent in the hyperprior's networks (``"hyper"``).
+    ``timings`` receives the seconds of ``"entropy"`` (and ``"hyper"``), as in :func:`encode_payload`.
     """
     header = slim.header
     words = np.frombuffer(slim.payload, dtype="<u4")
     units = latent_units(header)
     if wts.architecture == HYPERPRIOR:
         grid = (header.latent_height, header.latent_width)
-        return hyperprior_codec.decode_payload(wts, words, header.slim_width, grid, units, stages)
-    table = wts.table(header.slim_width, units)
-    positions = header.latent_height * header.latent_width
-    check_payload_holds(32 * words.size, positions * float(row_min_bits(table.counts).sum()), "image size")
-    q = decode_symbols(words, table, header.latent_height, header.latent_width)
-    return {"y": q, "y_hat": dequantize(q, table, units)}
+        return hyperprior_codec.decode_payload(wts, words, header.slim_width, grid, units, timings)
+    with timed(timings, "entropy"):
+        table = wts.table(header.slim_width, units)
+        positions = header.latent_height * header.latent_width
+        check_payload_holds(32 * words.size, positions * float(row_min_bits(table.counts).sum()), "image size")
+        q = decode_symbols(words, table, header.latent_height, header.latent_width)
+        return {"y": q, "y_hat": dequantize(q, table, units)}
 
 
 def encode_latents(pixels: PixelData, y: np.ndarray, width: int, units: int, wts: Weights,
-                   metadata: Metadata = True) -> bytes:
+                   metadata: Metadata = True, timings: Timings | None = None) -> bytes:
     """Quantize the latents ``y`` of ``pixels`` (from :func:`analyze`) at a latent scale and
     write the .slim file. Rate control calls this for many scales on one analysis.
 
     Args:
         units (int): latent scale in 1/4096 units (:func:`slimcodec.entropy.scale_units`).
         metadata: the metadata kept (:func:`slimcodec.imageio.metadata_kinds`).
+        timings: receives the seconds of ``"container"`` and of the payload's stages
+            (:func:`encode_payload`).
     """
-    h, w = pixels.rgb.shape[:2]
-    color = ColorType.GRAY if pixels.gray else ColorType.RGB
-    header = make_header(wts, w, h, color, width, units)
-    payload = encode_payload(wts, y, width, units)
-    return write_slim(SlimFile(header, _chunks(keep_metadata(pixels, metadata)), payload))
+    with timed(timings, "container"):
+        h, w = pixels.rgb.shape[:2]
+        color = ColorType.GRAY if pixels.gray else ColorType.RGB
+        header = make_header(wts, w, h, color, width, units)
+        chunks = _chunks(keep_metadata(pixels, metadata))
+    payload = encode_payload(wts, y, width, units, timings)
+    with timed(timings, "container"):
+        return write_slim(SlimFile(header, chunks, payload))
 
 
 def latents_for(wts: Weights, rgb: np.ndarray, width: int, scale: float = 1.0, effort: int = 1,
-                progress: Progress | None = None) -> np.ndarray:
-    """The latents an encode at ``effort`` sends: the analysis, refined above effort 1 (:mod:`slimcodec.effort`)."""
-    y = analyze(wts, rgb, width, progress=progress)
+                progress: Progress | None = None, timings: Timings | None = None) -> np.ndarray:
+    """The latents an encode at ``effort`` sends: the analysis, refined above effort 1 (:mod:`slimcodec.effort`).
+
+    ``timings`` receives the seconds of ``"analysis"`` (and ``"refine"`` above effort 1).
+    """
+    with timed(timings, "analysis"):
+        y = analyze(wts, rgb, width, progress=progress)
     if effort == 1:
         return y
     from slimcodec import effort as search
 
-    return search.refine(wts, rgb, y, width, scale, effort)
+    with timed(timings, "refine"):
+        return search.refine(wts, rgb, y, width, scale, effort)
 
 
 def resolve_setting(wts: Weights, width: int | None = None, scale: float | None = None,
@@ -251,11 +265,12 @@ def resolve_setting(wts: Weights, width: int | None = None, scale: float | None 
 
 def encode_pixels(pixels: PixelData, width: int | None = None, *, scale: float | None = None,
                   quality: int | None = None, weights: Weights | str | None = None, metadata: Metadata = True,
-                  effort: int = 1, progress: Progress | None = None) -> bytes:
+                  effort: int = 1, progress: Progress | None = None, timings: Timings | None = None) -> bytes:
     """Encode prepared pixels (see :func:`slimcodec.imageio.prepare`) to .slim bytes.
 
     ``progress(done, total)`` (optional) is called as the work advances: once per
-    analysis tile, then once for the entropy coding.
+    analysis tile, then once for the entropy coding. ``timings`` (optional) receives
+    the seconds of each stage (:mod:`slimcodec.timings`).
     """
     from slimcodec.effort import check_effort
 
@@ -265,14 +280,15 @@ def encode_pixels(pixels: PixelData, width: int | None = None, *, scale: float |
     check_effort(effort)
     units = scale_units(scale)
     steps = _Steps(progress, tile_count(pixels.rgb.shape[0], pixels.rgb.shape[1], wts) + 1)
-    y = latents_for(wts, pixels.rgb, width, units / SCALE_ONE, effort, progress=steps.advance)
-    data = encode_latents(pixels, y, width, units, wts, metadata)
+    y = latents_for(wts, pixels.rgb, width, units / SCALE_ONE, effort, progress=steps.advance, timings=timings)
+    data = encode_latents(pixels, y, width, units, wts, metadata, timings)
     steps.advance()
     return data
 
 
 def encode(image: Image.Image, width: int | None = None, *, scale: float | None = None, quality: int | None = None,
-           weights: Weights | str | None = None, metadata: Metadata = True, effort: int = 1) -> bytes:
+           weights: Weights | str | None = None, metadata: Metadata = True, effort: int = 1,
+           timings: Timings | None = None) -> bytes:
     """Encode a Pillow image to .slim bytes.
 
     Args:
@@ -296,6 +312,8 @@ def encode(image: Image.Image, width: int | None = None, *, scale: float | None 
         effort (int): 1 (fastest, the default) to 9: above 1 the encoder refines the
             latents against the rate-distortion objective (needs torch; see
             :mod:`slimcodec.effort`). The decoder and the format are the same.
+        timings (dict | None): for benchmarks: receives the seconds of each stage
+            (``"container"``, ``"analysis"``, ``"entropy"``, ...; :mod:`slimcodec.timings`).
 
     Returns:
         bytes: the .slim file.
@@ -312,11 +330,12 @@ def encode(image: Image.Image, width: int | None = None, *, scale: float | None 
             To get them as a list instead, call :func:`slimcodec.imageio.prepare`
             and :func:`encode_pixels`: ``prepare(image).notes``.
     """
-    pixels = prepare(image)
+    with timed(timings, "container"):
+        pixels = prepare(image)
     for note in pixels.notes:
         warnings.warn(note, ConversionWarning, stacklevel=2)
     return encode_pixels(pixels, width, scale=scale, quality=quality, weights=weights, metadata=metadata,
-                         effort=effort)
+                         effort=effort, timings=timings)
 
 
 def check_decodable(slim: SlimFile, wts: Weights) -> None:
@@ -330,20 +349,25 @@ def check_decodable(slim: SlimFile, wts: Weights) -> None:
         raise SlimFormatError(f"format {header.version_major}.x does not go with {wts.architecture} weights")
 
 
-def decode_latents(data: bytes, *, weights: Weights | str | None = None) -> tuple[SlimFile, dict, Weights]:
+def decode_latents(data: bytes, *, weights: Weights | str | None = None,
+                   timings: Timings | None = None) -> tuple[SlimFile, dict, Weights]:
     """Parse and entropy-decode a .slim file: its container, symbols and latents.
+
+    ``timings`` (optional) receives the seconds of ``"container"`` and of the payload's
+    stages (:func:`decode_payload`).
 
     Returns:
         (SlimFile, dict, Weights): the dict holds the integer symbols ``"y"`` (and, with
         the hyperprior, ``"z"`` and y's table ``"indexes"``), bit-exact on every platform
         (the golden vectors pin them), and the dequantized latents ``"y_hat"``.
     """
-    slim = read_slim(data)
+    with timed(timings, "container"):
+        slim = read_slim(data)
     if weights is None and (shipped := shipped_weights_path(slim.header.weights_id)) is not None:
         weights = str(shipped)  # a file made by an earlier release decodes with its own weights
     wts = _resolve(weights)
     check_decodable(slim, wts)
-    return slim, decode_payload(slim, wts), wts
+    return slim, decode_payload(slim, wts, timings), wts
 
 
 def decode_symbols_of(data: bytes, *, weights: Weights | str | None = None) -> tuple[SlimFile, np.ndarray, Weights]:
@@ -357,23 +381,41 @@ def latent_units(header: SlimHeader) -> int:
     return header.latent_scale or SCALE_ONE
 
 
-def decode(data: bytes, *, weights: Weights | str | None = None, progress: Progress | None = None) -> Image.Image:
+def decode(data: bytes, *, weights: Weights | str | None = None, progress: Progress | None = None,
+           timings: Timings | None = None) -> Image.Image:
     """Decode .slim bytes to a Pillow image (RGB, L, RGBA or LA); ICC profile, EXIF and XMP in ``info``.
 
     ``progress(done, total)`` (optional) is called as the work advances: once for the
-    entropy decoding, then once per synthesis tile.
+    entropy decoding, then once per synthesis tile. ``timings`` (optional) receives the
+    seconds of each stage (:mod:`slimcodec.timings`).
 
     Raises:
         SlimFormatError: the data is not a valid .slim file for these weights.
     """
-    slim, latents, wts = decode_latents(data, weights=weights)
+    slim, latents, wts = decode_latents(data, weights=weights, timings=timings)
+    return decode_image(slim, latents, wts, progress=progress, timings=timings)
+
+
+def decode_image(slim: SlimFile, latents: dict, wts: Weights, *, progress: Progress | None = None,
+                 timings: Timings | None = None) -> Image.Image:
+    """The image of a file :func:`decode_latents` has read: synthesis, alpha plane and metadata.
+
+    ``progress`` counts as in :func:`decode` (the entropy decoding, already done, is the
+    first step); ``timings`` receives the seconds of ``"synthesis"`` and ``"container"``.
+
+    Raises:
+        SlimFormatError: the alpha chunk is broken.
+    """
     header = slim.header
     steps = _Steps(progress, tile_count(header.image_height, header.image_width, wts) + 1)
     steps.advance()
     alpha = None
-    if (raw := read_alpha(slim)) is not None:  # a broken chunk is refused before the synthesis
-        alpha = np.frombuffer(raw, dtype=np.uint8).reshape(header.image_height, header.image_width)
-    rgb = synthesize(wts, latents["y_hat"], header.slim_width, header.image_height, header.image_width,
-                     progress=steps.advance)
-    return finish(rgb, header.color_type == ColorType.GRAY, alpha, slim.chunk(b"iccp"), slim.chunk(b"exif"),
-                  slim.chunk(b"xmpd"))
+    with timed(timings, "container"):
+        if (raw := read_alpha(slim)) is not None:  # a broken chunk is refused before the synthesis
+            alpha = np.frombuffer(raw, dtype=np.uint8).reshape(header.image_height, header.image_width)
+    with timed(timings, "synthesis"):
+        rgb = synthesize(wts, latents["y_hat"], header.slim_width, header.image_height, header.image_width,
+                         progress=steps.advance)
+    with timed(timings, "container"):
+        return finish(rgb, header.color_type == ColorType.GRAY, alpha, slim.chunk(b"iccp"), slim.chunk(b"exif"),
+                      slim.chunk(b"xmpd"))

@@ -16,25 +16,14 @@ choice of a table, so a decoder on any machine reads the same symbols.
 
 from __future__ import annotations
 
-import time
-from contextlib import contextmanager
-
 import numpy as np
 
 from slimcodec.entropy import SCALE_ONE, quantize
 from slimcodec.entropy.gaussian import ACT_BITS
 from slimcodec.entropy.tables import check_payload_holds, row_min_bits
 from slimcodec.rangecoder import Decoder, Encoder, channel_indexes
+from slimcodec.timings import Timings, timed
 from slimcodec.weights import Weights
-
-
-@contextmanager
-def _stage(stages: dict | None, name: str):
-    """Add the time the block takes to ``stages[name]`` (when timing is asked for)."""
-    start = time.perf_counter()
-    yield
-    if stages is not None:
-        stages[name] = stages.get(name, 0.0) + time.perf_counter() - start
 
 
 def hyper_analysis(wts: Weights, y: np.ndarray, width: int) -> np.ndarray:
@@ -51,20 +40,20 @@ def side_information(wts: Weights, q_z: np.ndarray, width: int, units: int) -> t
 
 
 def encode_payload(wts: Weights, y: np.ndarray, width: int, units: int = SCALE_ONE,
-                   stages: dict | None = None) -> bytes:
+                   timings: Timings | None = None) -> bytes:
     """The payload words (little-endian bytes) of latents ``y`` at a latent scale.
 
-    ``stages``, when given, receives the seconds spent in ``"hyper"`` (the hyper networks)
-    and ``"entropy"`` (quantization and range coding).
+    ``timings``, when given, receives the seconds spent in ``"hyper"`` (the hyper networks)
+    and ``"entropy"`` (quantization and range coding); see :mod:`slimcodec.timings`.
     """
     z_table = wts.tables[width]
-    with _stage(stages, "hyper"):
+    with timed(timings, "hyper"):
         z = hyper_analysis(wts, y, width)
-    with _stage(stages, "entropy"):
+    with timed(timings, "entropy"):
         q_z = quantize(z, z_table)
-    with _stage(stages, "hyper"):
+    with timed(timings, "hyper"):
         indexes, means = side_information(wts, q_z, width, units)
-    with _stage(stages, "entropy"):
+    with timed(timings, "entropy"):
         centred = y - means
         if units != SCALE_ONE:
             centred = centred * np.float32(units / SCALE_ONE)
@@ -76,12 +65,12 @@ def encode_payload(wts: Weights, y: np.ndarray, width: int, units: int = SCALE_O
 
 
 def decode_payload(wts: Weights, words: np.ndarray, width: int, grid: tuple[int, int],
-                   units: int = SCALE_ONE, stages: dict | None = None) -> dict[str, np.ndarray]:
+                   units: int = SCALE_ONE, timings: Timings | None = None) -> dict[str, np.ndarray]:
     """Read a payload: ``{"z", "y", "indexes"}`` symbols and the latents ``"y_hat"``.
 
     Args:
         grid: y's size ``(h, w)``; z's is a quarter of it.
-        stages: receives the seconds of ``"hyper"`` and ``"entropy"``, as in :func:`encode_payload`.
+        timings: receives the seconds of ``"hyper"`` and ``"entropy"``, as in :func:`encode_payload`.
 
     Raises:
         SlimFormatError: the words are not exactly such a payload.
@@ -90,12 +79,12 @@ def decode_payload(wts: Weights, words: np.ndarray, width: int, grid: tuple[int,
     payload_bits = 32 * words.size
     z_positions = (grid[0] // 4) * (grid[1] // 4)
     check_payload_holds(payload_bits, z_positions * float(row_min_bits(z_table.counts).sum()), "image size")
-    with _stage(stages, "entropy"):
+    with timed(timings, "entropy"):
         decoder = Decoder(words)
         q_z = decoder.decode(channel_indexes((width, grid[0] // 4, grid[1] // 4)), z_table)
-    with _stage(stages, "hyper"):
+    with timed(timings, "hyper"):
         indexes, means = side_information(wts, q_z, width, units)
-    with _stage(stages, "entropy"):
+    with timed(timings, "entropy"):
         least = float(np.bincount(indexes.reshape(-1), minlength=wts.gaussian.levels) @ row_min_bits(wts.gaussian.counts))
         check_payload_holds(payload_bits, least, "hyperprior's scales")
         q_y = decoder.decode(indexes, wts.gaussian)
