@@ -47,16 +47,12 @@ from slimcodec.geometry import ANALYSIS_MARGIN, HYPER_STRIDE, STRIDE, SYNTHESIS_
 from slimcodec.imageio import PixelData, finish, keep_metadata, prepare
 from slimcodec.rangecoder import decode_symbols, encode_symbols
 from slimcodec.timings import Timings, timed
-from slimcodec.weights import HYPERPRIOR, Weights, load_weights, shipped_weights_path
+from slimcodec.weights import HYPERPRIOR, Weights, resolve_weights, shipped_weights_path
 
 Metadata = bool | str | Iterable[str]  # see slimcodec.imageio.metadata_kinds
 Progress = Callable[[int, int], None]  # progress(done, total)
 
 DEFAULT_WIDTH = 144
-
-
-def _resolve(weights: Weights | str | None) -> Weights:
-    return weights if isinstance(weights, Weights) else load_weights(weights)
 
 
 class _Steps:
@@ -274,7 +270,7 @@ def encode_pixels(pixels: PixelData, width: int | None = None, *, scale: float |
     """
     from slimcodec.effort import check_effort
 
-    wts = _resolve(weights)
+    wts = resolve_weights(weights)
     width, scale = resolve_setting(wts, width, scale, quality)
     wts.check_width(width)
     check_effort(effort)
@@ -365,7 +361,7 @@ def decode_latents(data: bytes, *, weights: Weights | str | None = None,
         slim = read_slim(data)
     if weights is None and (shipped := shipped_weights_path(slim.header.weights_id)) is not None:
         weights = str(shipped)  # a file made by an earlier release decodes with its own weights
-    wts = _resolve(weights)
+    wts = resolve_weights(weights)
     check_decodable(slim, wts)
     return slim, decode_payload(slim, wts, timings), wts
 

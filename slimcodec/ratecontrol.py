@@ -270,9 +270,9 @@ def choose_setting(image, *, target_bpp: float | None = None, target_bytes: int 
     from slimcodec.formats.slimfile import MIN_LATENT_SCALE
     from slimcodec.imageio import PixelData, keep_metadata, prepare
     from slimcodec.metrics import psnr
-    from slimcodec.weights import Weights, load_weights
+    from slimcodec.weights import resolve_weights
 
-    wts = weights if isinstance(weights, Weights) else load_weights(weights)
+    wts = resolve_weights(weights)
     if isinstance(image, PixelData):
         pixels = image
     else:

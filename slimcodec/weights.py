@@ -349,6 +349,11 @@ def load_weights(path: str | os.PathLike | None = None, device: str = "cpu") -> 
         raise WeightsFileError(p, str(exc)) from exc
 
 
+def resolve_weights(weights: Weights | str | os.PathLike | None) -> Weights:
+    """``weights`` if they are loaded already, else :func:`load_weights` of the path (``None``: the shipped ones)."""
+    return weights if isinstance(weights, Weights) else load_weights(weights)
+
+
 def install_shipped(path: str | os.PathLike) -> Path:
     """Ship a weights file as ``slimcae-<id>.pt`` beside the others (older ones stay: their files
     must still decode); make it the default by setting :data:`DEFAULT_WEIGHTS_ID`."""
