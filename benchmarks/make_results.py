@@ -97,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from slimcodec import bench, evaluate
+    from slimcodec.tools import bench, evaluate
+    from slimcodec.tools.machine import machine_description
 
     docs = Path(args.docs)
     out_root = docs / "results"
@@ -135,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
 
     any_result = next(iter(results.values()), None)
     meta = any_result["meta"] if any_result else (bench_result or {}).get("meta", {})
-    machine = meta.get("machine", evaluate.machine_description())
+    machine = meta.get("machine", machine_description())
     versions = meta.get("versions", {})
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     subset = []

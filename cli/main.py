@@ -742,33 +742,34 @@ def info(ctx: click.Context, files: tuple[Path, ...], as_json: bool) -> None:
 # ---------------------------------------------------------------- eval and bench
 
 
-def _forward(ctx: click.Context, module: str, argv: list[str]) -> None:
-    """Run ``slimcodec.<module>.main(argv)`` (imported only now) and exit with its code."""
-    import importlib
+class CommaList(click.ParamType):
+    """A comma-separated list (``192,96,48``; spaces work too), each item converted by ``item``."""
 
+    name = "list"
+
+    def __init__(self, item: type = str):
+        self.item = item
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, list):
+            return value
+        try:
+            return [self.item(v) for v in value.replace(",", " ").split()]
+        except ValueError:
+            self.fail(f"expected a comma-separated list of {self.item.__name__}s, got {value!r}", param, ctx)
+
+
+def _tool_setup(ctx: click.Context) -> bool:
+    """Quiet the library's warnings unless --debug; whether --quiet was given."""
     if not _options(ctx).debug:
         silence_library_warnings()
-    if _options(ctx).quiet:
-        argv = [*argv, "--quiet"]
-    ctx.exit(importlib.import_module(f"slimcodec.{module}").main(argv) or 0)
-
-
-def _flags(**options) -> list[str]:
-    """``--name value`` for each option given (``None``/``False`` left out, ``True`` a bare flag)."""
-    argv: list[str] = []
-    for name, value in options.items():
-        flag = "--" + name.replace("_", "-")
-        if value is True:
-            argv.append(flag)
-        elif value is not None and value is not False:
-            argv += [flag, str(value)]
-    return argv
+    return _options(ctx).quiet
 
 
 _EVAL_EPILOG = """\b
 Outputs in the report folder: points.csv (one row per image and setting),
 summary.csv, bd.csv, results.json, rd_psnr.png and rd_msssim.png (with
-matplotlib) and report.md. Same as: python -m slimcodec.evaluate.
+matplotlib) and report.md. Same as: python -m slimcodec.tools.evaluate.
 
 \b
 Exit codes:
@@ -782,7 +783,8 @@ Exit codes:
 @click.argument("folder", type=click.Path(path_type=Path))
 @click.option("-o", "--output", metavar="DIR",
               help="Report folder [default: eval-<folder name> in the current folder].")
-@click.option("--widths", metavar="LIST", help="Widths to measure, e.g. 192,96,48 [default: all].")
+@click.option("--widths", type=CommaList(int), metavar="LIST",
+              help="Widths to measure, e.g. 192,96,48 [default: all].")
 @click.option("--peers", metavar="LIST",
               help="Comma-separated peers: jpeg (=jpeg420,jpeg444), jpeg420, jpeg444, webp, jpeg2000, "
                    "avif, hevc, all, none [default: all].")
@@ -796,7 +798,7 @@ Exit codes:
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
 @common_options
 @click.pass_context
-def eval_command(ctx: click.Context, folder: Path, output: str | None, widths: str | None, peers: str | None,
+def eval_command(ctx: click.Context, folder: Path, output: str | None, widths: list[int] | None, peers: str | None,
                  weights: Path | None, limit: int | None, published: str | None, threads: int | None,
                  no_plots: bool) -> None:
     """Measure rate and quality on a folder of images, against peer codecs.
@@ -805,30 +807,33 @@ def eval_command(ctx: click.Context, folder: Path, output: str | None, widths: s
     of its settings): bpp from the file sizes, PSNR and MS-SSIM on 8-bit RGB,
     RD curves and BD-rates. With --quiet no progress is shown.
     """
-    _forward(ctx, "evaluate", [str(folder), *_flags(output=output, widths=widths, peers=peers, weights=weights,
-                                                    limit=limit, published=published, threads=threads,
-                                                    no_plots=no_plots)])
+    quiet = _tool_setup(ctx)
+    from slimcodec.tools import evaluate
+
+    ctx.exit(evaluate.evaluate(folder, output, widths=widths, peers=peers, weights=weights, limit=limit,
+                               published=published, threads=threads, plots=not no_plots, quiet=quiet))
 
 
 _BENCH_EPILOG = """\b
 Prints Markdown tables on stdout (--json and --markdown also write them to
-files). Same as: python -m slimcodec.bench.
+files). Same as: python -m slimcodec.tools.bench.
 """
 
 
 @cli.command("bench", context_settings=CONTEXT_SETTINGS, epilog=_BENCH_EPILOG)
 @click.option("--image", type=click.Path(dir_okay=False, path_type=Path),
               help="Source photo [default: Kodak kodim23 from ../shared/data].")
-@click.option("--sizes", metavar="LIST",
+@click.option("--sizes", type=CommaList(), default="kodak,12mp", metavar="LIST",
               help="Comma-separated image sizes: kodak (768x512), 12mp (4000x3000) or WxH "
                    "[default: kodak,12mp].")
-@click.option("--widths", metavar="LIST", help="Widths to time, e.g. 192,48 [default: all].")
+@click.option("--widths", type=CommaList(int), metavar="LIST", help="Widths to time, e.g. 192,48 [default: all].")
 @click.option("--weights", type=click.Path(dir_okay=False, path_type=Path),
               help="Weights file [default: the shipped weights].")
-@click.option("--repeats", type=click.IntRange(min=1), metavar="N", help="Timed runs per setting [default: 5].")
-@click.option("--large-repeats", type=click.IntRange(min=1), metavar="N",
+@click.option("--repeats", type=click.IntRange(min=1), default=5, metavar="N",
+              help="Timed runs per setting [default: 5].")
+@click.option("--large-repeats", type=click.IntRange(min=1), default=3, metavar="N",
               help="Timed runs for images over 2 MP [default: 3].")
-@click.option("--peers", metavar="LIST", help="Peers to time ('none' for none) [default: all].")
+@click.option("--peers", default="all", metavar="LIST", help="Peers to time ('none' for none) [default: all].")
 @click.option("--no-compressai", is_flag=True, help="Skip CompressAI.")
 @click.option("--compressai-large", is_flag=True,
               help="Also run CompressAI on images over 2 MP (several GB of memory).")
@@ -841,20 +846,23 @@ files). Same as: python -m slimcodec.bench.
               help="Also write the tables as Markdown to this file.")
 @common_options
 @click.pass_context
-def bench_command(ctx: click.Context, image: Path | None, sizes: str | None, widths: str | None,
-                  weights: Path | None, repeats: int | None, large_repeats: int | None, peers: str | None,
-                  no_compressai: bool, compressai_large: bool, no_memory: bool, threads: int | None,
-                  json_path: Path | None, markdown: Path | None) -> None:
+def bench_command(ctx: click.Context, image: Path | None, sizes: list[str], widths: list[int] | None,
+                  weights: Path | None, repeats: int, large_repeats: int, peers: str, no_compressai: bool,
+                  compressai_large: bool, no_memory: bool, threads: int | None, json_path: Path | None,
+                  markdown: Path | None) -> None:
     """Time encoding and decoding per width, next to CompressAI and peer codecs.
 
     Times each stage (transform, entropy coding, container) as the median of
     several runs after a warm-up, and measures peak memory in fresh
     subprocesses. With --quiet no progress is shown.
     """
-    _forward(ctx, "bench", _flags(image=image, sizes=sizes, widths=widths, weights=weights, repeats=repeats,
-                                  large_repeats=large_repeats, peers=peers, no_compressai=no_compressai,
-                                  compressai_large=compressai_large, no_memory=no_memory, threads=threads,
-                                  json=json_path, markdown=markdown))
+    quiet = _tool_setup(ctx)
+    from slimcodec.tools import bench
+
+    ctx.exit(bench.bench(bench.DEFAULT_SOURCE if image is None else image, sizes, widths=widths, weights=weights,
+                         repeats=repeats, large_repeats=large_repeats, peers=peers, compressai=not no_compressai,
+                         compressai_large=compressai_large, memory=not no_memory, threads=threads,
+                         json_path=json_path, markdown=markdown, quiet=quiet))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,4 +1,4 @@
-"""slimcodec.bench on tiny sizes with the tiny model (mechanics only; no timing claims)."""
+"""slimcodec.tools.bench on tiny sizes with the tiny model (mechanics only; no timing claims)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from slimcodec import bench
+from slimcodec.tools import bench
 
 
 def test_large_test_images_are_mirror_tiled_without_seams():
@@ -26,7 +26,7 @@ def test_a_source_photo_is_brought_to_kodak_size(tmp_path):
     assert bench.make_image(tmp_path / "portrait.png", (768, 512)).shape == (512, 768, 3)
 
 
-def test_staged_pipeline_reproduces_the_public_api(tiny_weights):
+def test_timed_runs_reproduce_the_untimed_api(tiny_weights):
     rgb = bench.make_image(None, (80, 48))
     row = bench.bench_slim(tiny_weights, rgb, 8, repeats=1)
     assert row["matches_api"] is True

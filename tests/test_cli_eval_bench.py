@@ -1,8 +1,9 @@
-"""``slim eval`` and ``slim bench``: click front ends of slimcodec.evaluate and slimcodec.bench."""
+"""``slim eval`` and ``slim bench``: click front ends of slimcodec.tools.evaluate and slimcodec.tools.bench."""
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 from pathlib import Path
 
@@ -11,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 from conftest import gradient_image
 
-from slimcodec import bench, evaluate
 from slimcodec.cli.main import cli
+from slimcodec.tools import bench, evaluate
 
 COMMANDS = {"eval": evaluate, "bench": bench}
 
@@ -38,29 +39,67 @@ def test_every_option_of_the_module_is_mirrored(name):
         assert action.help, action.dest
 
 
-def test_options_are_forwarded(monkeypatch, tmp_path):
-    calls = []
+@pytest.fixture
+def calls(monkeypatch):
+    """The keyword arguments each ``slim eval``/``slim bench`` passes to the tool's function (which returns 1)."""
+    made = []
 
-    def fake_main(argv):
-        calls.append(argv)
-        return 1
+    def fake(name):
+        def run(*args, **kwargs):
+            made.append((name, args, kwargs))
+            return 1
 
-    monkeypatch.setattr(evaluate, "main", fake_main)
-    monkeypatch.setattr(bench, "main", fake_main)
+        return run
+
+    monkeypatch.setattr(evaluate, "evaluate", fake("evaluate"))
+    monkeypatch.setattr(bench, "bench", fake("bench"))
+    return made
+
+
+def test_eval_calls_evaluate_with_typed_arguments(calls):
     slim(["eval", "pics", "-o", "rep", "--widths", "192,48", "--peers", "none", "--limit", 2,
           "--published", "kodak", "--threads", 1, "--no-plots", "--weights", "w.pt", "--quiet"], exit_code=1)
-    assert calls[-1] == ["pics", "--output", "rep", "--widths", "192,48", "--peers", "none", "--weights", "w.pt",
-                         "--limit", "2", "--published", "kodak", "--threads", "1", "--no-plots", "--quiet"]
+    assert calls[-1] == ("evaluate", (Path("pics"), "rep"),
+                         {"widths": [192, 48], "peers": "none", "weights": Path("w.pt"), "limit": 2,
+                          "published": "kodak", "threads": 1, "plots": False, "quiet": True})
     slim(["eval", "pics"], exit_code=1)
-    assert calls[-1] == ["pics"]  # the module's own defaults apply
-    slim(["bench", "--sizes", "kodak", "--repeats", 2, "--no-memory", "--no-compressai", "--json", "b.json",
-          "--threads", 1], exit_code=1)
-    assert calls[-1] == ["--sizes", "kodak", "--repeats", "2", "--no-compressai", "--no-memory", "--threads", "1",
-                         "--json", "b.json"]
-    slim(["--quiet", "bench"], exit_code=1)
-    assert calls[-1] == ["--quiet"]
-    slim(["bench", "--repeats", 0], exit_code=2)  # checked by click, before the module runs
-    assert len(calls) == 4
+    assert calls[-1] == ("evaluate", (Path("pics"), None),  # None: the tool's own defaults apply
+                         {"widths": None, "peers": None, "weights": None, "limit": None, "published": None,
+                          "threads": None, "plots": True, "quiet": False})
+    slim(["eval", "pics", "--widths", "192,x"], exit_code=2)  # checked by click, before the tool runs
+    assert len(calls) == 2
+
+
+def test_bench_calls_bench_with_typed_arguments(calls):
+    slim(["bench", "--sizes", "kodak,64x48", "--repeats", 2, "--no-memory", "--no-compressai", "--json", "b.json",
+          "--threads", 1, "--widths", "8"], exit_code=1)
+    name, args, kwargs = calls[-1]
+    assert (name, args) == ("bench", (bench.DEFAULT_SOURCE, ["kodak", "64x48"]))
+    assert kwargs == {"widths": [8], "weights": None, "repeats": 2, "large_repeats": 3, "peers": "all",
+                      "compressai": False, "compressai_large": False, "memory": False, "threads": 1,
+                      "json_path": Path("b.json"), "markdown": None, "quiet": False}
+    slim(["--quiet", "bench", "--image", "a.png"], exit_code=1)
+    assert calls[-1][1][0] == Path("a.png") and calls[-1][2]["quiet"] is True
+    slim(["bench", "--repeats", 0], exit_code=2)  # checked by click, before the tool runs
+    assert len(calls) == 2
+
+
+def test_bench_defaults_are_the_tools_own():
+    defaults = {p.name: p.default for p in inspect.signature(bench.bench).parameters.values()}
+    params = {p.name: p for p in cli.commands["bench"].params}
+    ctx = click.Context(cli.commands["bench"])
+    for name in ("sizes", "repeats", "large_repeats", "peers"):
+        value = params[name].type_cast_value(ctx, params[name].default)
+        assert list(value) == list(defaults[name]) if name == "sizes" else value == defaults[name], name
+
+
+def test_usage_errors_of_the_tools_exit_2(tmp_path, monkeypatch, tiny_weights_path):
+    monkeypatch.chdir(tmp_path)
+    Path("empty").mkdir()
+    result = slim(["eval", "empty", "--weights", tiny_weights_path, "--peers", "none"], exit_code=2)
+    assert "error: empty: no images" in result.stderr
+    result = slim(["bench", "--sizes", "huge", "--weights", tiny_weights_path, "--no-memory"], exit_code=2)
+    assert "error: size must be kodak, 12mp or WxH, got 'huge'" in result.stderr
 
 
 def test_eval_runs(tmp_path, monkeypatch, tiny_weights_path):

@@ -30,6 +30,8 @@ DOCTESTED = {
     "slimcodec.imageio": 3,
     "slimcodec.quality": 2,
     "slimcodec.suffixes": 1,
+    "slimcodec.timings": 1,
+    "slimcodec.tools.peers": 1,
 }
 
 

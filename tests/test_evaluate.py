@@ -1,4 +1,4 @@
-"""slimcodec.evaluate and slimcodec.peers on tiny generated images with the tiny model."""
+"""slimcodec.tools.evaluate and slimcodec.tools.peers on tiny generated images with the tiny model."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from conftest import gradient_image
-from slimcodec import evaluate as E
-from slimcodec import peers as P
+from slimcodec.tools import evaluate as E
+from slimcodec.tools import peers as P
 from slimcodec.metrics import psnr
 
 SIZES = {"a.png": (176, 168), "b.png": (200, 170)}  # both at least 161 px: MS-SSIM is defined

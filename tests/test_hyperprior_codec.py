@@ -133,7 +133,7 @@ def test_rate_control_chooses_a_hyperprior_file_within_its_target(hyper_weights)
 
 
 def test_eval_measures_a_hyperprior_file_and_estimates_its_rate_from_z_and_y(hyper_weights):
-    from slimcodec.evaluate import measure_slim
+    from slimcodec.tools.evaluate import measure_slim
 
     result = measure_slim(hyper_weights, prepare(noise_image(64, 64, seed=5)), 8)
     assert result["num_bytes"] > 0 and 0 < result["est_bpp"] <= result["bpp"]

@@ -16,6 +16,7 @@ roughly 0.1–2 bpp on Kodak-like photos.
 Example::
 
     >>> import numpy as np
+    >>> from slimcodec.tools.peers import PEERS
     >>> rgb = np.zeros((32, 48, 3), np.uint8)
     >>> data, decoded = PEERS["jpeg420"].run(rgb, 75)
     >>> assert data[:2] == b"\\xff\\xd8" and decoded.shape == rgb.shape

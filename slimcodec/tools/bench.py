@@ -13,8 +13,9 @@ each the median of several runs after a warm-up:
 - container: image conversion and the .slim container (``prepare`` +
   ``write_slim`` on encode; ``read_slim`` + ``finish`` on decode), CRC included.
 
-The staged pipeline calls the same functions as :func:`slimcodec.codec.encode`
-and checks once per setting that it produces the very same bytes and pixels.
+The stages are timed inside the codec itself (:func:`slimcodec.codec.encode` and
+:func:`slimcodec.codec.decode` with ``timings``, :mod:`slimcodec.timings`); once per
+setting the timed runs are checked to give the very bytes and pixels of untimed ones.
 
 Peak memory is the peak resident set size (``VmHWM`` on Linux, else
 ``ru_maxrss``) of a fresh subprocess that loads the weights, makes the image
@@ -32,10 +33,12 @@ The peers' encoders and decoders run at one setting near 1 bpp.
 torch runs with its default thread count (one per core) unless ``--threads``
 says otherwise; the output states which.
 
-Usage::
+:func:`run_bench` measures and returns the result; :func:`bench` is the command
+(``slim bench`` and ``python -m slimcodec.tools.bench``): it prints the tables, writes
+the files and returns the exit code. Usage::
 
-    python -m slimcodec.bench                      # both sizes, all widths
-    python -m slimcodec.bench --sizes kodak --repeats 3 --no-memory --json bench.json
+    slim bench                                           # both sizes, all widths
+    python -m slimcodec.tools.bench --sizes kodak --repeats 3 --no-memory --json bench.json
 """
 
 from __future__ import annotations
@@ -48,10 +51,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from slimcodec.geometry import STRIDE
+from slimcodec.tools.evaluate import argparse_type, parse_widths
 
 DEFAULT_SOURCE = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak" / "kodim23.png"
 SIZES = {"kodak": (768, 512), "12mp": (4000, 3000)}
@@ -96,16 +103,29 @@ def make_image(source: str | os.PathLike | None, size: tuple[int, int]) -> np.nd
     return np.ascontiguousarray(np.tile(block, reps)[:height, :width])
 
 
-def _parse_size(text: str) -> tuple[str, tuple[int, int]]:
+def parse_size(text: str) -> tuple[str, tuple[int, int]]:
+    """A test image size by name: ``kodak``, ``12mp`` or ``WxH``; returns ``(text, (width, height))``.
+
+    Raises:
+        ValueError: none of these, or a side below 1.
+    """
     if text in SIZES:
         return text, SIZES[text]
     try:
         w, h = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"size must be kodak, 12mp or WxH, got {text!r}") from None
+        raise ValueError(f"size must be kodak, 12mp or WxH, got {text!r}") from None
     if w < 1 or h < 1:
-        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
+        raise ValueError(f"size must be positive, got {text!r}")
     return text, (w, h)
+
+
+def parse_sizes(text: str) -> list[str]:
+    """``"kodak,12mp,640x480"`` as a list of sizes, each checked with :func:`parse_size`."""
+    sizes = [s.strip() for s in text.split(",") if s.strip()]
+    for size in sizes:
+        parse_size(size)
+    return sizes
 
 
 # --- timing -----------------------------------------------------------------------
@@ -120,59 +140,41 @@ def _stage_medians(runs: list[dict]) -> dict:
     return {k: _median([r[k] for r in runs]) for k in keys}
 
 
+def _columns(timings: dict, transform: str, total: float) -> dict:
+    """The codec's stage seconds (:mod:`slimcodec.timings`) as the bench's columns."""
+    return {"transform": timings.get(transform, 0.0) + timings.get("hyper", 0.0),  # the hyperprior's too
+            "entropy": timings.get("entropy", 0.0), "container": timings.get("container", 0.0), "total": total}
+
+
 def slim_encode_staged(wts, rgb: np.ndarray, width: int) -> tuple[bytes, dict]:
-    """Encode like :func:`slimcodec.codec.encode_pixels` (no metadata), timing each stage."""
-    from slimcodec.codec import analyze, encode_payload, make_header
-    from slimcodec.entropy import SCALE_ONE
-    from slimcodec.formats.slimfile import ColorType, SlimFile, write_slim
-    from slimcodec.imageio import prepare
+    """Encode an ``H×W×3`` image with :func:`slimcodec.codec.encode` (no metadata), timing each stage."""
+    from slimcodec.codec import encode
 
     image = Image.fromarray(rgb, "RGB")
-    t0 = time.perf_counter()
-    pixels = prepare(image)
-    t1 = time.perf_counter()
-    y = analyze(wts, pixels.rgb, width)
-    t2 = time.perf_counter()
-    stages: dict = {}
-    payload = encode_payload(wts, y, width, stages=stages)
-    t3 = time.perf_counter()
-    h, w = pixels.rgb.shape[:2]
-    data = write_slim(SlimFile(make_header(wts, w, h, ColorType.RGB, width, SCALE_ONE), (), payload))
-    t4 = time.perf_counter()
-    hyper = stages.get("hyper", 0.0)  # the hyperprior's networks are transforms too
-    return data, {"transform": t2 - t1 + hyper, "entropy": t3 - t2 - hyper, "container": (t1 - t0) + (t4 - t3),
-                  "total": t4 - t0}
+    timings: dict = {}
+    start = time.perf_counter()
+    data = encode(image, width, weights=wts, metadata=False, timings=timings)
+    return data, _columns(timings, "analysis", time.perf_counter() - start)
 
 
 def slim_decode_staged(wts, data: bytes) -> tuple[np.ndarray, dict]:
-    """Decode like :func:`slimcodec.codec.decode` (RGB, no chunks), timing each stage."""
-    from slimcodec.codec import decode_payload, synthesize
-    from slimcodec.formats.slimfile import read_slim
-    from slimcodec.imageio import finish
+    """Decode with :func:`slimcodec.codec.decode`, timing each stage."""
+    from slimcodec.codec import decode
 
-    t0 = time.perf_counter()
-    slim = read_slim(data)
-    header = slim.header
-    t1 = time.perf_counter()
-    stages: dict = {}
-    y_hat = decode_payload(slim, wts, stages)["y_hat"]
-    t2 = time.perf_counter()
-    rgb = synthesize(wts, y_hat, header.slim_width, header.image_height, header.image_width)
-    t3 = time.perf_counter()
-    image = finish(rgb, False)
-    t4 = time.perf_counter()
-    hyper = stages.get("hyper", 0.0)  # the hyperprior's networks are transforms too
-    return np.asarray(image), {"transform": t3 - t2 + hyper, "entropy": t2 - t1 - hyper,
-                               "container": (t1 - t0) + (t4 - t3), "total": t4 - t0}
+    timings: dict = {}
+    start = time.perf_counter()
+    image = decode(data, weights=wts, timings=timings)
+    return np.asarray(image), _columns(timings, "synthesis", time.perf_counter() - start)
 
 
 def bench_slim(wts, rgb: np.ndarray, width: int, repeats: int) -> dict:
     """Median stage times of encoding and decoding ``rgb`` at ``width``.
 
-    The warm-up runs the public API (:func:`slimcodec.codec.encode_pixels`,
-    :func:`slimcodec.codec.decode`); the staged runs must reproduce its bytes and pixels.
+    The warm-up runs the API untimed (:func:`slimcodec.codec.encode_pixels`,
+    :func:`slimcodec.codec.decode`); the timed runs must reproduce its bytes and pixels.
     """
     from slimcodec.codec import decode, encode_pixels
+    from slimcodec.formats.slimfile import read_header
     from slimcodec.imageio import PixelData
 
     reference = encode_pixels(PixelData(rgb), width, weights=wts, metadata=False)
@@ -184,10 +186,10 @@ def bench_slim(wts, rgb: np.ndarray, width: int, repeats: int) -> dict:
         enc_runs.append(enc)
         dec_runs.append(dec)
     h, w = rgb.shape[:2]
-    table = wts.tables[width]
+    header = read_header(data)
     return {
         "codec": "slimcodec", "setting": width, "num_bytes": len(data), "bpp": 8 * len(data) / (w * h),
-        "symbols": int(table.channels * -(-h // 16) * -(-w // 16)),
+        "symbols": int(header.slim_width * header.latent_height * header.latent_width),  # y's
         "matches_api": data == reference and np.array_equal(decoded, reference_px),
         "enc_s": _stage_medians(enc_runs), "dec_s": _stage_medians(dec_runs),
     }
@@ -203,7 +205,7 @@ def _compressai_model():
     return net
 
 
-def _to_tensor(rgb: np.ndarray, multiple: int = 16):
+def _to_tensor(rgb: np.ndarray, multiple: int = STRIDE):  # CompressAI's factorized model downsamples by 16 too
     import torch
 
     h, w = rgb.shape[:2]
@@ -352,8 +354,8 @@ def _child(config: dict) -> dict:
 
 
 def measure_memory(config: dict) -> dict:
-    """Peak RSS of one configuration, run in a fresh ``python -m slimcodec.bench`` subprocess."""
-    proc = subprocess.run([sys.executable, "-m", "slimcodec.bench", "--child", json.dumps(config)],
+    """Peak RSS of one configuration, run in a fresh ``python -m slimcodec.tools.bench`` subprocess."""
+    proc = subprocess.run([sys.executable, "-m", "slimcodec.tools.bench", "--child", json.dumps(config)],
                           capture_output=True, text=True)
     if proc.returncode != 0:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
@@ -376,7 +378,7 @@ def run_bench(weights=None, widths=None, sizes=("kodak", "12mp"), source=DEFAULT
         source (path | None): source photo; a synthetic picture if missing.
         repeats (int): timed runs per setting after one warm-up (images up to 2 MP).
         large_repeats (int): timed runs for larger images.
-        peers (str | Iterable[str]): peers to time (see :func:`slimcodec.peers.resolve`).
+        peers (str | Iterable[str]): peers to time (see :func:`slimcodec.tools.peers.resolve`).
         compressai (bool): time CompressAI's factorized model.
         compressai_large (bool): also on images over 2 MP (needs several GB).
         memory (bool): measure peak memory in subprocesses.
@@ -385,19 +387,25 @@ def run_bench(weights=None, widths=None, sizes=("kodak", "12mp"), source=DEFAULT
 
     Returns:
         dict: ``meta`` and ``sizes`` (per size: ``rows`` and ``ratios``).
+
+    Raises:
+        ValueError: an unknown width, size or peer, or fewer than one repeat.
     """
     import torch
 
-    from slimcodec import peers as P
     from slimcodec import runtime
-    from slimcodec.evaluate import _library_versions, _resolve_weights, machine_description
-    from slimcodec.weights import Weights, default_weights_path
+    from slimcodec.tools import peers as P
+    from slimcodec.tools.machine import library_versions, machine_description
+    from slimcodec.weights import Weights, default_weights_path, resolve_weights
 
+    if repeats < 1 or large_repeats < 1:
+        raise ValueError("repeats and large_repeats must be at least 1")
+    sizes = [parse_size(s) for s in sizes]
     default_threads = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
         runtime.set_threads(threads)
-    wts = _resolve_weights(weights)
+    wts = resolve_weights(weights)
     weights_path = None if isinstance(weights, Weights) else str(weights or default_weights_path())
     widths = list(wts.widths if widths is None else widths)
     for w in widths:
@@ -414,12 +422,12 @@ def run_bench(weights=None, widths=None, sizes=("kodak", "12mp"), source=DEFAULT
         "threads_note": "machine default" if not threads else f"set by --threads; torch's default here: {default_threads}",
         "repeats": repeats, "large_repeats": large_repeats,
         "weights_id": wts.weights_id.hex(), "widths": widths, "skipped_peers": skipped,
-        "machine": machine_description(), "versions": _library_versions(), "load_average": load,
+        "machine": machine_description(), "versions": library_versions(), "load_average": load,
     }
     say(f"torch threads: {meta['torch_threads']} ({meta['threads_note']}); load average: {load}")
     out = {"meta": meta, "sizes": {}}
     tmp = tempfile.TemporaryDirectory(prefix="slimbench-")
-    for name, size in (_parse_size(s) for s in sizes):
+    for name, size in sizes:
         rgb = make_image(source, size)
         pixels = size[0] * size[1]
         reps = repeats if pixels <= 2_000_000 else large_repeats
@@ -547,7 +555,7 @@ def format_markdown(result: dict, heading: str = "###") -> str:
                 f"| {_mib(r.get('memory'), 'encode')} | {_mib(r.get('memory'), 'decode')} |")
         mismatched = [r["setting"] for r in block["rows"] if r.get("matches_api") is False]
         if mismatched:
-            lines.append(f"\nWarning: the staged pipeline differs from the public API at widths {mismatched}.")
+            lines.append(f"\nWarning: the timed runs differ from untimed ones at widths {mismatched}.")
         lines += ["", "| ratio | value |", "|---|---:|"]
         for k, v in block["ratios"].items():
             lines.append(f"| {k} | {v:.2f} |" if "ns/symbol" in k or v >= 0.1 else f"| {k} | {v:.3f} |")
@@ -555,58 +563,70 @@ def format_markdown(result: dict, heading: str = "###") -> str:
     return "\n".join(lines)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m slimcodec.bench",
-                                     description="Time slimcodec per width next to CompressAI and peer codecs.")
-    parser.add_argument("--image", default=str(DEFAULT_SOURCE), help="source photo (default: Kodak kodim23)")
-    parser.add_argument("--sizes", default="kodak,12mp", help="comma-separated: kodak, 12mp, WxH")
-    parser.add_argument("--widths", default=None, help="widths, e.g. 192,48 (default: all)")
-    parser.add_argument("--weights", default=None, help="weights file (default: the shipped one)")
-    parser.add_argument("--repeats", type=int, default=5, help="timed runs per setting (default 5)")
-    parser.add_argument("--large-repeats", type=int, default=3, help="timed runs over 2 MP (default 3)")
-    parser.add_argument("--peers", default="all", help="peers to time (default all; 'none' for none)")
-    parser.add_argument("--no-compressai", action="store_true", help="skip CompressAI")
-    parser.add_argument("--compressai-large", action="store_true",
-                        help="also run CompressAI on images over 2 MP (several GB of memory)")
-    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's default)")
-    parser.add_argument("--json", default=None, help="write the full result as JSON here")
-    parser.add_argument("--markdown", default=None, help="write the tables as Markdown here")
-    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
-    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
-    return parser
+def bench(image: str | os.PathLike | None = DEFAULT_SOURCE, sizes: Iterable[str] = ("kodak", "12mp"),
+          widths: Iterable[int] | None = None, weights=None, repeats: int = 5, large_repeats: int = 3,
+          peers: str | Iterable[str] = "all", compressai: bool = True, compressai_large: bool = False,
+          memory: bool = True, threads: int | None = None, json_path: str | os.PathLike | None = None,
+          markdown: str | os.PathLike | None = None, quiet: bool = False) -> int:
+    """Benchmark as ``slim bench`` does: print the tables, write the files; return the exit code.
 
+    Args:
+        image (path | None): the source photo of :func:`run_bench`.
+        sizes, widths, weights, repeats, large_repeats, peers, compressai, compressai_large,
+            memory, threads: as for :func:`run_bench`.
+        json_path (path | None): also write the full result as JSON here.
+        markdown (path | None): also write the tables as Markdown here.
+        quiet (bool): no progress on stderr.
 
-def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point; prints the tables and returns the exit code."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.child:
-        print(json.dumps(_child(json.loads(args.child))))
-        return 0
-    if args.repeats < 1 or args.large_repeats < 1:
-        parser.error("--repeats and --large-repeats must be at least 1")
+    Returns:
+        int: 0, or 2 for a usage error (one ``error:`` line on stderr).
+    """
     try:
-        widths = None if args.widths is None else [int(w) for w in args.widths.replace(",", " ").split()]
-        sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
-        for s in sizes:
-            _parse_size(s)
-    except (ValueError, argparse.ArgumentTypeError) as exc:
-        parser.error(str(exc))
-    try:
-        result = run_bench(args.weights, widths, sizes, args.image, args.repeats, args.large_repeats, args.peers,
-                           not args.no_compressai, args.compressai_large, not args.no_memory, args.threads,
-                           None if args.quiet else sys.stderr)
+        result = run_bench(weights, widths, sizes, image, repeats, large_repeats, peers, compressai,
+                           compressai_large, memory, threads, None if quiet else sys.stderr)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     text = format_markdown(result)
     print(text)
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
-    if args.markdown:
-        Path(args.markdown).write_text(text + "\n")
+    if json_path:
+        Path(json_path).write_text(json.dumps(result, indent=1) + "\n")
+    if markdown:
+        Path(markdown).write_text(text + "\n")
     return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The options of ``python -m slimcodec.tools.bench`` (``slim bench`` has the same)."""
+    parser = argparse.ArgumentParser(prog="python -m slimcodec.tools.bench",
+                                     description="Time slimcodec per width next to CompressAI and peer codecs.",
+                                     argument_default=argparse.SUPPRESS)  # not given: bench()'s default
+    parser.add_argument("--image", help="source photo (default: Kodak kodim23)")
+    parser.add_argument("--sizes", type=argparse_type(parse_sizes), help="comma-separated: kodak, 12mp, WxH")
+    parser.add_argument("--widths", type=argparse_type(parse_widths), help="widths, e.g. 192,48 (default: all)")
+    parser.add_argument("--weights", help="weights file (default: the shipped one)")
+    parser.add_argument("--repeats", type=int, help="timed runs per setting (default 5)")
+    parser.add_argument("--large-repeats", type=int, help="timed runs over 2 MP (default 3)")
+    parser.add_argument("--peers", help="peers to time (default all; 'none' for none)")
+    parser.add_argument("--no-compressai", dest="compressai", action="store_false", help="skip CompressAI")
+    parser.add_argument("--compressai-large", action="store_true",
+                        help="also run CompressAI on images over 2 MP (several GB of memory)")
+    parser.add_argument("--no-memory", dest="memory", action="store_false", help="skip the peak-memory subprocesses")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's default)")
+    parser.add_argument("--json", dest="json_path", help="write the full result as JSON here")
+    parser.add_argument("--markdown", help="write the tables as Markdown here")
+    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point of ``python -m slimcodec.tools.bench``; prints the tables, returns the exit code."""
+    options = vars(build_parser().parse_args(argv))
+    if "child" in options:  # one memory measurement, in the fresh process measure_memory started
+        print(json.dumps(_child(json.loads(options["child"]))))
+        return 0
+    return bench(**options)
 
 
 if __name__ == "__main__":

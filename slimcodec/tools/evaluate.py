@@ -8,7 +8,7 @@ image for real, measures the file's size and decodes it back:
   the ideal code length of the same symbols under the same integer tables
   (what a perfect entropy coder would spend, escapes included), so
   ``bpp - est_bpp`` is the range coder's plus the container's overhead;
-- peers: see :mod:`slimcodec.peers`.
+- peers: see :mod:`slimcodec.tools.peers`.
 
 Quality is PSNR and MS-SSIM on 8-bit RGB (see :mod:`slimcodec.metrics`).
 Images are read as :func:`slimcodec.imageio.prepare` reads them; meant for
@@ -26,10 +26,12 @@ setting), ``summary.csv``, ``bd.csv``, ``results.json`` (all of these plus
 run details), ``rd_psnr.png`` and ``rd_msssim.png`` (with matplotlib), and
 ``report.md``.
 
-Usage::
+:func:`run_eval` measures and returns the result; :func:`evaluate` is the command
+(``slim eval`` and ``python -m slimcodec.tools.evaluate``): it writes the report and
+returns the exit code. Usage::
 
-    python -m slimcodec.evaluate ../shared/data/kodak -o eval-kodak
-    python -m slimcodec.evaluate DIR --widths 192,96,48 --peers jpeg,webp --limit 4
+    slim eval ../shared/data/kodak -o eval-kodak
+    python -m slimcodec.tools.evaluate DIR --widths 192,96,48 --peers jpeg,webp --limit 4
 
 Exit codes: 0 all points measured, 1 some images or points failed, 2 usage error.
 """
@@ -41,7 +43,6 @@ import csv
 import json
 import math
 import os
-import platform
 import sys
 import time
 from datetime import datetime, timezone
@@ -52,8 +53,8 @@ import numpy as np
 
 from slimcodec import __version__
 from slimcodec import metrics as M
-
-IMAGE_SUFFIXES = frozenset({".png", ".ppm", ".pgm", ".pnm", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg", ".webp"})
+from slimcodec.suffixes import IMAGE_SUFFIXES
+from slimcodec.tools.machine import library_versions, machine_description
 SLIM = "slimcodec"
 POINT_FIELDS = ("image", "codec", "setting", "width_px", "height_px", "num_bytes", "bpp", "est_bpp",
                 "psnr", "ms_ssim", "ms_ssim_db", "enc_time_s", "dec_time_s")
@@ -113,27 +114,21 @@ def information_bits(q: np.ndarray, rows, indexes: np.ndarray | None = None) -> 
     return total
 
 
-def _resolve_weights(weights):
-    from slimcodec.weights import Weights, load_weights
-
-    return weights if isinstance(weights, Weights) else load_weights(weights)
-
-
 def measure_slim(wts, pixels, width: int) -> dict:
     """Code prepared pixels at ``width`` and measure the result.
 
     Returns:
         dict: ``num_bytes, bpp, est_bpp, psnr, ms_ssim, enc_time_s, dec_time_s``.
     """
-    from slimcodec.codec import decode, decode_latents, encode_pixels
+    from slimcodec.codec import decode_image, decode_latents, encode_pixels
 
     h, w = pixels.rgb.shape[:2]
     t0 = time.perf_counter()
     data = encode_pixels(pixels, width, weights=wts, metadata=False)
     t1 = time.perf_counter()
-    decoded = np.asarray(decode(data, weights=wts).convert("RGB"))
+    slim, latents, _ = decode_latents(data, weights=wts)  # what decode() does, keeping the symbols
+    decoded = np.asarray(decode_image(slim, latents, wts).convert("RGB"))
     t2 = time.perf_counter()
-    latents = decode_latents(data, weights=wts)[1]
     if "z" in latents:  # the hyperprior: z with its factorized rows, y with the Gaussian rows
         bits = information_bits(latents["z"], wts.tables[width])
         bits += information_bits(latents["y"], wts.gaussian, latents["indexes"])
@@ -406,43 +401,6 @@ def write_report(result: dict, out_dir: str | os.PathLike, plots: bool = True) -
 # --- running -----------------------------------------------------------------------
 
 
-def _library_versions() -> dict:
-    import PIL
-    from PIL import features
-
-    versions = {"slimcodec": __version__, "python": platform.python_version(), "pillow": PIL.__version__}
-    for key, feature in (("libjpeg", "jpg"), ("libwebp", "webp"), ("openjpeg", "jpg_2000"), ("libavif", "avif")):
-        try:
-            versions[key] = features.version(feature)
-        except ValueError:
-            versions[key] = None
-    try:
-        import pillow_heif
-
-        versions["pillow_heif"] = pillow_heif.__version__
-        versions["libheif"] = pillow_heif.libheif_version()
-        versions["hevc_encoder"] = pillow_heif.libheif_info().get("HEIF")
-    except ImportError:
-        pass
-    try:
-        import torch
-
-        versions["torch"] = torch.__version__
-        versions["torch_threads"] = torch.get_num_threads()
-    except ImportError:
-        pass
-    try:
-        import onnxruntime
-
-        from slimcodec import runtime
-
-        versions["onnxruntime"] = onnxruntime.__version__
-        versions["backend"] = runtime.chosen_backend()
-    except ImportError:
-        pass
-    return versions
-
-
 class _Progress:
     def __init__(self, total: int, stream: TextIO | None):
         self.total, self.stream, self.done = total, stream, 0
@@ -465,7 +423,7 @@ def run_eval(folder: str | os.PathLike, widths: Iterable[int] | None = None, pee
         folder (path-like): folder of images (non-images are ignored).
         widths (Iterable[int] | None): network widths; all of the weights' by default.
         peers (str | Iterable[str] | None): peer names or aliases (see
-            :func:`slimcodec.peers.resolve`); ``None`` for all, ``[]`` for none.
+            :func:`slimcodec.tools.peers.resolve`); ``None`` for all, ``[]`` for none.
             Peers that cannot run here are skipped and listed in ``skipped_peers``.
         out_dir (path-like | None): where to write the report; nothing is written if ``None``.
         weights (Weights | path | None): the shipped weights by default.
@@ -481,10 +439,11 @@ def run_eval(folder: str | os.PathLike, widths: Iterable[int] | None = None, pee
     Raises:
         ValueError: an unknown width or peer name, or a folder without images.
     """
-    from slimcodec import peers as P
     from slimcodec.imageio import open_image, prepare
+    from slimcodec.tools import peers as P
+    from slimcodec.weights import resolve_weights
 
-    wts = _resolve_weights(weights)
+    wts = resolve_weights(weights)
     widths = list(wts.widths if widths is None else widths)
     for w in widths:
         wts.check_width(int(w))
@@ -541,7 +500,7 @@ def run_eval(folder: str | os.PathLike, widths: Iterable[int] | None = None, pee
         "weights_meta": {k: v for k, v in wts.meta.items() if isinstance(v, (int, float, str, bool))},
         "peers": {p.name: {"label": p.label, "knob": p.knob, "settings": list(p.settings)} for p in runnable},
         "codec_labels": labels,
-        "versions": _library_versions(),
+        "versions": library_versions(),
         "machine": machine_description(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "elapsed_s": None,
@@ -555,96 +514,117 @@ def run_eval(folder: str | os.PathLike, widths: Iterable[int] | None = None, pee
     return result
 
 
-def machine_description() -> dict:
-    """CPU model, core count and memory of this machine (best effort, Linux)."""
-    cpu = platform.processor() or platform.machine()
+PUBLISHED = {"kodak": PUBLISHED_KODAK, "none": None}  # --published
+
+
+def use_threads(threads: int) -> None:
+    """Run torch and the runtime's kernels on ``threads`` threads from now on.
+
+    Raises:
+        ValueError: ``threads`` is below 1.
+    """
+    if threads < 1:
+        raise ValueError(f"threads must be at least 1, got {threads}")
+    import torch
+
+    from slimcodec import runtime
+
+    torch.set_num_threads(threads)
+    runtime.set_threads(threads)
+
+
+def evaluate(folder: str | os.PathLike, output: str | os.PathLike | None = None, *,
+             widths: Iterable[int] | None = None, peers: str | Iterable[str] | None = None, weights=None,
+             limit: int | None = None, published: str | None = None, threads: int | None = None,
+             plots: bool = True, quiet: bool = False) -> int:
+    """Evaluate a folder into a report folder, as ``slim eval`` does; return the exit code.
+
+    Args:
+        folder (path-like): folder of images.
+        output (path-like | None): the report folder [default: ``eval-<folder name>`` here].
+        widths, peers, weights, limit, plots: as for :func:`run_eval`.
+        published (str | None): ``"kodak"`` adds the published Kodak curves; ``"none"`` or
+            ``None`` none.
+        threads (int | None): torch and runtime threads [default: one per core].
+        quiet (bool): no progress and no BD-rate lines on stderr.
+
+    Returns:
+        int: 0 every point was measured, 1 some failed (or the run could not start, e.g.
+        unreadable weights), 2 a usage error (unknown width or peer, no images, ...).
+        Errors are one ``error:`` line on stderr.
+    """
+    out = output if output is not None else f"eval-{Path(folder).resolve().name}"
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem_gib = None
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal"):
-                mem_gib = round(int(line.split()[1]) / 2**20, 1)
-    except OSError:
-        pass
-    flags = []
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-        for flag in ("avx2", "avx512f", "avx512_bf16", "amx_bf16"):
-            if f" {flag}" in text:
-                flags.append(flag)
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": mem_gib, "simd": flags,
-            "system": f"{platform.system()} {platform.release()}"}
-
-
-def _int_list(text: str) -> list[int]:
-    try:
-        return [int(t) for t in text.replace(",", " ").split()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected widths like 192,96,48, got {text!r}") from None
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m slimcodec.evaluate",
-        description="Evaluate slimcodec and peer codecs on a folder of images (real file sizes).",
-    )
-    parser.add_argument("folder", help="folder of images (PNG etc.; other files are ignored)")
-    parser.add_argument("-o", "--output", default=None,
-                        help="report folder (default: eval-<folder name> in the current folder)")
-    parser.add_argument("--widths", type=_int_list, default=None, help="widths, e.g. 192,96,48 (default: all)")
-    parser.add_argument("--peers", default="all",
-                        help="comma-separated peers: jpeg (=jpeg420,jpeg444), jpeg420, jpeg444, webp, "
-                             "jpeg2000, avif, hevc, all, none (default: all)")
-    parser.add_argument("--weights", default=None, help="weights file (default: the shipped one)")
-    parser.add_argument("--limit", type=int, default=None, help="only the first N images (by name)")
-    parser.add_argument("--published", choices=("kodak", "none"), default="none",
-                        help="add published Kodak curves (CompressAI) to plots and BD table")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads (default: torch's, one per core); 1 is faster on a busy machine")
-    parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
-    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point; returns the exit code (0 ok, 1 failures, 2 usage)."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    out = args.output or f"eval-{Path(args.folder).resolve().name}"
-    if args.threads is not None:
-        if args.threads < 1:
-            parser.error("--threads must be at least 1")
-        import torch
-
-        from slimcodec import runtime
-
-        torch.set_num_threads(args.threads)
-        runtime.set_threads(args.threads)
-    try:
-        result = run_eval(args.folder, args.widths, args.peers, out, args.weights, limit=args.limit,
-                          plots=not args.no_plots,
-                          published=PUBLISHED_KODAK if args.published == "kodak" else None,
-                          progress=None if args.quiet else sys.stderr)
+        if published not in (None, *PUBLISHED):
+            raise ValueError(f"published must be one of {', '.join(PUBLISHED)}, got {published!r}")
+        if threads is not None:
+            use_threads(threads)
+        result = run_eval(folder, widths, peers, out, weights, limit=limit, plots=plots,
+                          published=PUBLISHED.get(published), progress=None if quiet else sys.stderr)
     except (ValueError, NotADirectoryError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # e.g. unreadable weights: one line, no traceback
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    if not args.quiet:
+    if not quiet:
         for row in result["bd"]:
             if not row["published"]:
                 print(f"BD-rate vs {row['anchor']}: {_pct(row['bd_rate_psnr'])} (PSNR), "
                       f"{_pct(row['bd_rate_msssim'])} (MS-SSIM)", file=sys.stderr)
     return 1 if result["failures"] else 0
+
+
+def parse_widths(text: str) -> list[int]:
+    """``"192,96,48"`` (commas or spaces) as ``[192, 96, 48]``.
+
+    Raises:
+        ValueError: a part is not an integer.
+    """
+    try:
+        return [int(t) for t in text.replace(",", " ").split()]
+    except ValueError:
+        raise ValueError(f"expected widths like 192,96,48, got {text!r}") from None
+
+
+def argparse_type(parse):
+    """An argparse ``type=`` of a parser that raises ``ValueError`` (its message becomes the usage error)."""
+    def convert(text: str):
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return convert
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The options of ``python -m slimcodec.tools.evaluate`` (``slim eval`` has the same)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m slimcodec.tools.evaluate",
+        description="Evaluate slimcodec and peer codecs on a folder of images (real file sizes).",
+        argument_default=argparse.SUPPRESS,  # an option not given takes evaluate()'s default
+    )
+    parser.add_argument("folder", help="folder of images (PNG etc.; other files are ignored)")
+    parser.add_argument("-o", "--output", help="report folder (default: eval-<folder name> in the current folder)")
+    parser.add_argument("--widths", type=argparse_type(parse_widths), help="widths, e.g. 192,96,48 (default: all)")
+    parser.add_argument("--peers",
+                        help="comma-separated peers: jpeg (=jpeg420,jpeg444), jpeg420, jpeg444, webp, "
+                             "jpeg2000, avif, hevc, all, none (default: all)")
+    parser.add_argument("--weights", help="weights file (default: the shipped one)")
+    parser.add_argument("--limit", type=int, help="only the first N images (by name)")
+    parser.add_argument("--published", choices=tuple(PUBLISHED),
+                        help="add published Kodak curves (CompressAI) to plots and BD table")
+    parser.add_argument("--threads", type=int,
+                        help="torch threads (default: torch's, one per core); 1 is faster on a busy machine")
+    parser.add_argument("--no-plots", dest="plots", action="store_false", help="skip the PNG plots")
+    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point of ``python -m slimcodec.tools.evaluate``; returns the exit code."""
+    return evaluate(**vars(build_parser().parse_args(argv)))
 
 
 if __name__ == "__main__":
