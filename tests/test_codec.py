@@ -30,6 +30,26 @@ def test_encoding_is_deterministic(tiny_weights):
     assert codec.encode(image, 8, weights=tiny_weights) == codec.encode(image, 8, weights=tiny_weights)
 
 
+def test_timings_time_each_stage_without_changing_the_file_or_the_pixels(tiny_weights):
+    image = gradient_image(48, 32, "RGBA")
+    enc, dec = {}, {}
+    data = codec.encode(image, 8, weights=tiny_weights, timings=enc)
+    assert data == codec.encode(image, 8, weights=tiny_weights)
+    decoded = codec.decode(data, weights=tiny_weights, timings=dec)
+    assert np.array_equal(np.asarray(decoded), np.asarray(codec.decode(data, weights=tiny_weights)))
+    assert set(enc) == {"container", "analysis", "entropy"} and set(dec) == {"container", "entropy", "synthesis"}
+    assert min(enc.values()) > 0 and min(dec.values()) > 0
+
+
+def test_decode_is_decode_latents_then_decode_image(tiny_weights):
+    data = codec.encode(gradient_image(40, 24), 8, weights=tiny_weights)
+    slim, latents, wts = codec.decode_latents(data, weights=tiny_weights)
+    steps = []
+    image = codec.decode_image(slim, latents, wts, progress=lambda done, total: steps.append((done, total)))
+    assert np.array_equal(np.asarray(image), np.asarray(codec.decode(data, weights=tiny_weights)))
+    assert steps == [(1, 2), (2, 2)]  # the entropy decoding (already done), then the one synthesis tile
+
+
 def test_header_records_the_weights_id(tiny_weights):
     data = codec.encode(gradient_image(16, 16), 4, weights=tiny_weights)
     assert read_slim(data).header.weights_id == tiny_weights.weights_id
