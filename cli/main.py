@@ -361,6 +361,14 @@ _SCHEDULER = click.option("--scheduler", metavar="ADDRESS",
                                "inputs and outputs on a filesystem every worker sees).")
 
 
+def batch_options(f):
+    """The options encode and decode share after their own: --force, --skip-existing, -j, --scheduler,
+    --threads, and the common ones; the command gets the context."""
+    for option in (click.pass_context, common_options, _THREADS, _SCHEDULER, _WORKERS, _SKIP, _FORCE):
+        f = option(f)
+    return f
+
+
 # ---------------------------------------------------------------- encode
 
 
@@ -490,13 +498,7 @@ def _setting(wts, width: int | None, scale: float | None, quality: int | None) -
 @click.option("-e", "--effort", type=click.IntRange(1, 9), default=1, show_default=True, metavar="1..9",
               help="Encoder effort: above 1 the latents are refined against the rate-distortion "
                    "objective (slower; needs the train extra). The decoder is the same.")
-@_FORCE
-@_SKIP
-@_WORKERS
-@_SCHEDULER
-@_THREADS
-@common_options
-@click.pass_context
+@batch_options
 def encode(ctx: click.Context, sources: tuple[str, ...], out: str | None, quality: int | None, width: int | None,
            scale: float | None, target_bpp: float | None, target_size: int | None, target_psnr: float | None,
            weights: Path | None, metadata: str | None, no_metadata: bool, effort: int, force: bool,
@@ -617,13 +619,7 @@ def _write_options(pillow_format: str, quality: int | None, lossless: bool, back
               help="Flatten the alpha channel onto COLOR (white, black, #rrggbb) for formats "
                    "without alpha, such as JPEG [default: refuse such a file].")
 @_WEIGHTS
-@_FORCE
-@_SKIP
-@_WORKERS
-@_SCHEDULER
-@_THREADS
-@common_options
-@click.pass_context
+@batch_options
 def decode(ctx: click.Context, sources: tuple[str, ...], out: str | None, fmt: str | None, quality: int | None,
            lossless: bool, background: str | None, weights: Path | None, force: bool, skip_existing: bool,
            workers: int | None, threads: int | None, scheduler: str | None = None) -> None:
