@@ -21,9 +21,12 @@ import numpy as np
 from slimcodec.entropy import SCALE_ONE, quantize
 from slimcodec.entropy.gaussian import ACT_BITS
 from slimcodec.entropy.tables import check_payload_holds, row_min_bits
+from slimcodec.geometry import HYPER_STRIDE, STRIDE
 from slimcodec.rangecoder import Decoder, Encoder, channel_indexes
 from slimcodec.timings import Timings, timed
 from slimcodec.weights import Weights
+
+Z_STEP = HYPER_STRIDE // STRIDE  # y positions per z position along a side (4)
 
 
 def hyper_analysis(wts: Weights, y: np.ndarray, width: int) -> np.ndarray:
@@ -69,7 +72,7 @@ def decode_payload(wts: Weights, words: np.ndarray, width: int, grid: tuple[int,
     """Read a payload: ``{"z", "y", "indexes"}`` symbols and the latents ``"y_hat"``.
 
     Args:
-        grid: y's size ``(h, w)``; z's is a quarter of it.
+        grid: y's size ``(h, w)``; z's is a quarter of it (:data:`Z_STEP`).
         timings: receives the seconds of ``"hyper"`` and ``"entropy"``, as in :func:`encode_payload`.
 
     Raises:
@@ -77,11 +80,12 @@ def decode_payload(wts: Weights, words: np.ndarray, width: int, grid: tuple[int,
     """
     z_table = wts.tables[width]
     payload_bits = 32 * words.size
-    z_positions = (grid[0] // 4) * (grid[1] // 4)
-    check_payload_holds(payload_bits, z_positions * float(row_min_bits(z_table.counts).sum()), "image size")
+    z_grid = (grid[0] // Z_STEP, grid[1] // Z_STEP)
     with timed(timings, "entropy"):
+        check_payload_holds(payload_bits, z_grid[0] * z_grid[1] * float(row_min_bits(z_table.counts).sum()),
+                            "image size")
         decoder = Decoder(words)
-        q_z = decoder.decode(channel_indexes((width, grid[0] // 4, grid[1] // 4)), z_table)
+        q_z = decoder.decode(channel_indexes((width, *z_grid)), z_table)
     with timed(timings, "hyper"):
         indexes, means = side_information(wts, q_z, width, units)
     with timed(timings, "entropy"):
