@@ -43,6 +43,7 @@ from slimcodec.formats.slimfile import (
     write_slim,
 )
 from slimcodec import geometry, hyperprior_codec
+from slimcodec.effort import check_effort, refine  # torch only once refine runs
 from slimcodec.geometry import ANALYSIS_MARGIN, HYPER_STRIDE, STRIDE, SYNTHESIS_MARGIN, TILE_LATENTS
 from slimcodec.imageio import PixelData, finish, keep_metadata, prepare
 from slimcodec.rangecoder import decode_symbols, encode_symbols
@@ -236,10 +237,8 @@ def latents_for(wts: Weights, rgb: np.ndarray, width: int, scale: float = 1.0, e
         y = analyze(wts, rgb, width, progress=progress)
     if effort == 1:
         return y
-    from slimcodec import effort as search
-
     with timed(timings, "refine"):
-        return search.refine(wts, rgb, y, width, scale, effort)
+        return refine(wts, rgb, y, width, scale, effort)
 
 
 def resolve_setting(wts: Weights, width: int | None = None, scale: float | None = None,
@@ -268,8 +267,6 @@ def encode_pixels(pixels: PixelData, width: int | None = None, *, scale: float |
     analysis tile, then once for the entropy coding. ``timings`` (optional) receives
     the seconds of each stage (:mod:`slimcodec.timings`).
     """
-    from slimcodec.effort import check_effort
-
     wts = resolve_weights(weights)
     width, scale = resolve_setting(wts, width, scale, quality)
     wts.check_width(width)
