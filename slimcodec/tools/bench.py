@@ -11,7 +11,8 @@ each the median of several runs after a warm-up:
 - entropy: quantization and range coding (encode), range decoding and
   dequantization (decode), i.e. :mod:`slimcodec.rangecoder`;
 - container: image conversion and the .slim container (``prepare`` +
-  ``write_slim`` on encode; ``read_slim`` + ``finish`` on decode), CRC included.
+  ``write_slim`` on encode; ``read_slim`` + ``finish`` on decode), CRC included:
+  the rest of the call, so the three add up to the total.
 
 The stages are timed inside the codec itself (:func:`slimcodec.codec.encode` and
 :func:`slimcodec.codec.decode` with ``timings``, :mod:`slimcodec.timings`); once per
@@ -141,9 +142,16 @@ def _stage_medians(runs: list[dict]) -> dict:
 
 
 def _columns(timings: dict, transform: str, total: float) -> dict:
-    """The codec's stage seconds (:mod:`slimcodec.timings`) as the bench's columns."""
-    return {"transform": timings.get(transform, 0.0) + timings.get("hyper", 0.0),  # the hyperprior's too
-            "entropy": timings.get("entropy", 0.0), "container": timings.get("container", 0.0), "total": total}
+    """The codec's stage seconds (:mod:`slimcodec.timings`) as the bench's columns.
+
+    The hyperprior's networks count as transform. Container is the rest of the call: the
+    codec's ``"container"`` stages plus its bookkeeping between stages (microseconds), so
+    the columns add up to the total even when the process is preempted between stages.
+    """
+    networks = timings.get(transform, 0.0) + timings.get("hyper", 0.0)
+    entropy = timings.get("entropy", 0.0)
+    return {"transform": networks, "entropy": entropy, "container": max(total - networks - entropy, 0.0),
+            "total": total}
 
 
 def slim_encode_staged(wts, rgb: np.ndarray, width: int) -> tuple[bytes, dict]:
@@ -613,7 +621,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also run CompressAI on images over 2 MP (several GB of memory)")
     parser.add_argument("--no-memory", dest="memory", action="store_false", help="skip the peak-memory subprocesses")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's default)")
-    parser.add_argument("--json", dest="json_path", help="write the full result as JSON here")
+    parser.add_argument("--json", dest="json_path", metavar="JSON", help="write the full result as JSON here")
     parser.add_argument("--markdown", help="write the tables as Markdown here")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     parser.add_argument("--child", help=argparse.SUPPRESS)
