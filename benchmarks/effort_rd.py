@@ -70,11 +70,14 @@ def summary(rows: list[dict]) -> list[dict]:
             for image in sorted({r["image"] for r in rows}):
                 curve = {e: [r for r in rows if r["image"] == image and r["width"] == width and r["effort"] == e]
                          for e in (1, effort)}
+                times += [r["seconds"] for r in curve[effort]]
+                if min(len(curve[1]), len(curve[effort])) < 3:  # measured at scale 1 only: no scale curve
+                    continue
                 bds.append(bd_rate([r["bpp"] for r in curve[1]], [r["psnr"] for r in curve[1]],
                                    [r["bpp"] for r in curve[effort]], [r["psnr"] for r in curve[effort]]))
-                times += [r["seconds"] for r in curve[effort]]
-            out.append({"width": width, "effort": effort, "bd_rate": statistics.mean(bds),
-                        "seconds": statistics.median(times)})
+            if bds:
+                out.append({"width": width, "effort": effort, "bd_rate": statistics.mean(bds), "images": len(bds),
+                            "seconds": statistics.median(times)})
     return out
 
 
@@ -100,9 +103,9 @@ def across_widths(rows: list[dict]) -> dict[int, float]:
 
 def markdown(table: list[dict], meta: str, rows: list[dict]) -> str:
     lines = [meta, "", "Per width, along the latent scale (BD-rate against the same width's effort-1 scale curve):", "",
-             "| width | effort | BD-rate vs effort 1 | encode s (median) |", "| ---: | ---: | ---: | ---: |"]
+             "| width | effort | BD-rate vs effort 1 | images | encode s (median) |", "| ---: | ---: | ---: | ---: | ---: |"]
     for r in table:
-        lines.append(f"| {r['width']} | {r['effort']} | {r['bd_rate']:+.2f} % | {r['seconds']:.1f} |")
+        lines.append(f"| {r['width']} | {r['effort']} | {r['bd_rate']:+.2f} % | {r['images']} | {r['seconds']:.1f} |")
     widths = ", ".join(str(w) for w in sorted({r["width"] for r in rows}))
     lines += ["", f"Across widths {widths} at scale 1 (the codec's own RD curve; the fair measure):", "",
               "| effort | BD-rate vs effort 1 |", "| ---: | ---: |"]
