@@ -101,7 +101,36 @@ def across_widths(rows: list[dict]) -> dict[int, float]:
     return out
 
 
-def markdown(table: list[dict], meta: str, rows: list[dict]) -> str:
+def at_scale_one(rows: list[dict], lambdas: dict[int, float]) -> list[dict]:
+    """Per width and effort: the scale-1 file against effort 1's, mean over images.
+
+    ``d_bpp`` and ``d_psnr`` are the mean changes; ``d_objective`` (mean and worst image) is the
+    change of the width's training objective λ·255²·MSE + bpp, MSE taken from each file's PSNR.
+    """
+    def objective(r: dict) -> float:
+        return lambdas[r["width"]] * 255**2 * 10 ** (-r["psnr"] / 10) + r["bpp"]
+
+    out = []
+    for width in sorted({r["width"] for r in rows}, reverse=True):
+        for effort in sorted({r["effort"] for r in rows} - {1}):
+            d_bpp, d_psnr, d_j = [], [], []
+            for image in sorted({r["image"] for r in rows}):
+                pick = {e: [r for r in rows if r["image"] == image and r["width"] == width and r["effort"] == e
+                            and r["scale"] == 1.0] for e in (1, effort)}
+                if not (pick[1] and pick[effort]):
+                    continue
+                a, b = pick[1][0], pick[effort][0]
+                d_bpp.append(100 * (b["bpp"] / a["bpp"] - 1))
+                d_psnr.append(b["psnr"] - a["psnr"])
+                d_j.append(100 * (objective(b) / objective(a) - 1))
+            if d_j:
+                out.append({"width": width, "effort": effort, "images": len(d_j), "d_bpp": statistics.mean(d_bpp),
+                            "d_psnr": statistics.mean(d_psnr), "d_objective": statistics.mean(d_j),
+                            "d_objective_worst": max(d_j)})
+    return out
+
+
+def markdown(table: list[dict], meta: str, rows: list[dict], lambdas: dict[int, float] | None = None) -> str:
     lines = [meta, "", "Per width, along the latent scale (BD-rate against the same width's effort-1 scale curve):", "",
              "| width | effort | BD-rate vs effort 1 | images | encode s (median) |", "| ---: | ---: | ---: | ---: | ---: |"]
     for r in table:
@@ -110,6 +139,13 @@ def markdown(table: list[dict], meta: str, rows: list[dict]) -> str:
     lines += ["", f"Across widths {widths} at scale 1 (the codec's own RD curve; the fair measure):", "",
               "| effort | BD-rate vs effort 1 |", "| ---: | ---: |"]
     lines += [f"| {e} | {bd:+.2f} % |" for e, bd in across_widths(rows).items()]
+    if lambdas:
+        lines += ["", "Per width at scale 1: the effort-e file against the effort-1 file (mean over images; "
+                  "objective = the width's λ·255²·MSE + bpp):", "",
+                  "| width | effort | images | Δ bpp | Δ PSNR | Δ objective | worst image |",
+                  "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        lines += [f"| {r['width']} | {r['effort']} | {r['images']} | {r['d_bpp']:+.2f} % | {r['d_psnr']:+.3f} dB | "
+                  f"{r['d_objective']:+.2f} % | {r['d_objective_worst']:+.2f} % |" for r in at_scale_one(rows, lambdas)]
     return "\n".join(lines) + "\n"
 
 
@@ -131,10 +167,15 @@ def main(argv: list[str] | None = None) -> None:
     rows = measure(images, [int(w) for w in a.widths.split(",")], [int(e) for e in a.efforts.split(",")],
                    [float(s) for s in a.scales.split(",")], a.threads, [float(s) for s in a.anchor_scales.split(",")],
                    done)
+    from slimcodec.weights import load_weights
+
+    lambdas = {int(w): float(v) for w, v in load_weights().meta["lambdas"].items()}
     table = summary(rows)
-    meta = (f"Kodak {', '.join(images)}; latent scales {a.scales} per width (effort 1: {a.anchor_scales}); BD-rate "
-            f"on real files (PSNR, 8-bit RGB), averaged over the images; threads {a.threads or 'default'}.")
-    text = markdown(table, meta, rows)
+    measured = sorted({r["image"] for r in rows})
+    meta = (f"Kodak, {len(measured)} images ({', '.join(measured)}); latent scales {a.scales} per width (effort 1: "
+            f"{a.anchor_scales}){'; with the rows of ' + str(a.reuse) if a.reuse else ''}; BD-rate on real files "
+            f"(PSNR, 8-bit RGB), averaged over the images; threads {a.threads or 'default'}.")
+    text = markdown(table, meta, rows, lambdas)
     print(text)
     if a.json:
         a.json.write_text(json.dumps({"meta": meta, "rows": rows, "summary": table}, indent=1))
