@@ -153,3 +153,27 @@ def test_curves_print_as_one_markdown_row_per_validation(folders, tmp_path, caps
     table = capsys.readouterr().out.splitlines()
     assert table[0] == "| run | step | w8 | w4 |" and len(table) == 4  # header, rule, steps 0 and 3
     assert table[3].startswith("| factorized | 3 | ") and "bpp" in table[3] and "dB" in table[3]
+
+
+def test_the_fine_grid_term_reaches_only_the_synthesis_and_matches_the_codec_grid_at_scale_one():
+    from slimcodec.models.hyperprior import SlimCAEHyperprior
+
+    torch.manual_seed(0)
+    model = SlimCAEHyperprior((8, 4)).eval()
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(model.synthesis_at_scale(x, 8, 1.0), model(x, 8)["x_hat"])
+    model.synthesis_at_scale(x, 8, 4.0).square().mean().backward()
+    trained = {n.split(".")[0] for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    assert trained == {"g_s", "igdn"}  # the synthesis: its convolutions and inverse GDNs
+
+
+def test_scale_augmented_training_validates_at_the_latent_scale_too(folders, tmp_path, capsys):
+    curve = tmp_path / "curve.jsonl"
+    run(folders, tmp_path / "ck.pt", "--steps", 3, "--scale-aug", 1, "--val-scale", 4, "--curve", curve,
+        arch="hyperprior")
+    assert "at latent scale 4 | w8: " in capsys.readouterr().out
+    import json
+
+    record = json.loads(curve.read_text().splitlines()[-1])
+    assert record["at_scale"]["scale"] == 4 and set(record["at_scale"]["points"]) == {"8", "4"}

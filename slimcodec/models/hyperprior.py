@@ -185,6 +185,22 @@ class SlimCAEHyperprior(SlimCAE):
         x_hat = self.synthesis(y_hat, width)
         return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
 
+    def synthesis_at_scale(self, x: Tensor, width: int, scale: float) -> Tensor:
+        """``g_s`` of the latents on a grid ``scale`` times finer, as the codec quantizes them
+        at latent scale ``scale``: ``round(scale · (y − μ)) / scale + μ``.
+
+        Only the synthesis gets gradients: the fine-grid term teaches ``g_s`` to use the
+        information a finer grid keeps, without moving what the encoder or the rate learn.
+        """
+        self.check_width(width)
+        with torch.no_grad(), torch.autocast(device_type=x.device.type, enabled=False):
+            y = self.analysis(x, width).float()
+            medians = self.z_medians(width)
+            z_hat = torch.round(self.hyper_analysis(y, width) - medians) + medians
+            mean, _ = self.hyper_synthesis(z_hat, width)
+            y_hat = torch.round((y - mean) * scale) / scale + mean
+        return self.synthesis(y_hat, width)
+
     @torch.no_grad()
     def start_heads_at(self, y: Tensor, width: int, weight_gain: float = 0.1) -> None:
         """Start the heads near a per-channel Gaussian fit of latents ``y`` (N×w×h×w').

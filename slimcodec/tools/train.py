@@ -117,6 +117,27 @@ def lr_at(step: int, lr: float, decay_start: int, decay_end: int, warmup: int = 
     return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
 
 
+@torch.no_grad()
+def validate_at_scale(model: SlimCAEHyperprior, images: list[torch.Tensor], device: torch.device, multiple: int,
+                      scale: float) -> dict[int, tuple[float, float]]:
+    """Estimated bpp (rounded latents) and mean PSNR per width at latent scale ``scale``."""
+    was_training = model.training
+    model.eval()
+    results = {}
+    for width in model.widths:
+        bpps, psnrs = [], []
+        for img in images:
+            h, w = img.shape[1] // multiple * multiple, img.shape[2] // multiple * multiple
+            x = img[None, :, :h, :w].float().div(255).to(device).contiguous(memory_format=torch.channels_last)
+            x_hat, bits = model.latent_rd(model.analysis(x, width), width, scale, noisy_rate=False)
+            x_hat = x_hat.clamp(0, 1).mul(255).round().div(255)
+            bpps.append(float(bits.sum()) / (h * w))
+            psnrs.append(10 * math.log10(1 / max(float(torch.mean((x_hat - x) ** 2)), 1e-10)))
+        results[width] = (float(np.mean(bpps)), float(np.mean(psnrs)))
+    model.train(was_training)
+    return results
+
+
 class EMA:
     """Exponential moving average of a model's floating-point state (parameters and buffers)."""
 
@@ -134,6 +155,11 @@ class EMA:
 
     def copy_to(self, model: torch.nn.Module) -> None:
         model.load_state_dict({**model.state_dict(), **self.state})
+
+
+def fine_grid_scale(max_scale: float) -> float:
+    """A latent scale drawn log-uniformly from ``[1, max_scale]`` (torch's checkpointed RNG)."""
+    return math.exp(float(torch.rand(())) * math.log(max_scale))
 
 
 def rd_terms(model: SlimCAE, x: torch.Tensor, width: int, bf16: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -354,6 +380,13 @@ class Trainer:
             mse, bpp = rd_terms(self.model, x, width, self.bf16)
             loss = loss + self.lambdas[width] * 255**2 * mse + bpp
             terms[width] = (mse.item(), bpp.item())
+        if args.scale_aug and isinstance(self.model, SlimCAEHyperprior):
+            width = self.model.widths[self.step % len(self.model.widths)]
+            scale = fine_grid_scale(args.scale_aug_max)
+            with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+                x_fine = self.model.synthesis_at_scale(x, width, scale)
+            mse_fine = torch.mean((x_fine.float() - x) ** 2)
+            loss = loss + args.scale_aug * self.lambdas[width] * 255**2 * mse_fine
         if not torch.isfinite(loss):
             print(f"step {self.step}: non-finite loss, batch skipped", flush=True)
             return
@@ -387,12 +420,21 @@ class Trainer:
     def validate(self) -> dict[int, tuple[float, float]]:
         """Validate the EMA weights; print the curve and append it to ``--curve`` (JSON lines)."""
         t = time.time()
-        res = validate(self.ema_model(), self.val_images, self.device, self.multiple)
+        ema = self.ema_model()
+        res = validate(ema, self.val_images, self.device, self.multiple)
         print(f"val step {self.step} (EMA, {time.time() - t:.0f} s) | "
               + " | ".join(f"w{w}: {b:.4f}bpp {p:.2f}dB" for w, (b, p) in res.items()), flush=True)
+        fine = {}
+        if self.args.val_scale > 1 and isinstance(ema, SlimCAEHyperprior):
+            fine = validate_at_scale(ema, self.val_images, self.device, self.multiple, self.args.val_scale)
+            print(f"val step {self.step} at latent scale {self.args.val_scale:g} | "
+                  + " | ".join(f"w{w}: {b:.4f}bpp {p:.2f}dB" for w, (b, p) in fine.items()), flush=True)
         if self.args.curve:
             record = {"arch": self.args.arch, "step": self.step, "time": time.time(),
                       "points": {str(w): {"bpp": b, "psnr": p} for w, (b, p) in res.items()}}
+            if fine:
+                record["at_scale"] = {"scale": self.args.val_scale,
+                                      "points": {str(w): {"bpp": b, "psnr": p} for w, (b, p) in fine.items()}}
             with open(self.args.curve, "a") as f:
                 f.write(json.dumps(record) + "\n")
         return res
@@ -426,6 +468,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--decay-end", type=int, default=0, help="step where it reaches lr/10 (0: no decay)")
     p.add_argument("--eb-lr-mult", type=float, default=10.0, help="lr multiplier of the bottlenecks' densities")
     p.add_argument("--aux-lr", type=float, default=1e-3)
+    p.add_argument("--scale-aug", type=float, default=0.0,
+                   help="weight of a fine-grid distortion term (hyperprior): g_s also learns latent scales > 1")
+    p.add_argument("--scale-aug-max", type=float, default=16.0, help="largest latent scale of --scale-aug")
+    p.add_argument("--val-scale", type=float, default=0.0, help="also validate at this latent scale (hyperprior)")
     p.add_argument("--ema-decay", type=float, default=0.999)
     p.add_argument("--clip", type=float, default=1.0, help="gradient norm clip (0: off)")
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None, help="bf16 autocast for the transforms (default: on for CPUs with native bf16)")
