@@ -117,27 +117,6 @@ def lr_at(step: int, lr: float, decay_start: int, decay_end: int, warmup: int = 
     return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
 
 
-@torch.no_grad()
-def validate_at_scale(model: SlimCAEHyperprior, images: list[torch.Tensor], device: torch.device, multiple: int,
-                      scale: float) -> dict[int, tuple[float, float]]:
-    """Estimated bpp (rounded latents) and mean PSNR per width at latent scale ``scale``."""
-    was_training = model.training
-    model.eval()
-    results = {}
-    for width in model.widths:
-        bpps, psnrs = [], []
-        for img in images:
-            h, w = img.shape[1] // multiple * multiple, img.shape[2] // multiple * multiple
-            x = img[None, :, :h, :w].float().div(255).to(device).contiguous(memory_format=torch.channels_last)
-            x_hat, bits = model.latent_rd(model.analysis(x, width), width, scale, noisy_rate=False)
-            x_hat = x_hat.clamp(0, 1).mul(255).round().div(255)
-            bpps.append(float(bits.sum()) / (h * w))
-            psnrs.append(10 * math.log10(1 / max(float(torch.mean((x_hat - x) ** 2)), 1e-10)))
-        results[width] = (float(np.mean(bpps)), float(np.mean(psnrs)))
-    model.train(was_training)
-    return results
-
-
 class EMA:
     """Exponential moving average of a model's floating-point state (parameters and buffers)."""
 
@@ -173,8 +152,12 @@ def rd_terms(model: SlimCAE, x: torch.Tensor, width: int, bf16: bool) -> tuple[t
 
 
 @torch.no_grad()
-def validate(model: SlimCAE, images: list[torch.Tensor], device: torch.device, multiple: int) -> dict[int, tuple[float, float]]:
-    """Estimated bpp (rounded latents) and mean PSNR per width on whole images."""
+def validate(model: SlimCAE, images: list[torch.Tensor], device: torch.device, multiple: int,
+             scale: float = 1.0) -> dict[int, tuple[float, float]]:
+    """Estimated bpp (rounded latents) and mean PSNR per width on whole images.
+
+    ``scale``: the latent scale (hyperprior; 1 is the forward pass the model trains with).
+    """
     was_training = model.training
     model.eval()
     results = {}
@@ -183,11 +166,16 @@ def validate(model: SlimCAE, images: list[torch.Tensor], device: torch.device, m
         for img in images:
             h, w = img.shape[1] // multiple * multiple, img.shape[2] // multiple * multiple
             x = img[None, :, :h, :w].float().div(255).to(device).contiguous(memory_format=torch.channels_last)
-            out = model(x, width)
-            x_hat = out["x_hat"].clamp(0, 1).mul(255).round().div(255)
+            if scale == 1.0:
+                out = model(x, width)
+                x_hat = out["x_hat"]
+                bits = -sum(float(torch.log2(lik).sum()) for lik in out["likelihoods"].values())
+            else:
+                x_hat, latent_bits = model.latent_rd(model.analysis(x, width), width, scale, noisy_rate=False)
+                bits = float(latent_bits.sum())
+            x_hat = x_hat.clamp(0, 1).mul(255).round().div(255)
             mse = float(torch.mean((x_hat - x) ** 2))
-            bits = sum(float(torch.log2(lik).sum()) for lik in out["likelihoods"].values())
-            bpps.append(-bits / (h * w))
+            bpps.append(bits / (h * w))
             psnrs.append(10 * math.log10(1 / max(mse, 1e-10)))
         results[width] = (float(np.mean(bpps)), float(np.mean(psnrs)))
     model.train(was_training)
@@ -426,7 +414,7 @@ class Trainer:
               + " | ".join(f"w{w}: {b:.4f}bpp {p:.2f}dB" for w, (b, p) in res.items()), flush=True)
         fine = {}
         if self.args.val_scale > 1 and isinstance(ema, SlimCAEHyperprior):
-            fine = validate_at_scale(ema, self.val_images, self.device, self.multiple, self.args.val_scale)
+            fine = validate(ema, self.val_images, self.device, self.multiple, self.args.val_scale)
             print(f"val step {self.step} at latent scale {self.args.val_scale:g} | "
                   + " | ".join(f"w{w}: {b:.4f}bpp {p:.2f}dB" for w, (b, p) in fine.items()), flush=True)
         if self.args.curve:
