@@ -108,17 +108,22 @@ class SlimCAEHyperprior(SlimCAE):
 
     STAGES = SlimCAE.STAGES + ("hyper_analysis", "hyper_mean")
 
+    def hyper_prior(self, y: Tensor, width: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """z = h_a(y), its quantized ẑ (straight-through, offset by the medians), and h_s(ẑ)'s μ and σ."""
+        z = self.hyper_analysis(y, width)
+        medians = self.z_medians(width)
+        z_hat = ste_round(z - medians) + medians
+        mean, scale = self.hyper_synthesis(z_hat, width)
+        return z, z_hat, mean, scale
+
     def latent_rd(self, y: Tensor, width: int, scale: float = 1.0, noisy_rate: bool = True) -> tuple[Tensor, Tensor]:
         """As :meth:`SlimCAE.latent_rd`; z is ``h_a(y)`` (as the encoder computes it) and its bits
         are spread over y's positions, so ``bits.sum()`` is the whole payload's estimate."""
         from slimcodec.model import factorized_bits
 
-        z = self.hyper_analysis(y, width)
-        medians = self.z_medians(width)
-        z_hat = ste_round(z - medians) + medians
+        z, z_hat, mean, scale_raw = self.hyper_prior(y, width)
         z_rated = z + torch.empty_like(z).uniform_(-0.5, 0.5) if noisy_rate else z_hat
         z_bits = factorized_bits(self.entropy_bottleneck[str(width)], z_rated)
-        mean, scale_raw = self.hyper_synthesis(z_hat, width)
         centred = y - mean
         y_hat = y + (torch.round(centred * scale) / scale + mean - y).detach()
         if noisy_rate:
@@ -171,11 +176,8 @@ class SlimCAEHyperprior(SlimCAE):
         # need more than bf16's 8 bits of mantissa, and it is cheap (1/16, 1/64).
         with torch.autocast(device_type=y.device.type, enabled=False):
             y = y.float()
-            z = self.hyper_analysis(y, width)
+            z, _, mean, scale = self.hyper_prior(y, width)
             _, z_likelihoods = bottleneck(z, training=self.training)
-            medians = self.z_medians(width)
-            z_hat = ste_round(z - medians) + medians
-            mean, scale = self.hyper_synthesis(z_hat, width)
             if self.training:
                 y_noisy = y + torch.empty_like(y).uniform_(-0.5, 0.5)
                 y_likelihoods = gaussian_likelihood(y_noisy - mean, scale)
@@ -195,9 +197,7 @@ class SlimCAEHyperprior(SlimCAE):
         self.check_width(width)
         with torch.no_grad(), torch.autocast(device_type=x.device.type, enabled=False):
             y = self.analysis(x, width).float()
-            medians = self.z_medians(width)
-            z_hat = torch.round(self.hyper_analysis(y, width) - medians) + medians
-            mean, _ = self.hyper_synthesis(z_hat, width)
+            _, _, mean, _ = self.hyper_prior(y, width)
             y_hat = torch.round((y - mean) * scale) / scale + mean
         return self.synthesis(y_hat, width)
 

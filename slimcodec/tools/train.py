@@ -117,6 +117,14 @@ def lr_at(step: int, lr: float, decay_start: int, decay_end: int, warmup: int = 
     return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
 
 
+def _row(results: dict[int, tuple[float, float]]) -> str:
+    return " | ".join(f"w{w}: {b:.4f}bpp {p:.2f}dB" for w, (b, p) in results.items())
+
+
+def _points(results: dict[int, tuple[float, float]]) -> dict:
+    return {str(w): {"bpp": b, "psnr": p} for w, (b, p) in results.items()}
+
+
 class EMA:
     """Exponential moving average of a model's floating-point state (parameters and buffers)."""
 
@@ -410,19 +418,15 @@ class Trainer:
         t = time.time()
         ema = self.ema_model()
         res = validate(ema, self.val_images, self.device, self.multiple)
-        print(f"val step {self.step} (EMA, {time.time() - t:.0f} s) | "
-              + " | ".join(f"w{w}: {b:.4f}bpp {p:.2f}dB" for w, (b, p) in res.items()), flush=True)
+        print(f"val step {self.step} (EMA, {time.time() - t:.0f} s) | {_row(res)}", flush=True)
         fine = {}
         if self.args.val_scale > 1 and isinstance(ema, SlimCAEHyperprior):
             fine = validate(ema, self.val_images, self.device, self.multiple, self.args.val_scale)
-            print(f"val step {self.step} at latent scale {self.args.val_scale:g} | "
-                  + " | ".join(f"w{w}: {b:.4f}bpp {p:.2f}dB" for w, (b, p) in fine.items()), flush=True)
+            print(f"val step {self.step} at latent scale {self.args.val_scale:g} | {_row(fine)}", flush=True)
         if self.args.curve:
-            record = {"arch": self.args.arch, "step": self.step, "time": time.time(),
-                      "points": {str(w): {"bpp": b, "psnr": p} for w, (b, p) in res.items()}}
+            record = {"arch": self.args.arch, "step": self.step, "time": time.time(), "points": _points(res)}
             if fine:
-                record["at_scale"] = {"scale": self.args.val_scale,
-                                      "points": {str(w): {"bpp": b, "psnr": p} for w, (b, p) in fine.items()}}
+                record["at_scale"] = {"scale": self.args.val_scale, "points": _points(fine)}
             with open(self.args.curve, "a") as f:
                 f.write(json.dumps(record) + "\n")
         return res
