@@ -9,7 +9,7 @@ Pillow (:mod:`slimcodec.pillow_plugin`), so ``Image.open("photo.slim")`` and
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = ["__version__", "encode", "decode", "encode_file", "decode_file", "choose_setting", "load_weights"]
 
 

@@ -288,7 +288,7 @@ def from_bundle(bundle: Bundle) -> Weights:
 
 # The weights new files are encoded with. Every shipped file stays in the package: a file
 # decodes with the shipped weights its header names (CHANGELOG lists which ids each release decodes).
-DEFAULT_WEIGHTS_ID = "df9f17e387a8f20d"
+DEFAULT_WEIGHTS_ID = "0582bc6c9c4e7286"
 
 
 def shipped_weights_path(weights_id: bytes | str, backend: str | None = None) -> Path | None:

@@ -150,8 +150,9 @@ def test_scheduler_and_workers_option_cannot_be_combined(folder):
 
 def test_worker_with_other_weights_is_refused(monkeypatch):
     from slimcodec import runtime
+    from slimcodec.weights import DEFAULT_WEIGHTS_ID
 
     monkeypatch.setattr(runtime, "_threads", runtime._threads)  # setup() sets this process's threads
     plugin = slimcodec.cluster.WeightsPlugin(None, threads=1, weights_id="00" * 8)
-    with pytest.raises(slimcodec.cluster.SlimError, match="worker loads weights df9f17e387a8f20d, the client 0000"):
+    with pytest.raises(slimcodec.cluster.SlimError, match=f"worker loads weights {DEFAULT_WEIGHTS_ID}, the client 0000"):
         plugin.setup()

@@ -77,6 +77,11 @@ def test_lr_warms_up_stays_constant_then_decays_to_a_tenth():
     assert lr_at(2000, 1.0, 1000, 2000) == pytest.approx(0.1) == lr_at(9000, 1.0, 1000, 2000)
 
 
+def test_warm_up_after_the_decay_ramps_to_the_floor_not_the_base_rate():
+    rates = [lr_at(s, 1.0, 1000, 2000, warmup=100, adam_start=5000) for s in range(5000, 5200)]
+    assert rates[0] == pytest.approx(0.001) and max(rates) == pytest.approx(0.1) == rates[-1]
+
+
 @pytest.mark.parametrize("arch", ["factorized", "hyperprior"])
 def test_export_writes_weights_that_code_images(folders, tmp_path, capsys, arch):
     run(folders, tmp_path / "ck.pt", "--steps", 2, "--export", tmp_path / "out.pt", arch=arch)
@@ -155,25 +160,29 @@ def test_curves_print_as_one_markdown_row_per_validation(folders, tmp_path, caps
     assert table[3].startswith("| factorized | 3 | ") and "bpp" in table[3] and "dB" in table[3]
 
 
-def test_the_fine_grid_term_reaches_only_the_synthesis_and_matches_the_codec_grid_at_scale_one():
-    from slimcodec.models.hyperprior import SlimCAEHyperprior
+def test_the_variable_rate_term_trains_encoder_hyperprior_and_synthesis(folders, tmp_path):
+    from slimcodec.tools.train import Trainer, parse_args
 
-    torch.manual_seed(0)
-    model = SlimCAEHyperprior((8, 4)).eval()
-    x = torch.rand(1, 3, 64, 64)
-    with torch.no_grad():
-        assert torch.equal(model.synthesis_at_scale(x, 8, 1.0), model(x, 8)["x_hat"])
-    model.synthesis_at_scale(x, 8, 4.0).square().mean().backward()
-    trained = {n.split(".")[0] for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
-    assert trained == {"g_s", "igdn"}  # the synthesis: its convolutions and inverse GDNs
+    train, val = folders
+    args = parse_args(["--arch", "hyperprior", "--data", str(train), "--val", "", "--checkpoint", str(tmp_path / "c.pt"),
+                       "--init", "none", "--widths", "8", "4", "--lambdas", "0.02", "0.005", "--batch-size", "2",
+                       "--patch-size", "64", "--threads", "1", "--no-bf16", "--vr-max", "16"])
+    trainer = Trainer(args)
+    x = trainer.sampler.batch(2)
+    term = trainer.variable_rate_term(x)
+    term.backward()
+    trained = {n.split(".")[0] for n, p in trainer.model.named_parameters()
+               if p.grad is not None and p.grad.abs().sum() > 0}
+    assert {"g_a", "g_s", "h_a", "h_s", "h_s_scale", "entropy_bottleneck"} <= trained
+    assert torch.isfinite(term) and float(term) > 0
 
 
-def test_scale_augmented_training_validates_at_the_latent_scale_too(folders, tmp_path, capsys):
+def test_variable_rate_training_validates_at_the_latent_scale_too(folders, tmp_path, capsys):
     curve = tmp_path / "curve.jsonl"
-    run(folders, tmp_path / "ck.pt", "--steps", 3, "--scale-aug", 1, "--val-scale", 4, "--curve", curve,
+    run(folders, tmp_path / "ck.pt", "--steps", 3, "--vr-weight", 1, "--val-scale", 8, "--curve", curve,
         arch="hyperprior")
-    assert "at latent scale 4 | w8: " in capsys.readouterr().out
+    assert "at latent scale 8 | w8: " in capsys.readouterr().out
     import json
 
     record = json.loads(curve.read_text().splitlines()[-1])
-    assert record["at_scale"]["scale"] == 4 and set(record["at_scale"]["points"]) == {"8", "4"}
+    assert record["at_scale"]["scale"] == 8 and set(record["at_scale"]["points"]) == {"8", "4"}

@@ -99,11 +99,19 @@ def test_a_hyperprior_weights_file_names_its_architecture_and_holds_its_gaussian
 
 
 def test_the_shipped_factorized_file_loads_as_the_factorized_architecture():
-    from slimcodec.weights import FACTORIZED, load_weights
+    from slimcodec.weights import FACTORIZED, load_weights, shipped_weights_path
 
-    shipped = load_weights()
+    shipped = load_weights(shipped_weights_path("df9f17e387a8f20d"))
     assert shipped.architecture == FACTORIZED and shipped.gaussian is None
     assert shipped.weights_id.hex() == "df9f17e387a8f20d"
+
+
+def test_the_default_weights_are_the_shipped_hyperprior():
+    from slimcodec.weights import HYPERPRIOR, load_weights
+
+    default = load_weights()
+    assert default.architecture == HYPERPRIOR and default.gaussian is not None
+    assert default.widths == (192, 144, 96, 72, 48)
 
 
 def test_a_file_decodes_with_the_shipped_weights_its_header_names(tmp_path, monkeypatch):

@@ -121,17 +121,20 @@ class SlimCAEHyperprior(SlimCAE):
         are spread over y's positions, so ``bits.sum()`` is the whole payload's estimate."""
         from slimcodec.model import factorized_bits
 
-        z, z_hat, mean, scale_raw = self.hyper_prior(y, width)
-        z_rated = z + torch.empty_like(z).uniform_(-0.5, 0.5) if noisy_rate else z_hat
-        z_bits = factorized_bits(self.entropy_bottleneck[str(width)], z_rated)
-        centred = y - mean
-        y_hat = y + (torch.round(centred * scale) / scale + mean - y).detach()
-        if noisy_rate:
-            rated = (centred + torch.empty_like(y).uniform_(-0.5 / scale, 0.5 / scale)) * scale
-        else:
-            rated = ste_round(centred * scale)
-        y_bits = -torch.log2(gaussian_likelihood(rated, scale_raw * scale))
-        spread = z_bits.sum() / y_bits.numel()
+        # fp32 under bf16 autocast too, as in forward()
+        with torch.autocast(device_type=y.device.type, enabled=False):
+            y = y.float()
+            z, z_hat, mean, scale_raw = self.hyper_prior(y, width)
+            z_rated = z + torch.empty_like(z).uniform_(-0.5, 0.5) if noisy_rate else z_hat
+            z_bits = factorized_bits(self.entropy_bottleneck[str(width)], z_rated)
+            centred = y - mean
+            y_hat = y + (torch.round(centred * scale) / scale + mean - y).detach()
+            if noisy_rate:
+                rated = (centred + torch.empty_like(y).uniform_(-0.5 / scale, 0.5 / scale)) * scale
+            else:
+                rated = ste_round(centred * scale)
+            y_bits = -torch.log2(gaussian_likelihood(rated, scale_raw * scale))
+            spread = z_bits.sum() / y_bits.numel()
         return self.synthesis(y_hat, width), y_bits + spread
 
     @torch.no_grad()
@@ -186,20 +189,6 @@ class SlimCAEHyperprior(SlimCAE):
             y_hat = ste_round(y - mean) + mean
         x_hat = self.synthesis(y_hat, width)
         return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
-
-    def synthesis_at_scale(self, x: Tensor, width: int, scale: float) -> Tensor:
-        """``g_s`` of the latents on a grid ``scale`` times finer, as the codec quantizes them
-        at latent scale ``scale``: ``round(scale · (y − μ)) / scale + μ``.
-
-        Only the synthesis gets gradients: the fine-grid term teaches ``g_s`` to use the
-        information a finer grid keeps, without moving what the encoder or the rate learn.
-        """
-        self.check_width(width)
-        with torch.no_grad(), torch.autocast(device_type=x.device.type, enabled=False):
-            y = self.analysis(x, width).float()
-            _, _, mean, _ = self.hyper_prior(y, width)
-            y_hat = torch.round((y - mean) * scale) / scale + mean
-        return self.synthesis(y_hat, width)
 
     @torch.no_grad()
     def start_heads_at(self, y: Tensor, width: int, weight_gain: float = 0.1) -> None:

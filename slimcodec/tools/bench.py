@@ -61,7 +61,7 @@ from PIL import Image
 from slimcodec.geometry import STRIDE
 from slimcodec.tools.evaluate import argparse_type, parse_widths
 
-DEFAULT_SOURCE = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak" / "kodim23.png"
+DEFAULT_SOURCE = Path(__file__).resolve().parents[3] / "shared" / "data" / "kodak" / "kodim23.png"
 SIZES = {"kodak": (768, 512), "12mp": (4000, 3000)}
 COMPRESSAI_QUALITY = 8
 # Complexity per 768x512 image from the SlimCAE paper (DESIGN.md section 1), GMAC.

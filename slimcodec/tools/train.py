@@ -104,17 +104,17 @@ def param_groups(model: SlimCAE, eb_lr_mult: float) -> list[dict]:
 
 
 def lr_at(step: int, lr: float, decay_start: int, decay_end: int, warmup: int = 0, adam_start: int = 0) -> float:
-    """The learning rate of ``step``: a linear warm-up, constant, then cosine down to ``lr / 10``.
+    """The learning rate of ``step``: constant, then cosine down to ``lr / 10``, scaled by a linear warm-up.
 
     The warm-up (``warmup`` steps from ``adam_start``, where the optimizer's moments
-    began) keeps fresh Adam moments from shaking warm-started weights.
+    began) keeps fresh Adam moments from shaking warm-started weights; it ramps up to
+    the scheduled rate, so a resume past the decay never climbs back above the floor.
     """
-    if step - adam_start < warmup:
-        return lr * (step - adam_start + 1) / warmup
+    ramp = min(1.0, (step - adam_start + 1) / warmup) if warmup else 1.0
     if not decay_end or step < decay_start:
-        return lr
+        return lr * ramp
     t = min(1.0, (step - decay_start) / max(1, decay_end - decay_start))
-    return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
+    return lr * ramp * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
 
 
 def _row(results: dict[int, tuple[float, float]]) -> str:
@@ -376,13 +376,8 @@ class Trainer:
             mse, bpp = rd_terms(self.model, x, width, self.bf16)
             loss = loss + self.lambdas[width] * 255**2 * mse + bpp
             terms[width] = (mse.item(), bpp.item())
-        if args.scale_aug and isinstance(self.model, SlimCAEHyperprior):
-            width = self.model.widths[self.step % len(self.model.widths)]
-            scale = fine_grid_scale(args.scale_aug_max)
-            with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-                x_fine = self.model.synthesis_at_scale(x, width, scale)
-            mse_fine = torch.mean((x_fine.float() - x) ** 2)
-            loss = loss + args.scale_aug * self.lambdas[width] * 255**2 * mse_fine
+        if args.vr_weight and isinstance(self.model, SlimCAEHyperprior):
+            loss = loss + args.vr_weight * self.variable_rate_term(x)
         if not torch.isfinite(loss):
             print(f"step {self.step}: non-finite loss, batch skipped", flush=True)
             return
@@ -396,6 +391,20 @@ class Trainer:
         self.step += 1
         self.ema.update(self.model, self.step)
         self._log(float(loss.detach()), float(aux_loss.detach()), lr, terms)
+
+    def variable_rate_term(self, x: torch.Tensor) -> torch.Tensor:
+        """The widest width's RD loss at a latent scale s drawn log-uniformly from [1, --vr-max],
+        with λ·s^α: it trains the encoder and decoder for the finer grids that ``--scale`` uses
+        to buy quality above the scale-1 point."""
+        args = self.args
+        width = self.model.widths[0]
+        scale = fine_grid_scale(args.vr_max)
+        n, _, h, w = x.shape
+        with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            x_hat, bits = self.model.latent_rd(self.model.analysis(x, width), width, scale)
+        mse = torch.mean((x_hat.float() - x) ** 2)
+        bpp = bits.sum() / (n * h * w)
+        return self.lambdas[width] * scale**args.vr_alpha * 255**2 * mse + bpp
 
     def _log(self, loss: float, aux_loss: float, lr: float, terms: dict) -> None:
         for w, (mse, bpp) in terms.items():
@@ -460,9 +469,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--decay-end", type=int, default=0, help="step where it reaches lr/10 (0: no decay)")
     p.add_argument("--eb-lr-mult", type=float, default=10.0, help="lr multiplier of the bottlenecks' densities")
     p.add_argument("--aux-lr", type=float, default=1e-3)
-    p.add_argument("--scale-aug", type=float, default=0.0,
-                   help="weight of a fine-grid distortion term (hyperprior): g_s also learns latent scales > 1")
-    p.add_argument("--scale-aug-max", type=float, default=16.0, help="largest latent scale of --scale-aug")
+    p.add_argument("--vr-weight", type=float, default=0.0,
+                   help="weight of a variable-rate term: the widest width at a drawn latent scale s, λ·s^α (hyperprior)")
+    p.add_argument("--vr-max", type=float, default=16.0, help="largest latent scale of --vr-weight")
+    p.add_argument("--vr-alpha", type=float, default=1.0, help="exponent α of the variable-rate term's λ·s^α")
     p.add_argument("--val-scale", type=float, default=0.0, help="also validate at this latent scale (hyperprior)")
     p.add_argument("--ema-decay", type=float, default=0.999)
     p.add_argument("--clip", type=float, default=1.0, help="gradient norm clip (0: off)")
