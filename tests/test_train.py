@@ -29,13 +29,17 @@ def folders(tmp_path_factory) -> tuple[Path, Path]:
     return root / "train", root / "val"
 
 
-def run(folders, checkpoint: Path, *extra, arch: str = "factorized") -> None:
+def tiny_args(folders, checkpoint: Path, *extra, arch: str = "factorized") -> list[str]:
+    """Trainer arguments for the tiny two-width model on ``folders`` (``extra`` last, so it overrides)."""
     train, val = folders
-    args = ["--arch", arch, "--data", str(train), "--val", str(val), "--checkpoint", str(checkpoint),
+    return ["--arch", arch, "--data", str(train), "--val", str(val), "--checkpoint", str(checkpoint),
             "--init", "none", "--widths", "8", "4", "--lambdas", "0.02", "0.005", "--batch-size", "2",
             "--patch-size", "64", "--threads", "1", "--no-bf16", "--lr", "1e-3", "--warmup-steps", "2",
             "--log-every", "1", "--checkpoint-every", "1", "--val-every", "3", *map(str, extra)]
-    assert main(args) == 0
+
+
+def run(folders, checkpoint: Path, *extra, arch: str = "factorized") -> None:
+    assert main(tiny_args(folders, checkpoint, *extra, arch=arch)) == 0
 
 
 def state(checkpoint: Path) -> dict:
@@ -163,11 +167,7 @@ def test_curves_print_as_one_markdown_row_per_validation(folders, tmp_path, caps
 def test_the_variable_rate_term_trains_encoder_hyperprior_and_synthesis(folders, tmp_path):
     from slimcodec.tools.train import Trainer, parse_args
 
-    train, val = folders
-    args = parse_args(["--arch", "hyperprior", "--data", str(train), "--val", "", "--checkpoint", str(tmp_path / "c.pt"),
-                       "--init", "none", "--widths", "8", "4", "--lambdas", "0.02", "0.005", "--batch-size", "2",
-                       "--patch-size", "64", "--threads", "1", "--no-bf16", "--vr-max", "16"])
-    trainer = Trainer(args)
+    trainer = Trainer(parse_args(tiny_args(folders, tmp_path / "c.pt", "--val", "", "--vr-max", 16, arch="hyperprior")))
     x = trainer.sampler.batch(2)
     term = trainer.variable_rate_term(x)
     term.backward()

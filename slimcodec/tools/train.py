@@ -149,14 +149,24 @@ def fine_grid_scale(max_scale: float) -> float:
     return math.exp(float(torch.rand(())) * math.log(max_scale))
 
 
-def rd_terms(model: SlimCAE, x: torch.Tensor, width: int, bf16: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """MSE (on [0, 1] pixels) and estimated bpp (all latents) of one width on batch ``x``."""
-    with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=bf16):
-        out = model(x, width)
+def rd_terms(model: SlimCAE, x: torch.Tensor, width: int, bf16: bool,
+             scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """MSE (on [0, 1] pixels) and estimated bpp (all latents) of one width on batch ``x``.
+
+    ``scale``: the latent scale (hyperprior; 1 is the forward pass, above it the latents are
+    coded on a grid ``scale`` times finer, as ``--scale`` codes them).
+    """
     n, _, h, w = x.shape
-    mse = torch.mean((out["x_hat"].float() - x) ** 2)
-    bits = sum(torch.log(lik).sum() for lik in out["likelihoods"].values())
-    return mse, bits / (-math.log(2) * n * h * w)
+    with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=bf16):
+        if scale == 1.0:
+            out = model(x, width)
+            x_hat = out["x_hat"]
+            bits = sum(torch.log(lik).sum() for lik in out["likelihoods"].values()) / -math.log(2)
+        else:
+            x_hat, latent_bits = model.latent_rd(model.analysis(x, width), width, scale)
+            bits = latent_bits.sum()
+    mse = torch.mean((x_hat.float() - x) ** 2)
+    return mse, bits / (n * h * w)
 
 
 @torch.no_grad()
@@ -396,15 +406,10 @@ class Trainer:
         """The widest width's RD loss at a latent scale s drawn log-uniformly from [1, --vr-max],
         with λ·s^α: it trains the encoder and decoder for the finer grids that ``--scale`` uses
         to buy quality above the scale-1 point."""
-        args = self.args
         width = self.model.widths[0]
-        scale = fine_grid_scale(args.vr_max)
-        n, _, h, w = x.shape
-        with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            x_hat, bits = self.model.latent_rd(self.model.analysis(x, width), width, scale)
-        mse = torch.mean((x_hat.float() - x) ** 2)
-        bpp = bits.sum() / (n * h * w)
-        return self.lambdas[width] * scale**args.vr_alpha * 255**2 * mse + bpp
+        scale = fine_grid_scale(self.args.vr_max)
+        mse, bpp = rd_terms(self.model, x, width, self.bf16, scale)
+        return self.lambdas[width] * scale**self.args.vr_alpha * 255**2 * mse + bpp
 
     def _log(self, loss: float, aux_loss: float, lr: float, terms: dict) -> None:
         for w, (mse, bpp) in terms.items():
