@@ -283,7 +283,7 @@ def from_bundle(bundle: Bundle) -> Weights:
     except (KeyError, ValueError, TypeError) as exc:
         raise SlimError(f"runtime bundle is damaged ({type(exc).__name__}: {exc})") from exc
     return Weights(None, tables, bundle.weights_id, bundle.meta, bundle.architecture, gaussian,
-                   OnnxTransforms(bundle.graphs), hyper or {})
+                   OnnxTransforms(bundle.graphs, a), hyper or {})
 
 
 # The weights new files are encoded with. Every shipped file stays in the package: a file

@@ -3,6 +3,8 @@ files cross between runtimes, and the light install runs without torch."""
 
 from __future__ import annotations
 
+import io
+import json
 import subprocess
 import sys
 import zipfile
@@ -14,7 +16,7 @@ from conftest import gradient_image
 
 from slimcodec import codec, runtime
 from slimcodec.errors import SlimError
-from slimcodec.runtime.bundle import is_bundle, read_bundle
+from slimcodec.runtime.bundle import is_bundle, leading_block_views, read_bundle
 from slimcodec.weights import (
     DEFAULT_WEIGHTS_ID,
     load_weights,
@@ -110,6 +112,70 @@ def test_the_shipped_bundle_is_the_export_of_the_shipped_weights():
 
     shipped = shipped_weights_path(DEFAULT_WEIGHTS_ID, "onnx").read_bytes()
     assert export_bundle(shipped_weights_path(DEFAULT_WEIGHTS_ID, "torch")) == shipped
+
+
+def test_a_narrower_widths_kernels_are_stored_as_views_of_the_widest(tmp_path):
+    data = export(TINY_HYPERPRIOR, tmp_path).read_bytes()
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        manifest = json.loads(zf.read("manifest.json"))
+        stored = set(np.load(io.BytesIO(zf.read("arrays.npz"))).files)
+    bundle = read_bundle(data)
+    widest, *narrower = bundle.widths
+    for w in narrower:
+        kernels = [k for k in bundle.arrays if k.startswith(f"graph_synthesis.{w}.w")]
+        assert kernels and all(manifest["views"][k][0].startswith(f"graph_synthesis.{widest}.") for k in kernels)
+    assert not stored & set(manifest["views"])
+    ours = load_weights_bytes(data)
+    x = np.random.default_rng(1).normal(0, 3, (narrower[-1], 4, 4)).astype(np.float32)
+    theirs = load_weights(TINY_HYPERPRIOR)
+    assert np.abs(ours.run("synthesis", narrower[-1], x) - theirs.run("synthesis", narrower[-1], x)).max() < 1e-4
+
+
+def test_leading_block_views_keep_arrays_that_are_not_blocks():
+    a = np.arange(24, dtype=np.float16).reshape(4, 6)
+    arrays = {"k.8.w": a, "k.4.w": a[:2, :3].copy(), "k.2.w": a[1:3, :2].copy(), "other": a, "k.3.n": np.array(5)}
+    stored, views = leading_block_views(arrays)
+    assert views == {"k.4.w": ("k.8.w", (2, 3))}
+    assert set(stored) == {"k.8.w", "k.2.w", "other", "k.3.n"}
+
+
+def _embed_weights(data: bytes) -> bytes:
+    """A version-1 bundle (each graph holding its weights) with the contents of a version-2 one."""
+    import onnx
+    from onnx import numpy_helper
+
+    bundle = read_bundle(data)
+    graphs = {}
+    for (stage, w), graph in bundle.graphs.items():
+        model = onnx.load_from_string(graph)
+        del model.graph.initializer[:]
+        prefix = f"graph_{stage}.{w}."
+        model.graph.initializer.extend(numpy_helper.from_array(np.ascontiguousarray(a), k)
+                                       for k, a in bundle.arrays.items() if k.startswith(prefix))
+        graphs[stage, w] = model.SerializeToString()
+    arrays = {k: v for k, v in bundle.arrays.items() if not k.startswith("graph_")}
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as zf:
+        manifest = {"format": "slimcodec-runtime", "format_version": 1, "weights_id": bundle.weights_id.hex(),
+                    "architecture": bundle.architecture, "widths": list(bundle.widths),
+                    "stages": list(bundle.stages), "meta": bundle.meta}
+        zf.writestr("manifest.json", json.dumps(manifest))
+        npz = io.BytesIO()
+        np.savez(npz, **arrays)
+        zf.writestr("arrays.npz", npz.getvalue())
+        for (stage, w), graph in graphs.items():
+            zf.writestr(f"graphs/{stage}-{w}.onnx", graph)
+    return out.getvalue()
+
+
+def test_a_version_1_bundle_with_weights_inside_its_graphs_still_runs(tmp_path):
+    v2 = load_weights_bytes(export(TINY_HYPERPRIOR, tmp_path).read_bytes())
+    v1 = load_weights_bytes(_embed_weights(export(TINY_HYPERPRIOR, tmp_path).read_bytes()))
+    image = gradient_image(72, 40)
+    for w in v2.widths:
+        data = codec.encode(image, w, weights=v2)
+        assert codec.encode(image, w, weights=v1) == data
+        assert np.array_equal(np.asarray(codec.decode(data, weights=v1)), np.asarray(codec.decode(data, weights=v2)))
 
 
 def test_a_damaged_bundle_is_refused_with_a_slim_error(tiny_weights_path, tmp_path):

@@ -5,10 +5,17 @@ compress) holding:
 
 - ``manifest.json``: ``{"format": "slimcodec-runtime", "format_version": 1,
   "weights_id": hex, "architecture", "widths", "stages", "meta"}``;
-- ``arrays.npz``: the entropy tables and other integer data the codec needs, loaded
-  with ``allow_pickle=False``;
+- ``arrays.npz``: the entropy tables, the other data the codec needs and (version 2)
+  the graphs' weights, loaded with ``allow_pickle=False``;
 - ``graphs/<stage>-<width>.onnx``: one ONNX graph per transform stage and width,
-  input ``x`` and output ``y``, both float32 ``[1, C, H, W]``.
+  input ``x`` and output ``y``, both float32 ``[1, C, H, W]``. In version 2 a graph
+  holds no weights: its initializers are external, named ``graph_<stage>.<width>.<n>``
+  after the arrays that the runtime hands onnxruntime when it creates the session.
+
+A slimmable network's width ``w`` uses the leading block of each wider kernel, so an
+array named ``<family>.<width>.<rest>`` that equals the leading block of its family's
+array at a wider width is stored once (version 2): the manifest's ``views`` maps its
+name to ``[source, shape]`` and the reader slices it back. This halves the bundle.
 
 Its ``weights_id`` is the id of the ``.pt`` weights file it was exported from
 (``python -m slimcodec.tools.export_runtime``), so files either runtime writes name the same
@@ -28,7 +35,8 @@ import numpy as np
 from slimcodec.errors import SlimError
 
 BUNDLE_FORMAT = "slimcodec-runtime"
-BUNDLE_FORMAT_VERSION = 1
+BUNDLE_FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # version 1: each graph embeds its weights; no views
 BUNDLE_SUFFIX = ".onnx.zip"
 MANIFEST = "manifest.json"
 ARRAYS = "arrays.npz"
@@ -87,8 +95,51 @@ def _graph_name(stage: str, width: int) -> str:
     return f"graphs/{stage}-{width}.onnx"
 
 
+def _family(name: str) -> str | None:
+    parts = name.split(".")
+    if len(parts) < 2 or not parts[1].isdigit():
+        return None
+    return ".".join(parts[:1] + ["*"] + parts[2:])
+
+
+def _leading_block(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    return a[tuple(slice(0, n) for n in shape)]
+
+
+def leading_block_views(arrays: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, tuple[str, tuple]]]:
+    """Split ``arrays`` into those to store and views ``{name: (source, shape)}`` of stored ones.
+
+    An array is a view when it equals (same dtype, same rank) the leading block of a larger
+    array of its family (its name with the width segment ``<family>.<width>.<rest>`` ignored).
+    """
+    by_family: dict[str, list[str]] = {}
+    stored: dict[str, np.ndarray] = {}
+    views: dict[str, tuple[str, tuple]] = {}
+    for name, a in arrays.items():
+        family = _family(name)
+        if family is None or np.ndim(a) == 0:
+            stored[name] = a
+        else:
+            by_family.setdefault(family, []).append(name)
+    for names in by_family.values():
+        names.sort(key=lambda n: (-arrays[n].size, n))
+        sources: list[str] = []
+        for name in names:
+            a = np.asarray(arrays[name])
+            source = next((s for s in sources if arrays[s].dtype == a.dtype and arrays[s].ndim == a.ndim
+                           and all(n <= m for n, m in zip(a.shape, arrays[s].shape))
+                           and np.array_equal(_leading_block(arrays[s], a.shape), a)), None)
+            if source is None:
+                stored[name] = a
+                sources.append(name)
+            else:
+                views[name] = (source, a.shape)
+    return stored, views
+
+
 def write_bundle(bundle: Bundle) -> bytes:
     """The bytes of a bundle file (deterministic: same contents, same bytes)."""
+    stored, views = leading_block_views(bundle.arrays)
     manifest = {
         "format": BUNDLE_FORMAT,
         "format_version": BUNDLE_FORMAT_VERSION,
@@ -97,9 +148,10 @@ def write_bundle(bundle: Bundle) -> bytes:
         "widths": list(bundle.widths),
         "stages": list(bundle.stages),
         "meta": bundle.meta,
+        "views": {name: [source, list(shape)] for name, (source, shape) in sorted(views.items())},
     }
     arrays = io.BytesIO()
-    np.savez(arrays, **{k: np.ascontiguousarray(v) for k, v in sorted(bundle.arrays.items())})
+    np.savez(arrays, **{k: np.ascontiguousarray(v) for k, v in sorted(stored.items())})
     members = [(MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode()), (ARRAYS, arrays.getvalue())]
     members += [(_graph_name(s, w), g) for (s, w), g in sorted(bundle.graphs.items())]
     out = io.BytesIO()
@@ -129,10 +181,15 @@ def read_bundle(data: bytes) -> Bundle:
             manifest = json.loads(member(MANIFEST))
             if manifest.get("format") != BUNDLE_FORMAT:
                 raise SlimError("not a slimcodec runtime bundle")
-            if manifest.get("format_version") != BUNDLE_FORMAT_VERSION:
+            if manifest.get("format_version") not in READABLE_VERSIONS:
                 raise SlimError(f"unsupported runtime bundle version {manifest.get('format_version')}")
             with np.load(io.BytesIO(member(ARRAYS)), allow_pickle=False) as npz:
                 arrays = {k: npz[k] for k in npz.files}
+            for name, (source, shape) in (manifest.get("views") or {}).items():
+                block = _leading_block(arrays[source], tuple(int(n) for n in shape))
+                if block.shape != tuple(shape):
+                    raise ValueError(f"view {name} is larger than {source}")
+                arrays[name] = block
             widths = tuple(int(w) for w in manifest["widths"])
             stages = tuple(str(s) for s in manifest["stages"])
             for s in stages:

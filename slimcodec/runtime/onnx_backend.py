@@ -13,13 +13,19 @@ INPUT = "x"
 
 
 class OnnxTransforms:
-    """Stages of a runtime bundle; each graph's session is created on first use."""
+    """Stages of a runtime bundle; each graph's session is created on first use.
+
+    ``arrays``: the bundle's arrays; those named ``graph_<stage>.<width>.*`` are that
+    graph's external initializers (bundle version 2; version 1 graphs embed theirs).
+    """
 
     name = "onnx"
 
-    def __init__(self, graphs: Mapping[tuple[str, int], bytes]) -> None:
+    def __init__(self, graphs: Mapping[tuple[str, int], bytes], arrays: Mapping[str, np.ndarray] | None = None) -> None:
         self.graphs = graphs
+        self.arrays = arrays or {}
         self._sessions: dict[tuple[str, int, int | None], object] = {}
+        self._buffers: dict[tuple[str, int, int | None], list[np.ndarray]] = {}
 
     def _session(self, stage: str, width: int):
         key = (stage, width, runtime.threads())
@@ -34,6 +40,12 @@ class OnnxTransforms:
             options.inter_op_num_threads = 1
             options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
             options.log_severity_level = 3
+            prefix = f"graph_{stage}.{width}."
+            names = sorted(k for k in self.arrays if k.startswith(prefix))
+            if names:  # onnxruntime reads these buffers for the session's life: keep them
+                buffers = [np.ascontiguousarray(self.arrays[k]) for k in names]
+                self._buffers[key] = buffers
+                options.add_external_initializers(names, [ort.OrtValue.ortvalue_from_numpy(b) for b in buffers])
             try:
                 self._sessions[key] = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
             except Exception as exc:  # onnxruntime raises its own types for a damaged graph

@@ -7,7 +7,9 @@ Needs torch and onnx (``pip install "slimcodec[train]"``). The graphs are built 
 the layers each architecture describes (``stage_layers``), not traced, so they hold
 exactly those operations: Conv, ConvTranspose, GDN as ``x / sqrt(conv(x², γ) + β)``,
 ReLU. Weights the ``.pt`` file stores as float16 stay float16 in the graph (cast to
-float32 once, when the session is created), which halves the bundle.
+float32 once, when the session is created), which halves the bundle. The graphs' weights
+are external initializers kept in the bundle's arrays, where a narrower width's kernels
+are views of the widest one's (:mod:`slimcodec.runtime.bundle`), which halves it again.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from slimcodec.runtime.bundle import BUNDLE_SUFFIX, write_bundle
+from slimcodec.runtime.bundle import ARRAYS, BUNDLE_SUFFIX, write_bundle
 from slimcodec.runtime.layers import GDN, Conv, ConvTranspose, Layer, ReLU, _stored
 from slimcodec.runtime.onnx_backend import INPUT
 
@@ -29,11 +31,13 @@ GRAPH_STAGES = ("analysis", "synthesis", "hyper_analysis", "hyper_mean")
 
 
 class _Graph:
-    """Nodes and initializers of one graph being built."""
+    """Nodes and (external) initializers of one graph being built."""
 
-    def __init__(self) -> None:
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
         self.nodes: list = []
         self.initializers: list = []
+        self.arrays: dict[str, np.ndarray] = {}
         self._n = 0
 
     def name(self, base: str) -> str:
@@ -41,15 +45,16 @@ class _Graph:
         return f"{base}{self._n}"
 
     def constant(self, value: np.ndarray, base: str) -> str:
-        from onnx import TensorProto, helper, numpy_helper
+        from onnx import TensorProto, helper
 
         stored = _stored(value)
         name = self.name(base)
-        if stored.dtype == np.float16:
-            self.initializers.append(numpy_helper.from_array(stored, name + "_f16"))
-            self.nodes.append(helper.make_node("Cast", [name + "_f16"], [name], to=TensorProto.FLOAT))
-        else:
-            self.initializers.append(numpy_helper.from_array(stored, name))
+        key = f"{self.prefix}.{name}"
+        self.initializers.append(_external(key, stored))
+        self.arrays[key] = stored
+        if stored.dtype != np.float16:
+            return key
+        self.nodes.append(helper.make_node("Cast", [key], [name], to=TensorProto.FLOAT))
         return name
 
     def node(self, op: str, inputs: list[str], **attrs) -> str:
@@ -58,6 +63,22 @@ class _Graph:
         out = self.name(op.lower())
         self.nodes.append(helper.make_node(op, inputs, [out], **attrs))
         return out
+
+
+def _external(name: str, value: np.ndarray):
+    """An initializer whose data the runtime supplies (``add_external_initializers``)."""
+    from onnx import TensorProto, helper
+
+    t = TensorProto(name=name, data_type=helper.np_dtype_to_tensor_dtype(value.dtype), dims=value.shape)
+    t.data_location = TensorProto.EXTERNAL
+    for key, v in (("location", ARRAYS), ("offset", "0"), ("length", str(value.nbytes))):
+        t.external_data.add(key=key, value=v)
+    return t
+
+
+def graph_prefix(stage: str, width: int) -> str:
+    """The array-name prefix of a graph's weights in a bundle."""
+    return f"graph_{stage}.{width}"
 
 
 def subpixel_kernel(layer: ConvTranspose) -> tuple[np.ndarray, np.ndarray | None, int]:
@@ -122,12 +143,13 @@ def _add_layer(g: _Graph, x: str, layer: Layer) -> str:
     raise TypeError(f"no ONNX form for {type(layer).__name__}")
 
 
-def stage_graph(layers: list[Layer], name: str) -> bytes:
-    """The serialized ONNX model computing ``layers`` on input ``x`` ``[1, C, H, W]``."""
+def stage_graph(layers: list[Layer], stage: str, width: int) -> tuple[bytes, dict[str, np.ndarray]]:
+    """The serialized ONNX model computing ``layers`` on input ``x`` ``[1, C, H, W]``, and its weights."""
     import onnx
-    from onnx import TensorProto, helper
+    from onnx import TensorProto, helper, numpy_helper
 
-    g = _Graph()
+    name = f"{stage}-{width}"
+    g = _Graph(graph_prefix(stage, width))
     x = INPUT
     for layer in layers:
         x = _add_layer(g, x, layer)
@@ -143,8 +165,12 @@ def stage_graph(layers: list[Layer], name: str) -> bytes:
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="slimcodec")
     model.ir_version = 8  # readable by onnxruntime releases of the last few years
-    onnx.checker.check_model(model)
-    return model.SerializeToString()
+    checked = onnx.ModelProto()  # the checker wants external data in files: check a copy holding it
+    checked.CopyFrom(model)
+    del checked.graph.initializer[:]
+    checked.graph.initializer.extend(numpy_helper.from_array(a, k) for k, a in g.arrays.items())
+    onnx.checker.check_model(checked)
+    return model.SerializeToString(), g.arrays
 
 
 def export_bundle(weights_path: str | Path) -> bytes:
@@ -154,12 +180,14 @@ def export_bundle(weights_path: str | Path) -> bytes:
     data = Path(weights_path).read_bytes()
     wts = load_weights_bytes(data)
     model = wts.model
-    graphs = {
-        (stage, w): stage_graph(model.stage_layers(stage, w), f"{stage}-{w}")
-        for stage in GRAPH_STAGES if stage in model.STAGES
-        for w in wts.widths
-    }
-    return write_bundle(to_bundle(wts, graphs))
+    graphs, arrays = {}, {}
+    for stage in (s for s in GRAPH_STAGES if s in model.STAGES):
+        for w in wts.widths:
+            graphs[stage, w], weights = stage_graph(model.stage_layers(stage, w), stage, w)
+            arrays.update(weights)
+    bundle = to_bundle(wts, graphs)
+    bundle.arrays.update(arrays)
+    return write_bundle(bundle)
 
 
 def main(argv: list[str] | None = None) -> int:
