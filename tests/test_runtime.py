@@ -139,6 +139,35 @@ def test_leading_block_views_keep_arrays_that_are_not_blocks():
     assert set(stored) == {"k.8.w", "k.2.w", "other", "k.3.n"}
 
 
+def _with_manifest(data: bytes, change) -> bytes:
+    """The bundle ``data`` with its manifest passed through ``change``."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as src, zipfile.ZipFile(out, "w") as dst:
+        for info in src.infolist():
+            body = src.read(info)
+            if info.filename == "manifest.json":
+                manifest = json.loads(body)
+                change(manifest)
+                body = json.dumps(manifest).encode()
+            dst.writestr(info, body)
+    return out.getvalue()
+
+
+def test_a_bundle_whose_views_do_not_fit_their_source_is_refused(tmp_path):
+    data = export(TINY_HYPERPRIOR, tmp_path).read_bytes()
+    name = next(iter(json.loads(zipfile.ZipFile(io.BytesIO(data)).read("manifest.json"))["views"]))
+
+    def missing(m):
+        m["views"][name][0] = "graph_synthesis.9999.w1"
+
+    def too_large(m):
+        m["views"][name][1] = [10**6 for _ in m["views"][name][1]]
+
+    for change in (missing, too_large):
+        with pytest.raises(SlimError, match="runtime bundle is damaged"):
+            load_weights_bytes(_with_manifest(data, change))
+
+
 def _embed_weights(data: bytes) -> bytes:
     """A version-1 bundle (each graph holding its weights) with the contents of a version-2 one."""
     import onnx
