@@ -168,6 +168,20 @@ def test_a_bundle_whose_views_do_not_fit_their_source_is_refused(tmp_path):
             load_weights_bytes(_with_manifest(data, change))
 
 
+def test_a_graph_whose_weights_are_missing_fails_and_reads_no_stray_file(tmp_path, monkeypatch):
+    data = export(TINY_HYPERPRIOR, tmp_path).read_bytes()
+    narrowest = read_bundle(data).widths[-1]
+
+    def drop_one(m):  # a narrower width's kernels are views: forget one
+        del m["views"][next(k for k in sorted(m["views"]) if k.startswith(f"graph_synthesis.{narrowest}.w"))]
+
+    damaged = load_weights_bytes(_with_manifest(data, drop_one))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "arrays.npz").write_bytes(b"\x01" * (1 << 20))
+    with pytest.raises(SlimError, match=f"graph synthesis-{narrowest} does not load"):
+        damaged.run("synthesis", narrowest, np.zeros((narrowest, 4, 4), np.float32))
+
+
 def _embed_weights(data: bytes) -> bytes:
     """A version-1 bundle (each graph holding its weights) with the contents of a version-2 one."""
     import onnx

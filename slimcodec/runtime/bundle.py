@@ -3,14 +3,16 @@
 A bundle is a zip archive (stored, not compressed: the graphs' weights barely
 compress) holding:
 
-- ``manifest.json``: ``{"format": "slimcodec-runtime", "format_version": 1,
-  "weights_id": hex, "architecture", "widths", "stages", "meta"}``;
+- ``manifest.json``: ``{"format": "slimcodec-runtime", "format_version": 2,
+  "weights_id": hex, "architecture", "widths", "stages", "meta", "views"}``;
 - ``arrays.npz``: the entropy tables, the other data the codec needs and (version 2)
   the graphs' weights, loaded with ``allow_pickle=False``;
 - ``graphs/<stage>-<width>.onnx``: one ONNX graph per transform stage and width,
   input ``x`` and output ``y``, both float32 ``[1, C, H, W]``. In version 2 a graph
-  holds no weights: its initializers are external, named ``graph_<stage>.<width>.<n>``
-  after the arrays that the runtime hands onnxruntime when it creates the session.
+  holds no weights: its initializers are external, named after the arrays
+  ``graph_<stage>.<width>.<name>`` that the runtime hands onnxruntime when it creates the
+  session (their data location is a path that cannot exist, so a missing array fails the
+  session instead of reading some file).
 
 A slimmable network's width ``w`` uses the leading block of each wider kernel, so an
 array named ``<family>.<width>.<rest>`` that equals the leading block of its family's
@@ -128,13 +130,35 @@ def leading_block_views(arrays: Mapping[str, np.ndarray]) -> tuple[dict[str, np.
             a = np.asarray(arrays[name])
             source = next((s for s in sources if arrays[s].dtype == a.dtype and arrays[s].ndim == a.ndim
                            and all(n <= m for n, m in zip(a.shape, arrays[s].shape))
-                           and np.array_equal(_leading_block(arrays[s], a.shape), a)), None)
+                           and _leading_block(arrays[s], a.shape).tobytes() == a.tobytes()), None)
             if source is None:
                 stored[name] = a
                 sources.append(name)
             else:
                 views[name] = (source, a.shape)
     return stored, views
+
+
+def _resolve_views(views: object, stored: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The arrays a manifest's ``views`` name, sliced from the stored ones.
+
+    Raises:
+        ValueError: a view that is not a leading block of a stored array.
+    """
+    if not isinstance(views, dict):
+        raise ValueError("views is not a mapping")
+    out = {}
+    for name, view in views.items():
+        if name in stored or not isinstance(view, list) or len(view) != 2:
+            raise ValueError(f"bad view {name!r}")
+        source, shape = view
+        if source not in stored or not isinstance(shape, list):
+            raise ValueError(f"view {name!r} has no stored source")
+        full = stored[source].shape
+        if len(shape) != len(full) or not all(type(n) is int and 0 <= n <= m for n, m in zip(shape, full)):
+            raise ValueError(f"view {name!r} is not a block of {source}")
+        out[name] = _leading_block(stored[source], tuple(shape))
+    return out
 
 
 def write_bundle(bundle: Bundle) -> bytes:
@@ -185,11 +209,7 @@ def read_bundle(data: bytes) -> Bundle:
                 raise SlimError(f"unsupported runtime bundle version {manifest.get('format_version')}")
             with np.load(io.BytesIO(member(ARRAYS)), allow_pickle=False) as npz:
                 arrays = {k: npz[k] for k in npz.files}
-            for name, (source, shape) in (manifest.get("views") or {}).items():
-                block = _leading_block(arrays[source], tuple(int(n) for n in shape))
-                if block.shape != tuple(shape):
-                    raise ValueError(f"view {name} is larger than {source}")
-                arrays[name] = block
+            arrays.update(_resolve_views(manifest.get("views") or {}, arrays))
             widths = tuple(int(w) for w in manifest["widths"])
             stages = tuple(str(s) for s in manifest["stages"])
             for s in stages:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Mapping
 
 import numpy as np
@@ -24,34 +25,44 @@ class OnnxTransforms:
     def __init__(self, graphs: Mapping[tuple[str, int], bytes], arrays: Mapping[str, np.ndarray] | None = None) -> None:
         self.graphs = graphs
         self.arrays = arrays or {}
-        self._sessions: dict[tuple[str, int, int | None], object] = {}
-        self._buffers: dict[tuple[str, int, int | None], list[np.ndarray]] = {}
+        # a session with the buffers onnxruntime reads its initializers from, for its whole life
+        self._sessions: dict[tuple[str, int, int | None], tuple[object, list[np.ndarray]]] = {}
+        self._lock = threading.Lock()
 
     def _session(self, stage: str, width: int):
         key = (stage, width, runtime.threads())
-        if key not in self._sessions:
-            import onnxruntime as ort
+        with self._lock:
+            if key not in self._sessions:
+                self._sessions[key] = self._create(stage, width)
+            return self._sessions[key][0]
 
-            graph = self.graphs.get((stage, width))
-            if graph is None:
-                raise ValueError(f"this runtime bundle has no graph for {stage} at width {width}")
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = runtime.threads() or 0  # 0: one per core
-            options.inter_op_num_threads = 1
-            options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-            options.log_severity_level = 3
-            prefix = f"graph_{stage}.{width}."
-            names = sorted(k for k in self.arrays if k.startswith(prefix))
-            if names:  # onnxruntime reads these buffers for the session's life: keep them
-                buffers = [np.ascontiguousarray(self.arrays[k]) for k in names]
-                self._buffers[key] = buffers
+    def _create(self, stage: str, width: int) -> tuple[object, list[np.ndarray]]:
+        import onnxruntime as ort
+
+        graph = self.graphs.get((stage, width))
+        if graph is None:
+            raise ValueError(f"this runtime bundle has no graph for {stage} at width {width}")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = runtime.threads() or 0  # 0: one per core
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.log_severity_level = 3
+        prefix = f"graph_{stage}.{width}."
+        names = sorted(k for k in self.arrays if k.startswith(prefix))
+        buffers = [np.ascontiguousarray(self.arrays[k]) for k in names]
+        try:
+            if names:
                 options.add_external_initializers(names, [ort.OrtValue.ortvalue_from_numpy(b) for b in buffers])
-            try:
-                self._sessions[key] = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
-            except Exception as exc:  # onnxruntime raises its own types for a damaged graph
-                raise SlimError(f"runtime bundle graph {stage}-{width} does not load ({type(exc).__name__})") from exc
-        return self._sessions[key]
+            session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own types for a damaged graph
+            raise SlimError(f"runtime bundle graph {stage}-{width} does not load ({type(exc).__name__})") from exc
+        return session, buffers
 
     def run(self, stage: str, width: int, x: np.ndarray) -> np.ndarray:
         session = self._session(stage, width)
-        return session.run(None, {INPUT: np.ascontiguousarray(x, dtype=np.float32)[None]})[0][0]
+        try:
+            return session.run(None, {INPUT: np.ascontiguousarray(x, dtype=np.float32)[None]})[0][0]
+        except MemoryError:
+            raise
+        except Exception as exc:  # a graph that loads but does not run: a damaged bundle
+            raise SlimError(f"runtime bundle graph {stage}-{width} failed ({type(exc).__name__}: {exc})") from exc

@@ -20,11 +20,14 @@ from pathlib import Path
 
 import numpy as np
 
-from slimcodec.runtime.bundle import ARRAYS, BUNDLE_SUFFIX, write_bundle
+from slimcodec.runtime.bundle import BUNDLE_SUFFIX, write_bundle
 from slimcodec.runtime.layers import GDN, Conv, ConvTranspose, Layer, ReLU, _stored
 from slimcodec.runtime.onnx_backend import INPUT
 
 OPSET = 17
+# The data location of the graphs' external initializers: the runtime supplies them all; a path
+# under /dev/null cannot exist, so onnxruntime never reads a stray file for one it lacks.
+EXTERNAL_LOCATION = "/dev/null/slimcodec-bundle-arrays"
 OUTPUT = "y"
 # stages that run as graphs; the hyperprior's "hyper_scale" runs in fixed point instead
 GRAPH_STAGES = ("analysis", "synthesis", "hyper_analysis", "hyper_mean")
@@ -71,7 +74,7 @@ def _external(name: str, value: np.ndarray):
 
     t = TensorProto(name=name, data_type=helper.np_dtype_to_tensor_dtype(value.dtype), dims=value.shape)
     t.data_location = TensorProto.EXTERNAL
-    for key, v in (("location", ARRAYS), ("offset", "0"), ("length", str(value.nbytes))):
+    for key, v in (("location", EXTERNAL_LOCATION), ("offset", "0"), ("length", str(value.nbytes))):
         t.external_data.add(key=key, value=v)
     return t
 
