@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -81,3 +82,23 @@ def test_the_hyperpriors_networks_count_as_transform_not_entropy(tmp_path):
     for stages in (enc, dec):
         assert min(stages.values()) >= 0
         assert stages["transform"] + stages["entropy"] + stages["container"] == pytest.approx(stages["total"], rel=0.05)
+
+
+def _meta(**extra) -> dict:
+    return {"meta": {"torch_threads": 2, "threads_note": "machine default", "repeats": 5, "large_repeats": 3,
+                     "machine": {"cores": 2}, **extra}, "sizes": {}}
+
+
+def test_the_busy_banner_follows_the_cores_measured_busy_not_the_lagging_load_average():
+    trainer_just_paused = _meta(load_average=[1.9, 1.5, 1.2], busy_cores=0.02, busy_cores_end=0.05)
+    trainer_running = _meta(load_average=[0.1, 0.1, 0.1], busy_cores=0.1, busy_cores_end=1.9)
+    assert "machine was busy" not in bench.format_markdown(trainer_just_paused)
+    assert "1.9 of 2 cores busy with other work" in bench.format_markdown(trainer_running)
+    assert "load average 1.9 on 2 cores" in bench.format_markdown(_meta(load_average=[1.9, 1.5, 1.2]))
+
+
+def test_busy_cores_is_a_share_of_this_machines_cores():
+    from slimcodec.tools.machine import busy_cores
+
+    busy = busy_cores(0.05)
+    assert busy is None or 0 <= busy <= os.cpu_count()

@@ -403,7 +403,7 @@ def run_bench(weights=None, widths=None, sizes=("kodak", "12mp"), source=DEFAULT
 
     from slimcodec import runtime
     from slimcodec.tools import peers as P
-    from slimcodec.tools.machine import library_versions, machine_description
+    from slimcodec.tools.machine import busy_cores, library_versions, machine_description
     from slimcodec.weights import Weights, default_weights_path, resolve_weights
 
     if repeats < 1 or large_repeats < 1:
@@ -431,8 +431,10 @@ def run_bench(weights=None, widths=None, sizes=("kodak", "12mp"), source=DEFAULT
         "repeats": repeats, "large_repeats": large_repeats,
         "weights_id": wts.weights_id.hex(), "widths": widths, "skipped_peers": skipped,
         "machine": machine_description(), "versions": library_versions(), "load_average": load,
+        "busy_cores": busy_cores(),
     }
-    say(f"torch threads: {meta['torch_threads']} ({meta['threads_note']}); load average: {load}")
+    say(f"torch threads: {meta['torch_threads']} ({meta['threads_note']}); load average: {load}; "
+        f"cores busy with other work: {meta['busy_cores']}")
     out = {"meta": meta, "sizes": {}}
     tmp = tempfile.TemporaryDirectory(prefix="slimbench-")
     for name, size in sizes:
@@ -475,6 +477,7 @@ def run_bench(weights=None, widths=None, sizes=("kodak", "12mp"), source=DEFAULT
                     row.setdefault("memory", {})[op] = measure_memory(config)
         out["sizes"][name] = {"size": list(size), "rows": rows, "ratios": ratios(rows)}
     tmp.cleanup()
+    meta["busy_cores_end"] = busy_cores()
     return out
 
 
@@ -539,10 +542,15 @@ def format_markdown(result: dict, heading: str = "###") -> str:
     meta = result["meta"]
     lines = []
     load, cores = meta.get("load_average"), (meta.get("machine") or {}).get("cores")
-    if load and cores and load[0] > 0.5 * cores:
-        lines += [f"> **The machine was busy** (load average {load[0]:.1f} on {cores} cores when the bench "
-                  "started): times are upper bounds, and where torch threads compete with other work for the "
-                  "cores, ratios between widths are unreliable too. Rerun on an idle machine.", ""]
+    busy = [b for b in (meta.get("busy_cores"), meta.get("busy_cores_end")) if b is not None]
+    if busy:  # measured over a moment at the start and the end; older results have the load average only
+        was_busy, why = cores and max(busy) > 0.5 * cores, f"{max(busy):.1f} of {cores} cores busy with other work"
+    else:
+        was_busy, why = load and cores and load[0] > 0.5 * cores, f"load average {load[0] if load else 0:.1f} on {cores} cores"
+    if was_busy:
+        lines += [f"> **The machine was busy** ({why} at the start or the end of the bench): times are upper "
+                  "bounds, and where torch threads compete with other work for the cores, ratios between "
+                  "widths are unreliable too. Rerun on an idle machine.", ""]
     lines += [f"torch threads: {meta['torch_threads']} ({meta['threads_note']}); medians of "
              f"{meta['repeats']} runs ({meta['large_repeats']} over 2 MP) after one warm-up; "
              f"load average at start: {_load(meta['load_average'])}. Times in ms. "

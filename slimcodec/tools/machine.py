@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import time
 from pathlib import Path
 
 from slimcodec import __version__
@@ -36,6 +37,27 @@ def machine_description() -> dict:
         pass
     return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": mem_gib, "simd": flags,
             "system": f"{platform.system()} {platform.release()}"}
+
+
+def _cpu_jiffies() -> tuple[int, int] | None:
+    """(busy, total) jiffies of all cores since boot, from /proc/stat (Linux), or None."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields[:8]) - idle, sum(fields[:8])
+
+
+def busy_cores(window_s: float = 0.5) -> float | None:
+    """How many cores other work keeps busy, measured over ``window_s`` seconds while this
+    process sleeps (unlike the load average, which lags a minute behind), or None off Linux."""
+    before = _cpu_jiffies()
+    time.sleep(window_s)
+    after = _cpu_jiffies()
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return round((after[0] - before[0]) / (after[1] - before[1]) * (os.cpu_count() or 1), 2)
 
 
 def library_versions() -> dict:
