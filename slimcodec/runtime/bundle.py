@@ -97,6 +97,11 @@ def _graph_name(stage: str, width: int) -> str:
     return f"graphs/{stage}-{width}.onnx"
 
 
+def graph_prefix(stage: str, width: int) -> str:
+    """The array-name prefix of a graph's external initializers in a bundle (version 2)."""
+    return f"graph_{stage}.{width}"
+
+
 def _family(name: str) -> str | None:
     parts = name.split(".")
     if len(parts) < 2 or not parts[1].isdigit():

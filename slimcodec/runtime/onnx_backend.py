@@ -9,6 +9,7 @@ import numpy as np
 
 from slimcodec import runtime
 from slimcodec.errors import SlimError
+from slimcodec.runtime.bundle import graph_prefix
 
 INPUT = "x"
 
@@ -47,7 +48,7 @@ class OnnxTransforms:
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.log_severity_level = 3
-        prefix = f"graph_{stage}.{width}."
+        prefix = graph_prefix(stage, width) + "."
         names = sorted(k for k in self.arrays if k.startswith(prefix))
         buffers = [np.ascontiguousarray(self.arrays[k]) for k in names]
         try:

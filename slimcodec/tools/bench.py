@@ -545,8 +545,10 @@ def format_markdown(result: dict, heading: str = "###") -> str:
     busy = [b for b in (meta.get("busy_cores"), meta.get("busy_cores_end")) if b is not None]
     if busy:  # measured over a moment at the start and the end; older results have the load average only
         was_busy, why = cores and max(busy) > 0.5 * cores, f"{max(busy):.1f} of {cores} cores busy with other work"
+    elif load:
+        was_busy, why = cores and load[0] > 0.5 * cores, f"load average {load[0]:.1f} on {cores} cores"
     else:
-        was_busy, why = load and cores and load[0] > 0.5 * cores, f"load average {load[0] if load else 0:.1f} on {cores} cores"
+        was_busy = False
     if was_busy:
         lines += [f"> **The machine was busy** ({why} at the start or the end of the bench): times are upper "
                   "bounds, and where torch threads compete with other work for the cores, ratios between "

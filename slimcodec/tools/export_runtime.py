@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from slimcodec.runtime.bundle import BUNDLE_SUFFIX, write_bundle
+from slimcodec.runtime.bundle import BUNDLE_SUFFIX, graph_prefix, write_bundle
 from slimcodec.runtime.layers import GDN, Conv, ConvTranspose, Layer, ReLU, _stored
 from slimcodec.runtime.onnx_backend import INPUT
 
@@ -77,11 +77,6 @@ def _external(name: str, value: np.ndarray):
     for key, v in (("location", EXTERNAL_LOCATION), ("offset", "0"), ("length", str(value.nbytes))):
         t.external_data.add(key=key, value=v)
     return t
-
-
-def graph_prefix(stage: str, width: int) -> str:
-    """The array-name prefix of a graph's weights in a bundle."""
-    return f"graph_{stage}.{width}"
 
 
 def subpixel_kernel(layer: ConvTranspose) -> tuple[np.ndarray, np.ndarray | None, int]:
