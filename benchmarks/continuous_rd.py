@@ -34,7 +34,7 @@ from slimcodec.metrics import quality_at_rate
 # (width, scale) points tried per width: the wider widths scaled down fill the gap
 # to the next narrower one; the extremes also go beyond the five-width range.
 SCALES = {
-    192: (1.5, 1.25, 0.9, 0.8, 0.7),
+    192: (4.0, 2.0, 1.5, 1.25, 0.9, 0.8, 0.7),
     144: (0.9, 0.8, 0.7, 0.6, 0.5),
     96: (0.9, 0.8, 0.7, 0.6, 0.5),
     72: (0.9, 0.8, 0.7, 0.6, 0.5),

@@ -131,10 +131,13 @@ def at_scale_one(rows: list[dict], lambdas: dict[int, float]) -> list[dict]:
 
 
 def markdown(table: list[dict], meta: str, rows: list[dict], lambdas: dict[int, float] | None = None) -> str:
-    lines = [meta, "", "Per width, along the latent scale (BD-rate against the same width's effort-1 scale curve):", "",
-             "| width | effort | BD-rate vs effort 1 | images | encode s (median) |", "| ---: | ---: | ---: | ---: | ---: |"]
-    for r in table:
-        lines.append(f"| {r['width']} | {r['effort']} | {r['bd_rate']:+.2f} % | {r['images']} | {r['seconds']:.1f} |")
+    lines = [meta]
+    if any(r["effort"] > 1 for r in table):
+        lines += ["", "Per width, along the latent scale (BD-rate against the same width's effort-1 scale curve):", "",
+                  "| width | effort | BD-rate vs effort 1 | images | encode s (median) |",
+                  "| ---: | ---: | ---: | ---: | ---: |"]
+        lines += [f"| {r['width']} | {r['effort']} | {r['bd_rate']:+.2f} % | {r['images']} | {r['seconds']:.1f} |"
+                  for r in table]
     widths = ", ".join(str(w) for w in sorted({r["width"] for r in rows}))
     lines += ["", f"Across widths {widths} at scale 1 (the codec's own RD curve; the fair measure):", "",
               "| effort | BD-rate vs effort 1 |", "| ---: | ---: |"]
@@ -146,6 +149,14 @@ def markdown(table: list[dict], meta: str, rows: list[dict], lambdas: dict[int, 
                   "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
         lines += [f"| {r['width']} | {r['effort']} | {r['images']} | {r['d_bpp']:+.2f} % | {r['d_psnr']:+.3f} dB | "
                   f"{r['d_objective']:+.2f} % | {r['d_objective_worst']:+.2f} % |" for r in at_scale_one(rows, lambdas)]
+    lines += ["", "Encode time at scale 1 (wall time of the encode call, the weights already loaded):", "",
+              "| width | effort | images | median s | max s |", "| ---: | ---: | ---: | ---: | ---: |"]
+    for width in sorted({r["width"] for r in rows}, reverse=True):
+        for effort in sorted({r["effort"] for r in rows}):
+            seconds = [r["seconds"] for r in rows if r["width"] == width and r["effort"] == effort and r["scale"] == 1.0]
+            if seconds:
+                lines.append(f"| {width} | {effort} | {len(seconds)} | {statistics.median(seconds):.1f} | "
+                             f"{max(seconds):.1f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -169,10 +180,11 @@ def main(argv: list[str] | None = None) -> None:
                    done)
     from slimcodec.weights import load_weights
 
-    lambdas = {int(w): float(v) for w, v in load_weights().meta["lambdas"].items()}
+    weights = load_weights()
+    lambdas = {int(w): float(v) for w, v in weights.meta["lambdas"].items()}
     table = summary(rows)
     measured = sorted({r["image"] for r in rows})
-    meta = (f"Kodak, {len(measured)} images ({', '.join(measured)}); latent scales {a.scales} per width (effort 1: "
+    meta = (f"Weights `{weights.weights_id.hex()}`. Kodak, {len(measured)} images ({', '.join(measured)}); latent scales {a.scales} per width (effort 1: "
             f"{a.anchor_scales}){'; with the rows of ' + str(a.reuse) if a.reuse else ''}; BD-rate on real files "
             f"(PSNR, 8-bit RGB), averaged over the images; threads {a.threads or 'default'}.")
     text = markdown(table, meta, rows, lambdas)
