@@ -356,7 +356,8 @@ def decode_one(job: Job) -> Result:
 
     start = time.perf_counter()
     _check_not_written_meanwhile(job)
-    weights = load_weights(job.weights_path)
+    # without --weights, decode() takes the shipped weights the file names (an earlier release's too)
+    weights = load_weights(job.weights_path) if job.weights_path is not None else None
     data = _read_slim(job)
     header = read_header(data)
     pixels = header.image_width * header.image_height

@@ -33,3 +33,17 @@ def test_a_released_file_decodes_to_its_releases_symbols_and_pixels(name):
     ours = np.asarray(codec.decode(data).convert("RGB"), np.int16)
     theirs = np.asarray(Image.open(RELEASED / f"{name}.png").convert("RGB"), np.int16)
     assert ours.shape == theirs.shape and np.abs(ours - theirs).max() <= 1
+
+
+def test_slim_decode_without_weights_decodes_every_released_file_with_its_own_weights(tmp_path):
+    from click.testing import CliRunner
+
+    from slimcodec.cli.main import cli
+
+    sources = [str(RELEASED / f"{name}.slim") for name in NAMES]
+    result = CliRunner().invoke(cli, ["decode", *sources, "-o", str(tmp_path), "--quiet"], prog_name="slim")
+    assert result.exit_code == 0, result.output
+    for name in NAMES:
+        ours = np.asarray(Image.open(tmp_path / f"{name}.png").convert("RGB"), np.int16)
+        theirs = np.asarray(Image.open(RELEASED / f"{name}.png").convert("RGB"), np.int16)
+        assert ours.shape == theirs.shape and np.abs(ours - theirs).max() <= 1, name

@@ -80,6 +80,15 @@ def layers_to_arrays(prefix: str, layers: list[Layer]) -> dict[str, np.ndarray]:
     return out
 
 
+def _scalar(a: np.ndarray, name: str) -> np.generic:
+    """The one value of ``a``: 0-d as written, or 1-d as bundles store it (``np.ascontiguousarray``
+    makes 0-d arrays 1-d; NumPy 2.4 no longer converts those to Python scalars itself)."""
+    a = np.asarray(a)
+    if a.size != 1 or a.ndim > 1:
+        raise ValueError(f"{name}: a single value expected, got shape {a.shape}")
+    return a.reshape(())[()]
+
+
 def layers_from_arrays(prefix: str, arrays: dict[str, np.ndarray]) -> list[Layer]:
     """The layers :func:`layers_to_arrays` stored under ``prefix`` (float32 again).
 
@@ -89,7 +98,7 @@ def layers_from_arrays(prefix: str, arrays: dict[str, np.ndarray]) -> list[Layer
     layers: list[Layer] = []
     while f"{prefix}.{len(layers)}.kind" in arrays:
         key = f"{prefix}.{len(layers)}"
-        kind = int(arrays[f"{key}.kind"])
+        kind = int(_scalar(arrays[f"{key}.kind"], f"{key}.kind"))
         if kind in (0, 1):
             stride, padding, output_padding = (int(v) for v in arrays[f"{key}.geometry"])
             weight = arrays[f"{key}.weight"].astype(np.float32)
@@ -100,7 +109,7 @@ def layers_from_arrays(prefix: str, arrays: dict[str, np.ndarray]) -> list[Layer
                      else ConvTranspose(weight, bias, stride, padding, output_padding))
         elif kind == 2:
             layer = GDN(arrays[f"{key}.beta"].astype(np.float32), arrays[f"{key}.gamma"].astype(np.float32),
-                        bool(arrays[f"{key}.inverse"]))
+                        bool(_scalar(arrays[f"{key}.inverse"], f"{key}.inverse")))
         elif kind == 3:
             layer = ReLU()
         else:
