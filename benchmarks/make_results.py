@@ -64,7 +64,7 @@ def headline(results: dict) -> list[str]:
 
 EXTRA_SECTIONS = (
     ("Whole-process speed against peers", "cli-speed.md",
-     "python benchmarks/cli_speed.py --sizes kodak,24mp --runs 5 --threads 1 --pin 0 --markdown docs/results/cli-speed.md"),
+     "python benchmarks/cli_speed.py --sizes kodak,24mp --runs 5 --threads 1 --pin 1 --markdown docs/results/cli-speed.md"),
     ("Encoder effort", "effort.md",
      "python benchmarks/effort_rd.py --threads 1 --images kodim01,kodim08,kodim19 --scales 1 "
      "--anchor-scales 0.8,1,1.25,1.4,1.6,2 --json docs/results/effort.json --markdown docs/results/effort.md"),
