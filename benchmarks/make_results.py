@@ -20,6 +20,7 @@ The subset is stated in the generated file.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from datetime import datetime, timezone
@@ -62,12 +63,18 @@ def headline(results: dict) -> list[str]:
                         "overlap in quality, so no BD value exists without extrapolation.", ""]
 
 
+def inline_links(markdown: str) -> str:
+    """``markdown`` from docs/results/ with its relative links made to resolve from docs/."""
+    return re.sub(r"\]\((?![a-z]+:|/|#)([^)]+)\)", r"](results/\1)", markdown)
+
+
 EXTRA_SECTIONS = (
     ("Whole-process speed against peers", "cli-speed.md",
      "python benchmarks/cli_speed.py --sizes kodak,24mp --runs 5 --threads 1 --pin 1 --markdown docs/results/cli-speed.md"),
     ("Encoder effort", "effort.md",
      "python benchmarks/effort_rd.py --threads 1 --images kodim01,kodim08,kodim19 --scales 1 "
-     "--anchor-scales 0.8,1,1.25,1.4,1.6,2 --json docs/results/effort.json --markdown docs/results/effort.md"),
+     "--anchor-scales 0.8,1,1.25,1.4,1.6,2 --reuse docs/results/effort.json --json docs/results/effort.json "
+     "--markdown docs/results/effort.md"),
 )
 
 
@@ -207,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
         lines += ["Full data: [results/bench.json](results/bench.json).", ""]
     for title, name, command in EXTRA_SECTIONS:  # measured by their own scripts; kept as they are
         if (docs / "results" / name).exists():
-            lines += [f"## {title}", "", f"Made by `{command}`.", "", (docs / "results" / name).read_text().strip(), ""]
+            text = inline_links((docs / "results" / name).read_text().strip())
+            lines += [f"## {title}", "", f"Made by `{command}`.", "", text, ""]
     docs.mkdir(parents=True, exist_ok=True)
     (docs / "results.md").write_text("\n".join(lines).rstrip() + "\n")
     print(f"wrote {docs / 'results.md'}", file=sys.stderr)

@@ -54,7 +54,8 @@ class Job:
     Attributes:
         src (Path): the input file.
         dst (Path): the output file.
-        weights_path (str | None): weights file; ``None`` = the shipped weights.
+        weights_path (str | None): weights file; ``None`` = the shipped weights (to decode: the
+            shipped ones the file names).
         force (bool): replace ``dst`` if it exists.
         width (int | None): network width (encode only).
         scale (float): latent scale (encode only).

@@ -332,6 +332,8 @@ def _run_on_cluster(jobs, worker_fn, report: Report, scheduler: str, weights_pat
 _SOURCES = click.argument("sources", metavar="SRC...", nargs=-1, required=True)  # "-": standard input
 _WEIGHTS = click.option("--weights", type=click.Path(path_type=Path),  # checked by _load_weights
                         help="Weights file [default: the shipped weights].")
+_DECODE_WEIGHTS = click.option("--weights", type=click.Path(path_type=Path),
+                               help="Weights file [default: the shipped weights each file names].")
 _FORCE = click.option("-f", "--force", is_flag=True,
                       help="Replace existing outputs (through a symbolic link: the file it points to, "
                            "keeping its permissions).")
@@ -618,7 +620,7 @@ def _write_options(pillow_format: str, quality: int | None, lossless: bool, back
 @click.option("--background", metavar="COLOR",
               help="Flatten the alpha channel onto COLOR (white, black, #rrggbb) for formats "
                    "without alpha, such as JPEG [default: refuse such a file].")
-@_WEIGHTS
+@_DECODE_WEIGHTS
 @batch_options
 def decode(ctx: click.Context, sources: tuple[str, ...], out: str | None, fmt: str | None, quality: int | None,
            lossless: bool, background: str | None, weights: Path | None, force: bool, skip_existing: bool,
@@ -642,8 +644,9 @@ def decode(ctx: click.Context, sources: tuple[str, ...], out: str | None, fmt: s
     _use_threads(threads)
     wts = _load_weights(ctx, weights)
     if _options(ctx).verbose:
-        click.echo(f"weights {weights or 'shipped'} (id {wts.weights_id.hex()}, {wts.transforms.name} backend)",
-                   err=True)
+        which = (f"weights {weights} (id" if weights is not None
+                 else "weights: the shipped ones each file names (default")
+        click.echo(f"{which} {wts.weights_id.hex()}, {wts.transforms.name} backend)", err=True)
     weights_path = str(weights.resolve()) if weights is not None else None
     _run(ctx, "decode", planned, lambda src, dst: Job(src, dst, weights_path, force, write=output),
          decode_one, num_workers, weights_path, existing, "no .slim files found", scheduler)

@@ -1,9 +1,9 @@
 """Quality 0..100: one number for the network width and the latent scale, as ``cwebp -q``.
 
 A quality names a point on the weights' measured rate curve: with the shipped weights,
-quality ``q`` aims at ``0.729 · 2^((q − 75) / 22)`` bits per pixel on average over Kodak, so
-the rate doubles every 22 qualities, ``75`` is width 144 at scale 1 (the default of
-``slim encode`` and :func:`slimcodec.encode`), 90 is width 192 at scale 1 and 100 width 192
+quality ``q`` aims at ``0.656 · 2^((q − 75) / 24.71)`` bits per pixel on average over Kodak,
+so the rate doubles about every 25 qualities, ``75`` is width 144 at scale 1 (the default of
+``slim encode`` and :func:`slimcodec.encode`), 90 is width 192 at scale 0.94 and 100 width 192
 at scale 1.5. Each quality is coded by the narrowest width whose scale-1 rate reaches it,
 scaled down to it (a wider width scaled down is on average as good as or better than the
 narrower one at that rate, docs/continuous-rd.md). The mapping is monotonic: a higher

@@ -220,6 +220,12 @@ def _make_results_module():
 
 
 class TestMakeResults:
+    def test_inlined_sections_links_resolve_from_docs(self):
+        inline = _make_results_module().inline_links
+        text = "[old](cli-speed-0.1.0.md), [web](https://example.org/x), [here](#effort), [abs](/tmp/x)"
+        assert inline(text) == ("[old](results/cli-speed-0.1.0.md), [web](https://example.org/x), "
+                                "[here](#effort), [abs](/tmp/x)")
+
     def test_preliminary_results_page_names_its_subset(self, image_dir, tiny_weights_path, tmp_path):
         docs = tmp_path / "docs"
         code = _make_results_module().main(

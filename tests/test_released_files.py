@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from slimcodec import codec
+from slimcodec.weights import DEFAULT_WEIGHTS_ID
 
 RELEASED = Path(__file__).resolve().parent / "released"
 EXPECTED = json.loads((RELEASED / "expected.json").read_text())
@@ -47,3 +48,19 @@ def test_slim_decode_without_weights_decodes_every_released_file_with_its_own_we
         ours = np.asarray(Image.open(tmp_path / f"{name}.png").convert("RGB"), np.int16)
         theirs = np.asarray(Image.open(RELEASED / f"{name}.png").convert("RGB"), np.int16)
         assert ours.shape == theirs.shape and np.abs(ours - theirs).max() <= 1, name
+
+
+def test_slim_decode_of_standard_input_decodes_an_earlier_releases_file_with_its_own_weights(tmp_path):
+    from click.testing import CliRunner
+
+    from slimcodec.cli.main import cli
+
+    name = NAMES[0]
+    assert EXPECTED[name]["weights"] != DEFAULT_WEIGHTS_ID  # an earlier release's weights
+    data = (RELEASED / f"{name}.slim").read_bytes()
+    result = CliRunner().invoke(cli, ["decode", "-", "-o", str(tmp_path / "out.png"), "--quiet"], input=data,
+                                prog_name="slim")
+    assert result.exit_code == 0, result.output
+    ours = np.asarray(Image.open(tmp_path / "out.png").convert("RGB"), np.int16)
+    theirs = np.asarray(Image.open(RELEASED / f"{name}.png").convert("RGB"), np.int16)
+    assert ours.shape == theirs.shape and np.abs(ours - theirs).max() <= 1
