@@ -331,11 +331,14 @@ def encode(image: Image.Image, width: int | None = None, *, scale: float | None 
                          effort=effort, timings=timings)
 
 
-def check_decodable(slim: SlimFile, wts: Weights) -> None:
-    """Raise ``SlimFormatError`` unless these weights can decode ``slim``."""
+def check_decodable(slim: SlimFile, wts: Weights, not_shipped: bool = False) -> None:
+    """Raise ``SlimFormatError`` unless these weights can decode ``slim``.
+
+    ``not_shipped``: the file's own weights were looked for among the shipped ones and are not there.
+    """
     header = slim.header
     if header.weights_id != wts.weights_id:
-        raise WeightsMismatchError(header.weights_id, wts.weights_id)
+        raise WeightsMismatchError(header.weights_id, wts.weights_id, not_shipped)
     if header.slim_width not in wts.tables:
         raise SlimFormatError(f"width {header.slim_width} is not in these weights")
     if (header.version_major >= 2) != (wts.architecture == HYPERPRIOR):
@@ -356,10 +359,13 @@ def decode_latents(data: bytes, *, weights: Weights | str | None = None,
     """
     with timed(timings, "container"):
         slim = read_slim(data)
-    if weights is None and (shipped := shipped_weights_path(slim.header.weights_id)) is not None:
-        weights = str(shipped)  # a file made by an earlier release decodes with its own weights
+    not_shipped = False
+    if weights is None:
+        shipped = shipped_weights_path(slim.header.weights_id)
+        not_shipped = shipped is None
+        weights = None if not_shipped else str(shipped)  # an earlier release's file: its own weights
     wts = resolve_weights(weights)
-    check_decodable(slim, wts)
+    check_decodable(slim, wts, not_shipped)
     return slim, decode_payload(slim, wts, timings), wts
 
 

@@ -15,11 +15,13 @@ class WeightsMismatchError(SlimFormatError):
     Attributes:
         file_id (bytes): the weights id the file's header records.
         weights_id (bytes): the id of the weights at hand.
+        not_shipped (bool): no weights of ``file_id`` ship with this slimcodec (they were looked for).
     """
 
-    def __init__(self, file_id: bytes, weights_id: bytes):
-        self.file_id, self.weights_id = file_id, weights_id
-        super().__init__(f"made with other weights (id {file_id.hex()}; these are {weights_id.hex()})")
+    def __init__(self, file_id: bytes, weights_id: bytes, not_shipped: bool = False):
+        self.file_id, self.weights_id, self.not_shipped = file_id, weights_id, not_shipped
+        hint = f"; weights {file_id.hex()} do not ship with this slimcodec" if not_shipped else ""
+        super().__init__(f"made with other weights (id {file_id.hex()}; these are {weights_id.hex()}){hint}")
 
 
 class WeightsFileError(SlimError):

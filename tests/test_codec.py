@@ -76,6 +76,13 @@ def test_file_from_other_weights_is_refused(tiny_weights, tmp_path):
                                                                 tiny_weights.weights_id)
 
 
+def test_a_file_of_weights_not_shipped_decoded_with_the_shipped_ones_says_they_do_not_ship(tiny_weights):
+    data = codec.encode(gradient_image(16, 16), 8, weights=tiny_weights)
+    with pytest.raises(WeightsMismatchError, match="do not ship with this slimcodec") as caught:
+        codec.decode(data)
+    assert caught.value.not_shipped and caught.value.file_id == tiny_weights.weights_id
+
+
 def test_tiled_transforms_match_whole_image_transforms(tiny_weights):
     rgb = np.asarray(gradient_image(160, 112))
     whole = codec.analyze(tiny_weights, rgb, 8, tile=64)
