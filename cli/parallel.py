@@ -19,6 +19,7 @@ deletes the temporary file it was writing, so no half-written file remains.
 from __future__ import annotations
 
 import os
+import pickle
 import signal
 import sys
 import threading
@@ -29,7 +30,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from slimcodec.cli.report import Report, describe_error
-from slimcodec.errors import WorkerStartError
+from slimcodec.errors import SlimError, WorkerStartError
 from slimcodec.outputs import OutputExistsError, remove_live_temps
 
 WORKERS_ENV = "SLIM_WORKERS"
@@ -184,7 +185,21 @@ def run_job(worker_fn: Callable[[Any], Any], job: Any) -> Any:
     """
     if _start_error is not None:
         raise WorkerStartError(_start_error)
-    return worker_fn(job)
+    try:
+        return worker_fn(job)
+    except Exception as exc:
+        if _survives_pickling(exc):
+            raise
+        # the pool could not send it back and would report the worker as ended abruptly
+        raise SlimError(describe_error(exc)) from None
+
+
+def _survives_pickling(exc: BaseException) -> bool:
+    try:
+        pickle.loads(pickle.dumps(exc))
+    except Exception:
+        return False
+    return True
 
 
 # ---------------------------------------------------------------- the parent

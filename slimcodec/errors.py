@@ -23,6 +23,9 @@ class WeightsMismatchError(SlimFormatError):
         hint = f"; weights {file_id.hex()} do not ship with this slimcodec" if not_shipped else ""
         super().__init__(f"made with other weights (id {file_id.hex()}; these are {weights_id.hex()}){hint}")
 
+    def __reduce__(self):  # keeps the fields when sent back from a worker process
+        return type(self), (self.file_id, self.weights_id, self.not_shipped)
+
 
 class WeightsFileError(SlimError):
     """A weights file cannot be used: unreadable, not weights, damaged, or its runtime is missing.
@@ -35,6 +38,9 @@ class WeightsFileError(SlimError):
     def __init__(self, path: str, reason: str):
         self.path, self.reason = str(path), reason
         super().__init__(f"{path}: {reason}")
+
+    def __reduce__(self):  # keeps the fields when sent back from a worker process
+        return type(self), (self.path, self.reason)
 
 
 class UnsupportedImageError(SlimError):

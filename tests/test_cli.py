@@ -292,6 +292,13 @@ def test_decoding_with_other_weights_is_refused(encoded, tmp_path_factory):
     assert not Path("x.png").exists()
 
 
+def test_workers_report_a_file_of_unshipped_weights_as_such(photo_tree, tiny_weights_path):
+    invoke_slim(["encode", photo_tree, "-o", "slim", "--weights", tiny_weights_path, "-w", 8], exit_code=1)
+    result = invoke_slim(["decode", "slim", "-o", "back", "-j", 2], exit_code=1)
+    errors = [line for line in stderr_lines(result) if line.startswith("error:")]
+    assert len(errors) == 3 and all("do not ship with this slimcodec" in line for line in errors), errors
+
+
 def test_failure_while_writing_leaves_no_partial_or_temporary_file(png, tiny_weights_path, monkeypatch):
     def failing_publish(tmp, dst, overwrite):
         assert tmp.read_bytes()[:4] == b"SLIM"  # the temporary file was complete
