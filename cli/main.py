@@ -207,11 +207,19 @@ def _plan(sources: tuple[str, ...], out: str | None, suffixes, out_suffix: str):
     return planned
 
 
+def _std_stream(name: str, usage: str):
+    """``click``'s binary standard stream ``name``; a usage error when the process has none (closed)."""
+    try:
+        return click.get_binary_stream(name)
+    except RuntimeError:  # click's "was not able to determine binary stream"
+        raise OneLineUsageError(f"{usage}, which is closed") from None
+
+
 def _refuse_terminal(stdin: bool, stdout: bool) -> None:
-    """Standard input or output given as ``-`` must not be a terminal: images are binary."""
-    if stdin and click.get_binary_stream("stdin").isatty():
+    """Standard input or output given as ``-`` must be open and not a terminal: images are binary."""
+    if stdin and _std_stream("stdin", "- reads the input from standard input").isatty():
         raise OneLineUsageError("- reads the input from standard input, which is a terminal; pipe a file in")
-    if stdout and click.get_binary_stream("stdout").isatty():
+    if stdout and _std_stream("stdout", "-o - writes to standard output").isatty():
         raise OneLineUsageError("-o - writes binary data to standard output, which is a terminal; "
                                 "redirect it to a file or a pipe")
 
@@ -712,7 +720,7 @@ def info(ctx: click.Context, files: tuple[Path, ...], as_json: bool) -> None:
     """Show the header of .slim files: sizes, width, weights id, bpp.
 
     Checks each file's structure and checksum; does not decode the image.
-    Folders are searched recursively for .slim files.
+    Folders are searched recursively for .slim files; - reads one from standard input.
     """
     from slimcodec.cli.jobs import scan_folder
     from slimcodec.formats.slimfile import read_slim_stream
@@ -721,12 +729,19 @@ def info(ctx: click.Context, files: tuple[Path, ...], as_json: bool) -> None:
     report = Report("read", quiet=opts.quiet, verbose=opts.verbose, debug=opts.debug)
     paths: list[Path] = []
     for path in files:
-        paths.extend(scan_folder(path, (SLIM_SUFFIX,)) if path.is_dir() else [path])
+        found = scan_folder(path, (SLIM_SUFFIX,)) if path.is_dir() else [path]
+        if not found:
+            report.warn(f"no .slim files found in {path}")
+        paths.extend(found)
+    stdin = _std_stream("stdin", "- reads the file from standard input") if Path("-") in paths else None
     described = []
     for path in paths:
         try:
-            with open(path, "rb") as f:
-                fields = describe_slim(path, read_slim_stream(f))
+            if str(path) == "-":
+                fields = describe_slim(Path("<stdin>"), read_slim_stream(stdin))
+            else:
+                with open(path, "rb") as f:
+                    fields = describe_slim(path, read_slim_stream(f))
         except Exception as exc:
             report.failed(path, exc)
             continue

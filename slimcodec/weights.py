@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import zipfile
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -188,6 +189,18 @@ def save_weights(model, path: str | os.PathLike, meta: dict | None = None, half:
     return content_id(blob)
 
 
+def is_torch_file(data: bytes) -> bool:
+    """Whether ``data`` looks like a file ``torch.save`` wrote (a zip archive with a ``data.pkl``),
+    so that a missing torch, not the file, is what stops it loading."""
+    if not data.startswith(b"PK\x03\x04"):
+        return False
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            return any(name.endswith("/data.pkl") for name in zf.namelist())
+    except (zipfile.BadZipFile, ValueError):
+        return False
+
+
 def load_weights_bytes(data: bytes, device: str = "cpu") -> Weights:
     """Load a weights file from its bytes: a runtime bundle, or a ``.pt`` file (``weights_only=True``: no code runs).
 
@@ -199,6 +212,8 @@ def load_weights_bytes(data: bytes, device: str = "cpu") -> Weights:
             raise SlimError("a runtime bundle needs onnxruntime: pip install onnxruntime")
         return from_bundle(read_bundle(data))
     if not runtime.installed("torch"):
+        if not is_torch_file(data):
+            raise SlimError("not a slimcodec weights file")
         raise SlimError("a .pt weights file needs torch: pip install 'slimcodec[train]' (or use its runtime bundle)")
     import torch
 

@@ -57,6 +57,24 @@ def test_encode_reads_stdin_and_writes_stdout_with_messages_on_stderr_only(png, 
     assert files() == ["file.slim", "photo.png"]  # no file named "-"
 
 
+@pytest.mark.parametrize("closed", ["stdin", "stdout"])
+def test_a_closed_standard_stream_given_as_dash_is_a_one_line_usage_error(closed, slim_file, monkeypatch):
+    import click
+
+    real = click.get_binary_stream
+
+    def get_binary_stream(name):
+        if name == closed:  # what click raises when the process was started without the stream
+            raise RuntimeError(f"Was not able to determine binary stream for sys.{name}.")
+        return real(name)
+
+    monkeypatch.setattr(click, "get_binary_stream", get_binary_stream)
+    args = ["decode", "-", "-o", "x.png"] if closed == "stdin" else ["decode", slim_file, "-o", "-"]
+    result = slim(args, exit_code=2, input=slim_file.read_bytes())
+    assert result.stderr.strip().splitlines()[-1].endswith("which is closed")
+    assert "RuntimeError" not in result.stderr and not Path("x.png").exists()
+
+
 def test_decode_reads_stdin_and_writes_png_to_stdout_unless_a_format_is_given(slim_file, tiny_weights_path):
     data = slim_file.read_bytes()
     result = slim(["decode", "-", "-o", "-", "--weights", tiny_weights_path], input=data)
@@ -259,3 +277,10 @@ def test_the_readme_encode_then_decode_examples_run_in_order_without_an_existing
     assert len(commands) >= 4
     for words in commands:
         slim(words)
+
+
+def test_info_reads_standard_input_and_warns_of_a_folder_without_slim_files(slim_file):
+    Path("empty").mkdir()
+    result = slim(["info", "-", "empty"], input=slim_file.read_bytes())
+    assert result.stdout.splitlines()[0] == "<stdin>"
+    assert "warning: no .slim files found in empty" in result.stderr

@@ -164,3 +164,20 @@ def test_the_0_1_0_weights_keep_their_file_hash_id():
 
     path = shipped_weights_path("df9f17e387a8f20d", "torch")
     assert load_weights(path).weights_id == weights_id_of(path.read_bytes()) == bytes.fromhex("df9f17e387a8f20d")
+
+
+@pytest.mark.parametrize("content", [b"garbage\n", b"", b"\x89PNG\r\n\x1a\n" + bytes(40), b"PK\x03\x04broken"])
+def test_without_torch_a_file_that_is_not_weights_is_called_so_not_a_missing_torch(content, monkeypatch):
+    from slimcodec import runtime
+
+    monkeypatch.setattr(runtime, "installed", lambda backend: backend != "torch")
+    with pytest.raises(SlimError, match="^not a slimcodec weights file$"):
+        load_weights_bytes(content)
+
+
+def test_without_torch_a_pt_weights_file_asks_for_torch(tiny_weights_path, monkeypatch):
+    from slimcodec import runtime
+
+    monkeypatch.setattr(runtime, "installed", lambda backend: backend != "torch")
+    with pytest.raises(SlimError, match="needs torch"):
+        load_weights_bytes(tiny_weights_path.read_bytes())
