@@ -580,10 +580,16 @@ def _decode_format(out: str | None, fmt: str | None, planned) -> tuple[str, str]
     out_suffix = DECODED_SUFFIX
     if fmt is not None:
         out_suffix = "." + fmt.lower().lstrip(".")
+        if out_suffix == ".":
+            raise OneLineUsageError("--format needs an image extension, e.g. png")
+        if out_suffix == SLIM_SUFFIX:
+            raise OneLineUsageError(f"--format {fmt}: decode writes images, not .slim files")
         if _saveable_format(out_suffix) is None:
-            raise OneLineUsageError(f"invalid --format {fmt}: Pillow cannot write {out_suffix} files")
+            raise OneLineUsageError(f"invalid --format {fmt!r}: Pillow cannot write {out_suffix} files")
     if out is not None and not planned.batch and not planned.stdout and not names_folder(out):
         out_format = _saveable_format(Path(out).suffix)
+        if Path(out).suffix.lower() == SLIM_SUFFIX:
+            raise OneLineUsageError(f"-o {out}: decode writes images, not .slim files; use e.g. .png")
         if out_format is None and fmt is None:
             raise OneLineUsageError(
                 f"-o {out}: cannot tell the image format from its extension; use e.g. .png, or --format"

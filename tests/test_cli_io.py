@@ -284,3 +284,13 @@ def test_info_reads_standard_input_and_warns_of_a_folder_without_slim_files(slim
     result = slim(["info", "-", "empty"], input=slim_file.read_bytes())
     assert result.stdout.splitlines()[0] == "<stdin>"
     assert "warning: no .slim files found in empty" in result.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-o", "again.slim"], "-o again.slim: decode writes images, not .slim files"),
+    (["-o", "x.png", "--format", "slim"], "--format slim: decode writes images, not .slim files"),
+    (["-o", "-", "--format", ""], "--format needs an image extension"),
+])
+def test_decode_to_a_slim_or_an_empty_format_says_what_is_wrong(slim_file, args, message):
+    result = slim(["decode", slim_file, *args], exit_code=2)
+    assert message in result.stderr and not Path("again.slim").exists()
