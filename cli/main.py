@@ -739,7 +739,10 @@ def info(ctx: click.Context, files: tuple[Path, ...], as_json: bool) -> None:
         if not found:
             report.warn(f"no .slim files found in {path}")
         paths.extend(found)
-    stdin = _std_stream("stdin", "- reads the file from standard input") if Path("-") in paths else None
+    stdin = None
+    if Path("-") in paths:
+        _refuse_terminal(stdin=True, stdout=False)
+        stdin = click.get_binary_stream("stdin")
     described = []
     for path in paths:
         try:
