@@ -362,8 +362,10 @@ def decode_latents(data: bytes, *, weights: Weights | str | None = None,
     not_shipped = False
     if weights is None:
         shipped = shipped_weights_path(slim.header.weights_id)
-        not_shipped = shipped is None
-        weights = None if not_shipped else str(shipped)  # an earlier release's file: its own weights
+        if shipped is None:
+            not_shipped = True
+        else:
+            weights = str(shipped)  # an earlier release's file decodes with its own weights
     wts = resolve_weights(weights)
     check_decodable(slim, wts, not_shipped)
     return slim, decode_payload(slim, wts, timings), wts
