@@ -280,6 +280,60 @@ def save_state(model: SlimCAE, ema: "EMA", step: int, lambdas: dict[int, float],
     os.replace(tmp, path)
 
 
+def module_of(name: str) -> str:
+    """The module a parameter is reported under in diagnostics (``g_s.0``, ``igdn.1``, ``h_s_mean``)."""
+    parts = name.split(".")
+    return parts[0] if parts[0] in ("h_s_scale", "h_s_mean") else ".".join(parts[:2])
+
+
+def clip_grads(groups: list[dict], max_norm: float, mode: str) -> None:
+    """Clip gradients: ``global`` (one norm over all), ``group`` (each Adam group's own), ``off``."""
+    if not max_norm or mode == "off":
+        return
+    if mode == "global":
+        torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], max_norm)
+    else:
+        for g in groups:
+            torch.nn.utils.clip_grad_norm_(g["params"], max_norm)
+
+
+class Diagnostics:
+    """Per-module gradient norms (before clipping) and update-to-weight ratios of one step, as JSON lines."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def before_step(self, model: torch.nn.Module) -> dict:
+        grads: dict[str, float] = {}
+        weights = {}
+        for n, p in model.named_parameters():
+            if p.grad is None or is_aux(n):
+                continue
+            m = module_of(n)
+            grads[m] = grads.get(m, 0.0) + float(p.grad.detach().float().pow(2).sum())
+            weights[n] = p.detach().clone()
+        return {"grads": grads, "weights": weights}
+
+    def after_step(self, model: torch.nn.Module, step: int, before: dict, loss: float, terms: dict) -> None:
+        upd: dict[str, float] = {}
+        norm: dict[str, float] = {}
+        for n, p in model.named_parameters():
+            if n not in before["weights"]:
+                continue
+            m = module_of(n)
+            upd[m] = upd.get(m, 0.0) + float((p.detach() - before["weights"][n]).pow(2).sum())
+            norm[m] = norm.get(m, 0.0) + float(before["weights"][n].pow(2).sum())
+        total = math.sqrt(sum(before["grads"].values()))
+        record = {
+            "step": step, "loss": loss, "grad_norm": total,
+            "terms": {str(w): {"mse": t[0], "bpp": t[1]} for w, t in terms.items()},
+            "modules": {m: {"grad": math.sqrt(g), "update_ratio": math.sqrt(upd[m] / max(norm[m], 1e-30))}
+                        for m, g in before["grads"].items()},
+        }
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
 def cpu_has_fast_bf16() -> bool:
     """Whether this CPU computes bf16 natively (AVX-512 BF16 or AMX); without it autocast is ~8× slower."""
     try:
@@ -336,6 +390,7 @@ class Trainer:
         self.sampler = CropSampler(load_images(find_images(args.data), args.patch_size), args.patch_size, self.gen)
         self.val_images = load_images(find_images([args.val]), 64) if args.val else []
         self.multiple = 64 if isinstance(self.model, SlimCAEHyperprior) else 16
+        self.diagnostics = Diagnostics(args.diag) if args.diag else None
         self.stop = False
         self.t0 = time.time()
         self._window: dict[int, list[float]] = {w: [0.0, 0.0] for w in self.model.widths}
@@ -392,9 +447,12 @@ class Trainer:
             print(f"step {self.step}: non-finite loss, batch skipped", flush=True)
             return
         loss.backward()
-        if args.clip:
-            torch.nn.utils.clip_grad_norm_([p for g in self.opt.param_groups for p in g["params"]], args.clip)
+        probe = self.diagnostics is not None and (self.step + 1) % args.diag_every == 0
+        before = self.diagnostics.before_step(self.model) if probe else None
+        clip_grads(self.opt.param_groups, args.clip, args.clip_mode)
         self.opt.step()
+        if probe:
+            self.diagnostics.after_step(self.model, self.step + 1, before, float(loss.detach()), terms)
         aux_loss = self.model.aux_loss()
         aux_loss.backward()
         self.aux_opt.step()
@@ -481,6 +539,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--val-scale", type=float, default=0.0, help="also validate at this latent scale (hyperprior)")
     p.add_argument("--ema-decay", type=float, default=0.999)
     p.add_argument("--clip", type=float, default=1.0, help="gradient norm clip (0: off)")
+    p.add_argument("--clip-mode", choices=("global", "group", "off"), default="global",
+                   help="clip one norm over all parameters, each Adam group's own, or nothing")
+    p.add_argument("--diag", type=Path, help="append per-module gradient norms and update ratios here (JSON lines)")
+    p.add_argument("--diag-every", type=int, default=50, help="steps between --diag records")
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None, help="bf16 autocast for the transforms (default: on for CPUs with native bf16)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
