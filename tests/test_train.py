@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -141,7 +142,7 @@ def test_gpu_script_trains_and_returns_the_state_in_pieces(folders, tmp_path):
     assert state(joined)["step"] == 2 and state(joined)["architecture"] == "slimcae-hyperprior"
 
 
-def test_bf16_is_chosen_only_where_the_cpu_computes_it_natively(monkeypatch, tmp_path):
+def test_native_bf16_is_detected_from_the_cpu_flags(monkeypatch, tmp_path):
     from slimcodec.tools import train
 
     fake = tmp_path / "cpuinfo"
@@ -186,3 +187,34 @@ def test_variable_rate_training_validates_at_the_latent_scale_too(folders, tmp_p
 
     record = json.loads(curve.read_text().splitlines()[-1])
     assert record["at_scale"]["scale"] == 8 and set(record["at_scale"]["points"]) == {"8", "4"}
+
+
+def test_curves_diff_gives_the_second_runs_rate_and_psnr_change_per_width(tmp_path, capsys):
+    from slimcodec.tools.curves import main as curves
+
+    def record(step, bpp, psnr):
+        return json.dumps({"arch": "hyperprior", "step": step, "points": {"8": {"bpp": bpp, "psnr": psnr}}})
+
+    (tmp_path / "control-curve.jsonl").write_text(record(0, 1.0, 30.0) + "\n" + record(10, 1.0, 30.0) + "\n")
+    (tmp_path / "arm-curve.jsonl").write_text(record(10, 0.9, 30.5) + "\n" + record(20, 0.8, 31.0) + "\n")
+    assert curves(["--diff", str(tmp_path / "control-curve.jsonl"), str(tmp_path / "arm-curve.jsonl")]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert rows[2:] == ["| 10 | -10.0 % +0.50 dB |"]  # step 20 has no control point
+    assert curves([str(tmp_path / "control-curve.jsonl"), str(tmp_path / "arm-curve.jsonl")]) == 0
+    assert "| arm | 20 |" in capsys.readouterr().out
+
+
+def test_diag_records_per_module_gradient_norms_and_update_ratios(folders, tmp_path, capsys):
+    from slimcodec.tools.curves import main as curves
+
+    run(folders, tmp_path / "ck.pt", "--steps", 4, "--diag", tmp_path / "diag.jsonl", "--diag-every", 2,
+        "--clip-mode", "group")
+    records = [json.loads(line) for line in (tmp_path / "diag.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [2, 4]
+    modules = records[0]["modules"]
+    assert {"g_a.0", "g_s.2", "gdn.0"} <= set(modules)
+    assert all(m["grad"] > 0 and m["update_ratio"] > 0 for name, m in modules.items() if name.startswith("g_"))
+    capsys.readouterr()
+    assert curves(["--diag", str(tmp_path / "diag.jsonl"), "--every", "2"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert len(table) == 4 and table[2].startswith("| 1–2 |")

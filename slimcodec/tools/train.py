@@ -349,7 +349,13 @@ class Trainer:
     def __init__(self, args: argparse.Namespace):
         self.args = args
         self.device = torch.device(args.device)
-        self.bf16 = (self.device.type == "cpu" and cpu_has_fast_bf16()) if args.bf16 is None else args.bf16
+        self.bf16 = bool(args.bf16)
+        if self.bf16 and self.device.type == "cpu" and not cpu_has_fast_bf16():
+            print("note: this CPU computes bf16 without native support: --bf16 runs about 8x slower", flush=True)
+        if self.device.type == "cuda":
+            # TF32 rounds conv inputs to 10 bits of mantissa: bf16's failure (docs/training.md,
+            # "Why distortion never improved") in a milder form; the transforms train in fp32.
+            torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
         self.gen = torch.Generator().manual_seed(args.seed)
         ckpt = None
         if args.checkpoint.exists():
@@ -543,7 +549,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="clip one norm over all parameters, each Adam group's own, or nothing")
     p.add_argument("--diag", type=Path, help="append per-module gradient norms and update ratios here (JSON lines)")
     p.add_argument("--diag-every", type=int, default=50, help="steps between --diag records")
-    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None, help="bf16 autocast for the transforms (default: on for CPUs with native bf16)")
+    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=False,
+                   help="bf16 autocast for the transforms: 1.7x faster on CPUs with native bf16, but their "
+                        "gradients are noise near convergence (benchmarks/grad_precision.py); off by default")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--log-every", type=int, default=50)
