@@ -46,7 +46,7 @@ from slimcodec import geometry, hyperprior_codec
 from slimcodec.effort import check_effort, refine  # torch only once refine runs
 from slimcodec.geometry import ANALYSIS_MARGIN, HYPER_STRIDE, STRIDE, SYNTHESIS_MARGIN, TILE_LATENTS
 from slimcodec.imageio import PixelData, finish, keep_metadata, prepare
-from slimcodec.rangecoder import decode_symbols, encode_symbols
+from slimcodec.entropy.rangecoder import decode_symbols, encode_symbols
 from slimcodec.timings import Timings, timed
 from slimcodec.weights import HYPERPRIOR, Weights, resolve_weights, shipped_weights_path
 

@@ -3,7 +3,7 @@
 At effort 1 the encoder sends the analysis transform's latents. Above, it refines them
 against the real objective of the width, ``λ·255²·MSE + bits/pixel`` (the training loss,
 with the weights' own λ), by gradient steps through the frozen synthesis and entropy
-model (:meth:`slimcodec.model.SlimCAE.latent_rd`: the synthesis sees the file's rounding
+model (:meth:`slimcodec.models.factorized.SlimCAE.latent_rd`: the synthesis sees the file's rounding
 grid straight-through, the rate a noisy relaxation), and keeps the result only if its
 objective with true rounding is lower than the start's. Any decoder reads the file: it
 is the same format with other symbols.
@@ -70,7 +70,7 @@ def _lambda(wts, width: int) -> float:
     lambdas = wts.meta.get("lambdas") or {}
     if str(width) in lambdas:
         return float(lambdas[str(width)])
-    from slimcodec.model import PAPER_WIDTHS
+    from slimcodec.models.factorized import PAPER_WIDTHS
 
     # the paper's λ (2048 … 128 on 0–255 pixels) for weights that do not record theirs
     paper = dict(zip(PAPER_WIDTHS, (2048, 1024, 512, 256, 128)))
@@ -165,7 +165,7 @@ def _exact_rd(model, y, width: int, scale: float):
     """Reconstruction and bits with true rounding (no noise): what the file would cost."""
     import torch
 
-    from slimcodec.model import factorized_bits
+    from slimcodec.models.factorized import factorized_bits
 
     with torch.no_grad():
         bottleneck = model.entropy_bottleneck[str(width)]

@@ -22,7 +22,7 @@ from slimcodec.entropy import SCALE_ONE, quantize
 from slimcodec.entropy.gaussian import ACT_BITS
 from slimcodec.entropy.tables import check_payload_holds, row_min_bits
 from slimcodec.geometry import HYPER_STRIDE, STRIDE
-from slimcodec.rangecoder import Decoder, Encoder, channel_indexes
+from slimcodec.entropy.rangecoder import Decoder, Encoder, channel_indexes
 from slimcodec.timings import Timings, timed
 from slimcodec.weights import Weights
 

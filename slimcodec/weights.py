@@ -56,7 +56,7 @@ class Weights:
     either way.
     """
 
-    model: "object"  # slimcodec.model.SlimCAE or None; typed loosely to keep torch out of imports
+    model: "object"  # slimcodec.models.factorized.SlimCAE or None; typed loosely to keep torch out of imports
     tables: dict[int, EntropyTable]
     weights_id: bytes
     meta: dict = field(default_factory=dict)
@@ -217,7 +217,7 @@ def load_weights_bytes(data: bytes, device: str = "cpu") -> Weights:
         raise SlimError("a .pt weights file needs torch: pip install 'slimcodec[train]' (or use its runtime bundle)")
     import torch
 
-    from slimcodec.model import SlimCAE
+    from slimcodec.models.factorized import SlimCAE
 
     try:
         blob = torch.load(io.BytesIO(data), map_location=device, weights_only=True)

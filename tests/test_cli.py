@@ -281,7 +281,7 @@ def test_corrupt_slim_file_fails_with_the_reason_and_leaves_no_output(encoded, t
 def test_decoding_with_other_weights_is_refused(encoded, tmp_path_factory):
     import torch
 
-    from slimcodec.model import SlimCAE
+    from slimcodec.models.factorized import SlimCAE
     from slimcodec.weights import save_weights
 
     other = tmp_path_factory.mktemp("other") / "other.pt"

@@ -64,7 +64,7 @@ def test_invalid_width_is_refused_listing_the_valid_widths(tiny_weights):
 def test_file_from_other_weights_is_refused(tiny_weights, tmp_path):
     import torch
 
-    from slimcodec.model import SlimCAE
+    from slimcodec.models.factorized import SlimCAE
     from slimcodec.weights import load_weights, save_weights
 
     torch.manual_seed(1)

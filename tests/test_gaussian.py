@@ -17,7 +17,7 @@ from slimcodec.entropy.gaussian import (
 )
 from slimcodec.errors import SlimFormatError
 from slimcodec.models.hyperprior import SlimCAEHyperprior, fixed_point_hyper_synthesis
-from slimcodec.rangecoder import Decoder, Encoder, channel_indexes
+from slimcodec.entropy.rangecoder import Decoder, Encoder, channel_indexes
 
 
 @pytest.fixture(scope="module")

@@ -58,7 +58,7 @@ def constant_buffers(model) -> dict:
 
 
 def test_saved_weights_keep_the_constant_buffers_exact(tiny_weights):
-    from slimcodec.model import SlimCAE
+    from slimcodec.models.factorized import SlimCAE
 
     fresh = constant_buffers(SlimCAE((8, 4)))
     loaded = constant_buffers(tiny_weights.model)
@@ -70,7 +70,7 @@ def test_saved_weights_keep_the_constant_buffers_exact(tiny_weights):
 
 
 def test_restore_constants_repairs_buffers_rounded_to_float16():
-    from slimcodec.model import SlimCAE
+    from slimcodec.models.factorized import SlimCAE
 
     model = SlimCAE((8, 4))
     expected = constant_buffers(model)
@@ -119,7 +119,7 @@ def test_a_file_decodes_with_the_shipped_weights_its_header_names(tmp_path, monk
     from conftest import gradient_image
 
     from slimcodec import codec, weights as weights_module
-    from slimcodec.model import SlimCAE
+    from slimcodec.models.factorized import SlimCAE
     from slimcodec.weights import install_shipped, save_weights, shipped_weights_ids
 
     monkeypatch.setattr(weights_module, "SHIPPED_DIR", tmp_path / "shipped")

@@ -193,7 +193,7 @@ def main() -> int:
     import torch
 
     from slimcodec import codec
-    from slimcodec.model import SlimCAE
+    from slimcodec.models.factorized import SlimCAE
     from slimcodec.weights import load_weights, save_weights
 
     VERSION_DIR.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,7 @@ Quantization follows CompressAI: the symbol of a latent value ``y`` in channel
 ``c`` is ``q = round(y - median[c])`` and it decodes to ``q + median[c]``.
 Within a channel, ``q`` is coded as the table index ``q - offset[c]``; values
 outside ``[offset, offset + length - 2]`` are coded as the escape index
-``length - 1`` followed by the value itself (see :mod:`slimcodec.rangecoder`).
+``length - 1`` followed by the value itself (see :mod:`slimcodec.entropy.rangecoder`).
 
 A file may carry a latent scale ``s = n / SCALE_ONE`` (``n`` an integer):
 then ``q = round(s * (y - median[c]))`` and ``y = q / s + median[c]``, a finer

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from slimcodec.model import SlimCAE
+from slimcodec.models.factorized import SlimCAE
 from slimcodec.models.hyperprior import SlimCAEHyperprior
 
 ARCHITECTURES: dict[str, type] = {

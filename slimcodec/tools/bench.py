@@ -9,7 +9,7 @@ each the median of several runs after a warm-up:
 
 - transform: the analysis (encode) or synthesis (decode) network;
 - entropy: quantization and range coding (encode), range decoding and
-  dequantization (decode), i.e. :mod:`slimcodec.rangecoder`;
+  dequantization (decode), i.e. :mod:`slimcodec.entropy.rangecoder`;
 - container: image conversion and the .slim container (``prepare`` +
   ``write_slim`` on encode; ``read_slim`` + ``finish`` on decode), CRC included:
   the rest of the call, so the three add up to the total.

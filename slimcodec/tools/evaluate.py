@@ -97,7 +97,7 @@ def information_bits(q: np.ndarray, rows, indexes: np.ndarray | None = None) -> 
     coder spends on it (1 for the side, 5 for the length, then the value).
     """
     from slimcodec.entropy import PRECISION_BITS
-    from slimcodec.rangecoder import channel_indexes
+    from slimcodec.entropy.rangecoder import channel_indexes
 
     idx = (channel_indexes(q.shape) if indexes is None else indexes).reshape(-1).astype(np.int64)
     values = q.reshape(-1).astype(np.int64)

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from slimcodec.model import PAPER_WIDTHS, SlimCAE
+from slimcodec.models.factorized import PAPER_WIDTHS, SlimCAE
 from slimcodec.models import ARCHITECTURES, architecture_of
 from slimcodec.models.hyperprior import SlimCAEHyperprior
 # imported now, not at export: a long run must not pick up source files edited meanwhile

@@ -22,7 +22,7 @@ from compressai.layers import GDN
 from torch import Tensor, nn
 
 from slimcodec.geometry import STRIDE
-from slimcodec.layers import SlimConv2d, SlimConvTranspose2d
+from slimcodec.models.layers import SlimConv2d, SlimConvTranspose2d
 
 PAPER_WIDTHS: tuple[int, ...] = (192, 144, 96, 72, 48)
 # CompressAI's EntropyBottleneck keeps its CDFs in these buffers; they are
