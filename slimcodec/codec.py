@@ -42,7 +42,8 @@ from slimcodec.formats.slimfile import (
     read_slim,
     write_slim,
 )
-from slimcodec import geometry, hyperprior_codec
+from slimcodec import geometry
+from slimcodec.latents import hyperprior as hyperprior_codec
 from slimcodec.effort import check_effort, refine  # torch only once refine runs
 from slimcodec.geometry import ANALYSIS_MARGIN, HYPER_STRIDE, STRIDE, SYNTHESIS_MARGIN, TILE_LATENTS
 from slimcodec.imageio import PixelData, finish, keep_metadata, prepare

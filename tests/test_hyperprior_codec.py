@@ -11,7 +11,8 @@ import torch
 from conftest import gradient_image
 from PIL import Image
 
-from slimcodec import codec, hyperprior_codec
+from slimcodec import codec
+from slimcodec.latents import hyperprior as hyperprior_codec
 from slimcodec.entropy import quantize
 from slimcodec.errors import SlimFormatError
 from slimcodec.imageio import prepare

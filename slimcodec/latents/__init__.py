@@ -1,0 +1,1 @@
+"""Latent codecs: how each architecture codes its latents into a payload and back."""
