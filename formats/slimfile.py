@@ -24,6 +24,7 @@ from typing import BinaryIO, Optional
 
 from slimcodec.errors import SlimFormatError
 from slimcodec.geometry import HYPER_STRIDE, STRIDE, latent_side
+from slimcodec.latents import ARCHITECTURES
 
 __all__ = [
     "MAGIC",
@@ -50,12 +51,14 @@ __all__ = [
 ]
 
 MAGIC = b"SLIM"
-VERSION_MAJOR = 2  # the newest format this module reads and writes
-VERSION_MINOR = 0
-# the minor version written for each major version read and written: 1.x is the factorized
-# prior (latents at 1/16), 2.x the hyperprior (y at 1/16 of an image padded to a multiple of 64)
-WRITTEN_MINOR = {1: 1, 2: 0}
-ARCHITECTURE_OF_MAJOR = {1: "slimcae-factorized", 2: "slimcae-hyperprior"}  # what makes each major's files
+# the minor version written for each major version read and written, from the architectures'
+# registry (slimcodec.latents): 1.x is the factorized prior (latents at 1/16), 2.x the
+# hyperprior (y at 1/16 of an image padded to a multiple of 64)
+WRITTEN_MINOR = dict(sorted(a.format_version for a in ARCHITECTURES.values()))
+ARCHITECTURE_OF_MAJOR = {a.major: a.name for a in ARCHITECTURES.values()}  # what makes each major's files
+_PADDING_OF_MAJOR = {a.major: a.padding_multiple for a in ARCHITECTURES.values()}
+VERSION_MAJOR = max(WRITTEN_MINOR)  # the newest format this module reads and writes
+VERSION_MINOR = WRITTEN_MINOR[VERSION_MAJOR]
 HEADER_SIZE = 48  # fixed header size written by this version; readers accept larger
 MAX_PIXELS = 100_000_000
 MAX_SIDE = 65535
@@ -85,7 +88,7 @@ class ColorType(enum.IntEnum):
 def _latent_side(side: int, major: int = 1) -> int:
     """Latent (y) positions along an image side: ``ceil(side / 16)``, in format 2
     ``4 · ceil(side / 64)``."""
-    return latent_side(side, HYPER_STRIDE if major >= 2 else LATENT_STRIDE)
+    return latent_side(side, _PADDING_OF_MAJOR[major])
 
 
 @dataclass(frozen=True)

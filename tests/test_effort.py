@@ -67,7 +67,7 @@ def test_a_higher_effort_file_decodes_with_the_same_decoder(tiny_weights, weight
 
 
 def test_large_images_are_refined_tile_by_tile(tiny_weights, monkeypatch):
-    monkeypatch.setattr(effort, "TILE_LATENTS", 4)
+    monkeypatch.setattr(effort, "REFINE_TILE_LATENTS", 4)
     rgb = np.asarray(gradient_image(150, 90))
     y = codec.analyze(tiny_weights, rgb, 8)
     refined = effort.refine(tiny_weights, rgb, y, 8, 1.0, 3)

@@ -86,31 +86,31 @@ def test_a_hyperprior_weights_file_names_its_architecture_and_holds_its_gaussian
     import torch
 
     from slimcodec.models.hyperprior import SlimCAEHyperprior
-    from slimcodec.weights import HYPERPRIOR, load_weights, save_weights
+    from slimcodec.weights import load_weights, save_weights
 
     torch.manual_seed(0)
     model = SlimCAEHyperprior((8, 4))
     wid = save_weights(model, tmp_path / "h.pt")
     loaded = load_weights(tmp_path / "h.pt")
-    assert loaded.weights_id == wid and loaded.architecture == HYPERPRIOR
+    assert loaded.weights_id == wid and loaded.architecture == "slimcae-hyperprior"
     assert isinstance(loaded.model, SlimCAEHyperprior) and loaded.widths == (8, 4)
     assert loaded.gaussian is not None and loaded.gaussian.levels == 64
     assert loaded.tables[4].channels == 4  # z's factorized tables, one per width
 
 
 def test_the_shipped_factorized_file_loads_as_the_factorized_architecture():
-    from slimcodec.weights import FACTORIZED, load_weights, shipped_weights_path
+    from slimcodec.weights import load_weights, shipped_weights_path
 
     shipped = load_weights(shipped_weights_path("df9f17e387a8f20d"))
-    assert shipped.architecture == FACTORIZED and shipped.gaussian is None
+    assert shipped.architecture == "slimcae-factorized" and shipped.gaussian is None
     assert shipped.weights_id.hex() == "df9f17e387a8f20d"
 
 
 def test_the_default_weights_are_the_shipped_hyperprior():
-    from slimcodec.weights import HYPERPRIOR, load_weights
+    from slimcodec.weights import load_weights
 
     default = load_weights()
-    assert default.architecture == HYPERPRIOR and default.gaussian is not None
+    assert default.architecture == "slimcae-hyperprior" and default.gaussian is not None
     assert default.widths == (192, 144, 96, 72, 48)
 
 

@@ -225,3 +225,28 @@ def dequantize(q: np.ndarray, table: EntropyTable, units: int = SCALE_ONE) -> np
     if units != SCALE_ONE:
         values = values / np.float32(units / SCALE_ONE)
     return values + table.medians[:, None, None]
+
+
+def information_bits(q: np.ndarray, rows, indexes: np.ndarray | None = None) -> float:
+    """Ideal code length in bits of integer symbols ``q`` under rows of integer distributions.
+
+    ``indexes`` names each symbol's row (by default its channel: ``q`` is ``[C, H, W]`` and
+    ``rows`` a factorized table). Counts ``-log2 p`` of each row entry with the rows' own
+    integer probabilities; an escaped symbol costs its escape entry plus the bits the range
+    coder spends on it (1 for the side, 5 for the length, then the value).
+    """
+    from slimcodec.entropy.rangecoder import channel_indexes
+
+    idx = (channel_indexes(q.shape) if indexes is None else indexes).reshape(-1).astype(np.int64)
+    values = q.reshape(-1).astype(np.int64)
+    offset = rows.offsets[idx].astype(np.int64)
+    length = rows.lengths[idx].astype(np.int64)
+    entry = values - offset
+    outside = (entry < 0) | (entry >= length - 1)
+    entry = np.where(outside, length - 1, entry)
+    total = float(-np.log2(rows.counts[idx, entry].astype(np.float64) / (1 << PRECISION_BITS)).sum())
+    if outside.any():
+        v, o, n = values[outside], offset[outside], length[outside]
+        m = np.where(v < o, o - 1 - v, v - (o + n - 1))
+        total += float((1 + 5 + np.floor(np.log2(m + 1.0))).sum())
+    return total

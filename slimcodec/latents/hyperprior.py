@@ -16,17 +16,36 @@ choice of a table, so a decoder on any machine reads the same symbols.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from slimcodec.entropy import SCALE_ONE, quantize
-from slimcodec.entropy.gaussian import ACT_BITS
-from slimcodec.entropy.tables import check_payload_holds, row_min_bits
-from slimcodec.geometry import HYPER_STRIDE, STRIDE
+from slimcodec.entropy.gaussian import ACT_BITS, FixedPointHyperSynthesis, GaussianTables
 from slimcodec.entropy.rangecoder import Decoder, Encoder, channel_indexes
+from slimcodec.entropy.tables import check_payload_holds, information_bits, row_min_bits
+from slimcodec.geometry import HYPER_STRIDE, STRIDE
+from slimcodec.latents import Latents
+from slimcodec.runtime.layers import layers_from_arrays, layers_to_arrays
 from slimcodec.timings import Timings, timed
 from slimcodec.weights import Weights
 
 Z_STEP = HYPER_STRIDE // STRIDE  # y positions per z position along a side (4)
+# stages run as graphs by the onnx runtime; h_s's scale head ("hyper_scale") runs in fixed point instead
+GRAPH_STAGES = ("analysis", "synthesis", "hyper_analysis", "hyper_mean")
+
+
+@dataclass(frozen=True)
+class HyperpriorLatents(Latents):
+    """y's symbols and ``y_hat`` (see :class:`slimcodec.latents.Latents`), z's symbols and y's table indexes.
+
+    Attributes:
+        z (np.ndarray): z's integer symbols (int32 ``[C, h/4, w/4]``).
+        indexes (np.ndarray): the Gaussian table of each of y's symbols (``[C, h, w]``).
+    """
+
+    z: np.ndarray
+    indexes: np.ndarray
 
 
 def hyper_analysis(wts: Weights, y: np.ndarray, width: int) -> np.ndarray:
@@ -36,7 +55,7 @@ def hyper_analysis(wts: Weights, y: np.ndarray, width: int) -> np.ndarray:
 
 def side_information(wts: Weights, q_z: np.ndarray, width: int, units: int) -> tuple[np.ndarray, np.ndarray]:
     """y's table indexes (exact) and means (float32), both ``[C, 4h, 4w]``, from z's symbols."""
-    trunk, scale_acc = wts.hyper_synthesis(width).run(q_z)
+    trunk, scale_acc = hyper_synthesis(wts, width).run(q_z)
     indexes = wts.gaussian.indexes(scale_acc, units)
     means = wts.run("hyper_mean", width, (trunk / (1 << ACT_BITS)).astype(np.float32))
     return indexes, means
@@ -68,8 +87,8 @@ def encode_payload(wts: Weights, y: np.ndarray, width: int, units: int = SCALE_O
 
 
 def decode_payload(wts: Weights, words: np.ndarray, width: int, grid: tuple[int, int],
-                   units: int = SCALE_ONE, timings: Timings | None = None) -> dict[str, np.ndarray]:
-    """Read a payload: ``{"z", "y", "indexes"}`` symbols and the latents ``"y_hat"``.
+                   units: int = SCALE_ONE, timings: Timings | None = None) -> HyperpriorLatents:
+    """Read a payload: the ``z``, ``y`` and ``indexes`` symbols and the latents ``y_hat``.
 
     Args:
         grid: y's size ``(h, w)``; z's is a quarter of it (:data:`Z_STEP`).
@@ -96,4 +115,91 @@ def decode_payload(wts: Weights, words: np.ndarray, width: int, grid: tuple[int,
         values = q_y.astype(np.float32)
         if units != SCALE_ONE:
             values = values / np.float32(units / SCALE_ONE)
-    return {"z": q_z, "y": q_y, "indexes": indexes, "y_hat": values + means}
+    return HyperpriorLatents(z=q_z, y=q_y, indexes=indexes, y_hat=values + means)
+
+
+def hyper_synthesis(wts: Weights, width: int) -> FixedPointHyperSynthesis:
+    """The integer-exact hyper-synthesis of ``width`` (built once from the weights' h_s layers)."""
+    key = ("hyper_synthesis", width)
+    if key not in wts.cache:
+        wts.cache[key] = FixedPointHyperSynthesis.from_layers(*_hyper_scale(wts, width))
+    return wts.cache[key]
+
+
+def _hyper_scale(wts: Weights, width: int) -> tuple[list, np.ndarray]:
+    """h_s's trunk and scale head at ``width`` as float layers, and z's medians."""
+    hyper_layers = wts.extras.get("hyper_layers", {})
+    if width in hyper_layers:
+        return hyper_layers[width]
+    medians = wts.model.z_medians(width).reshape(-1).float().cpu().numpy()
+    return wts.model.stage_layers("hyper_scale", width), medians
+
+
+def payload_bits(latents: HyperpriorLatents, wts: Weights, width: int) -> float:
+    """The ideal size of the payload in bits: z under its factorized rows, y under its Gaussian rows."""
+    bits = information_bits(latents.z, wts.tables[width])
+    return bits + information_bits(latents.y, wts.gaussian, latents.indexes)
+
+
+def exact_rd(model, y, width: int, scale: float):
+    """Reconstruction and bits of latents ``y`` (a torch tensor) with true rounding (no noise):
+    what the file would cost (:mod:`slimcodec.effort`); z's bits are spread over y's positions."""
+    import torch
+
+    from slimcodec.models.factorized import factorized_bits
+    from slimcodec.models.hyperprior import gaussian_likelihood
+
+    with torch.no_grad():
+        bottleneck = model.entropy_bottleneck[str(width)]
+        z = model.hyper_analysis(y, width)
+        medians = model.z_medians(width)
+        z_hat = torch.round(z - medians) + medians
+        mean, scale_raw = model.hyper_synthesis(z_hat, width)
+        q = torch.round((y - mean) * scale)
+        bits = -torch.log2(gaussian_likelihood(q, scale_raw * scale))
+        bits = bits + factorized_bits(bottleneck, z_hat).sum() / bits.numel()
+        return model.synthesis(q / scale + mean, width), bits
+
+
+def torch_stages(model) -> dict:
+    """The torch model's function of each stage."""
+    return {"analysis": model.analysis, "synthesis": model.synthesis,
+            "hyper_analysis": model.hyper_analysis, "hyper_mean": model.h_s_mean}
+
+
+def model_class() -> type:
+    """The torch model (:class:`slimcodec.models.hyperprior.SlimCAEHyperprior`)."""
+    from slimcodec.models.hyperprior import SlimCAEHyperprior
+
+    return SlimCAEHyperprior
+
+
+def file_extras(model) -> dict:
+    """What a weights file holds beyond the transforms and tables: y's Gaussian tables (``"gaussian"``)."""
+    import torch
+
+    return {"gaussian": {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in GaussianTables.build().to_arrays().items()}}
+
+
+def load_extras(blob: dict) -> dict:
+    """The :class:`~slimcodec.weights.Weights` fields of :func:`file_extras`."""
+    return {"gaussian": GaussianTables.from_arrays({k: v.numpy() for k, v in blob["gaussian"].items()})}
+
+
+def bundle_arrays(wts: Weights) -> dict:
+    """A runtime bundle's arrays beyond the tables and graphs: the Gaussian tables, and per
+    width the float h_s layers its fixed point is built from and z's medians."""
+    arrays = {f"gaussian.{k}": v for k, v in wts.gaussian.to_arrays().items()}
+    for w in wts.widths:
+        layers, medians = _hyper_scale(wts, w)
+        arrays.update(layers_to_arrays(f"hyper_scale.{w}", layers))
+        arrays[f"zmedians.{w}"] = medians.astype(np.float32)
+    return arrays
+
+
+def bundle_extras(arrays: dict, widths) -> dict:
+    """The :class:`~slimcodec.weights.Weights` fields of :func:`bundle_arrays`."""
+    gaussian = GaussianTables.from_arrays({k.removeprefix("gaussian."): v for k, v in arrays.items()
+                                           if k.startswith("gaussian.")})
+    hyper = {w: (layers_from_arrays(f"hyper_scale.{w}", arrays), arrays[f"zmedians.{w}"]) for w in widths}
+    return {"gaussian": gaussian, "extras": {"hyper_layers": hyper}}

@@ -25,6 +25,8 @@ from slimcodec.geometry import STRIDE
 from slimcodec.models.layers import SlimConv2d, SlimConvTranspose2d
 
 PAPER_WIDTHS: tuple[int, ...] = (192, 144, 96, 72, 48)
+# λ of the paper's code (2048 … 128 on MSE of [0, 1] pixels) in CompressAI's λ·255²·MSE convention
+PAPER_LAMBDAS = {w: lam / 255**2 for w, lam in zip(PAPER_WIDTHS, (2048, 1024, 512, 256, 128))}
 # CompressAI's EntropyBottleneck keeps its CDFs in these buffers; they are
 # rebuilt by update() and never saved (the weights file holds our own tables).
 _CDF_BUFFERS = ("._offset", "._quantized_cdf", "._cdf_length")

@@ -29,8 +29,6 @@ OPSET = 17
 # under /dev/null cannot exist, so onnxruntime never reads a stray file for one it lacks.
 EXTERNAL_LOCATION = "/dev/null/slimcodec-bundle-arrays"
 OUTPUT = "y"
-# stages that run as graphs; the hyperprior's "hyper_scale" runs in fixed point instead
-GRAPH_STAGES = ("analysis", "synthesis", "hyper_analysis", "hyper_mean")
 
 
 class _Graph:
@@ -173,13 +171,14 @@ def stage_graph(layers: list[Layer], stage: str, width: int) -> tuple[bytes, dic
 
 def export_bundle(weights_path: str | Path) -> bytes:
     """The runtime bundle bytes of a ``.pt`` weights file (same id)."""
+    from slimcodec.latents import codec_of
     from slimcodec.weights import load_weights_bytes, to_bundle
 
     data = Path(weights_path).read_bytes()
     wts = load_weights_bytes(data)
     model = wts.model
     graphs, arrays = {}, {}
-    for stage in (s for s in GRAPH_STAGES if s in model.STAGES):
+    for stage in codec_of(wts.architecture).GRAPH_STAGES:  # the stages the runtimes run as graphs
         for w in wts.widths:
             graphs[stage, w], weights = stage_graph(model.stage_layers(stage, w), stage, w)
             arrays.update(weights)

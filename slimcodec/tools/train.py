@@ -32,17 +32,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from slimcodec.models.factorized import PAPER_WIDTHS, SlimCAE
+from slimcodec.models.factorized import PAPER_LAMBDAS, PAPER_WIDTHS, SlimCAE
+from slimcodec import latents
 from slimcodec.models import ARCHITECTURES, architecture_of
 from slimcodec.models.hyperprior import SlimCAEHyperprior
 # imported now, not at export: a long run must not pick up source files edited meanwhile
 from slimcodec.weights import load_weights, save_weights
 
-ARCH_NAMES = {"factorized": "slimcae-factorized", "hyperprior": "slimcae-hyperprior"}
+# --arch's choices: each registered architecture's short name -> its name
+ARCH_NAMES = {arch.short_name: arch.name for arch in latents.ARCHITECTURES.values()}
 CHECKPOINT_FORMAT = "slimcodec-training-state"
 STATE_FORMAT = "slimcodec-ema-state"
-# λ of the paper's code (2048 … 128 on MSE of [0, 1] pixels) in CompressAI's λ·255²·MSE convention
-PAPER_LAMBDAS = {w: lam / 255**2 for w, lam in zip(PAPER_WIDTHS, (2048, 1024, 512, 256, 128))}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
 
@@ -389,7 +389,7 @@ class Trainer:
             torch.set_rng_state(ckpt["torch_rng"])
         self.sampler = CropSampler(load_images(find_images(args.data), args.patch_size), args.patch_size, self.gen)
         self.val_images = load_images(find_images([args.val]), 64) if args.val else []
-        self.multiple = 64 if isinstance(self.model, SlimCAEHyperprior) else 16
+        self.multiple = latents.architecture(architecture_of(self.model)).padding_multiple
         self.diagnostics = Diagnostics(args.diag) if args.diag else None
         self.stop = False
         self.t0 = time.time()
