@@ -20,7 +20,7 @@ import enum
 import struct
 import zlib
 from dataclasses import dataclass, fields
-from typing import BinaryIO, Optional
+from typing import BinaryIO
 
 from slimcodec.errors import SlimFormatError
 from slimcodec.geometry import HYPER_STRIDE, STRIDE, latent_side
@@ -134,7 +134,7 @@ class SlimHeader:
         weights_id: bytes,
         latent_scale: int = 0,
         version_major: int = 1,
-    ) -> "SlimHeader":
+    ) -> SlimHeader:
         """Build the header of an image, deriving the latent size from the image size.
 
         Args:
@@ -203,7 +203,7 @@ class SlimFile:
     chunks: tuple[Chunk, ...] = ()
     payload: bytes = b""
 
-    def chunk(self, tag: bytes) -> Optional[bytes]:
+    def chunk(self, tag: bytes) -> bytes | None:
         """Return the data of the chunk tagged ``tag``, or ``None`` if there is none.
 
         Args:
@@ -238,7 +238,7 @@ def _field_problem(
     latent_scale: int,
     max_pixels: int,
     major: int,
-) -> Optional[str]:
+) -> str | None:
     """The reason the header fields are invalid, or ``None``. Shared by reader and writer."""
     if not (1 <= image_width <= MAX_SIDE and 1 <= image_height <= MAX_SIDE):
         return f"bad image size {image_width}x{image_height} (each side must be 1..{MAX_SIDE})"
@@ -622,7 +622,7 @@ def make_alpha_chunk(alpha: bytes, image_width: int, image_height: int) -> Chunk
     return Chunk(b"ALPH", zlib.compress(alpha, 9))
 
 
-def read_alpha(f: SlimFile) -> Optional[bytes]:
+def read_alpha(f: SlimFile) -> bytes | None:
     """Decompress the ``ALPH`` chunk of ``f``, never inflating past the image size.
 
     Args:

@@ -98,5 +98,5 @@ def _install_checkout_finder() -> None:
 _install_checkout_finder()
 
 # Light modules (no torch at import time): the rate/quality search and the Pillow plugin.
-from slimcodec.ratecontrol import choose_setting  # noqa: E402
 from slimcodec import pillow_plugin as _pillow_plugin  # noqa: E402,F401  (registers .slim with Pillow)
+from slimcodec.ratecontrol import choose_setting  # noqa: E402

@@ -23,12 +23,13 @@ memory stays bounded and tiles meet without seams.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable
-from typing import Callable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 from PIL import Image
 
+from slimcodec import geometry
+from slimcodec.effort import check_effort, refine  # torch only once refine runs
 from slimcodec.entropy import SCALE_ONE, scale_units
 from slimcodec.errors import ConversionWarning, SlimFormatError, WeightsMismatchError
 from slimcodec.formats.slimfile import (
@@ -41,8 +42,6 @@ from slimcodec.formats.slimfile import (
     read_slim,
     write_slim,
 )
-from slimcodec import geometry
-from slimcodec.effort import check_effort, refine  # torch only once refine runs
 from slimcodec.geometry import ANALYSIS_MARGIN, STRIDE, SYNTHESIS_MARGIN, TILE_LATENTS
 from slimcodec.imageio import PixelData, finish, keep_metadata, prepare
 from slimcodec.latents import Latents, architecture, of_major

@@ -15,8 +15,6 @@ memory stays bounded as in :func:`slimcodec.codec.synthesize`.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from slimcodec.errors import SlimError

@@ -55,13 +55,13 @@ class Weights:
     either way.
     """
 
-    model: "object"  # slimcodec.models.factorized.SlimCAE or None; typed loosely to keep torch out of imports
+    model: object  # slimcodec.models.factorized.SlimCAE or None; typed loosely to keep torch out of imports
     tables: dict[int, EntropyTable]
     weights_id: bytes
     meta: dict = field(default_factory=dict)
     architecture: str = UNNAMED
     gaussian: GaussianTables | None = None  # the Gaussian tables of an architecture that codes with them (y's)
-    transforms: "runtime.Transforms | None" = None
+    transforms: runtime.Transforms | None = None
     # what the architecture's latent codec keeps beside the transforms (the hyperprior's, from a
     # bundle: width -> (h_s layers, z medians)), and what it builds from the weights once
     extras: dict = field(default_factory=dict, repr=False)
@@ -122,7 +122,8 @@ def content_id(blob: dict) -> bytes:
     arrays.update({f"tables/{w}/{k}": v for w, t in blob["tables"].items() for k, v in t.items()})
     arrays.update({f"gaussian/{k}": v for k, v in (blob.get("gaussian") or {}).items()})
     for name in sorted(arrays):
-        a = arrays[name].detach().cpu().contiguous().numpy() if hasattr(arrays[name], "detach") else np.asarray(arrays[name])
+        a = arrays[name]
+        a = a.detach().cpu().contiguous().numpy() if hasattr(a, "detach") else np.asarray(a)
         a = np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<"))
         h.update(f"{name}\0{a.dtype.str}\0{a.shape}\0".encode())
         h.update(a.tobytes())

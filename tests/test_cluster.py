@@ -154,5 +154,6 @@ def test_worker_with_other_weights_is_refused(monkeypatch):
 
     monkeypatch.setattr(runtime, "_threads", runtime._threads)  # setup() sets this process's threads
     plugin = slimcodec.cli.cluster.WeightsPlugin(None, threads=1, weights_id="00" * 8)
-    with pytest.raises(slimcodec.cli.cluster.SlimError, match=f"worker loads weights {DEFAULT_WEIGHTS_ID}, the client 0000"):
+    mismatch = f"worker loads weights {DEFAULT_WEIGHTS_ID}, the client 0000"
+    with pytest.raises(slimcodec.cli.cluster.SlimError, match=mismatch):
         plugin.setup()

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import gradient_image
 from PIL import Image
 
 import slimcodec
 from slimcodec import codec
-from slimcodec.errors import ConversionWarning, SlimFormatError, WeightsMismatchError
+from slimcodec.errors import ConversionWarning, WeightsMismatchError
 from slimcodec.formats.slimfile import ColorType, read_slim
 from slimcodec.metrics import psnr
-from conftest import gradient_image
 
 
 @pytest.mark.parametrize("size", [(1, 1), (17, 33), (1000, 3), (3, 1000), (40, 24)])

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import gradient_image
+
+from slimcodec.metrics import psnr
 from slimcodec.tools import evaluate as E
 from slimcodec.tools import peers as P
-from slimcodec.metrics import psnr
 
 SIZES = {"a.png": (176, 168), "b.png": (200, 170)}  # both at least 161 px: MS-SSIM is defined
 

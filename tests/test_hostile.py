@@ -579,7 +579,8 @@ def fuzz_seeds(tiny_weights) -> list[Seed]:
     exif[0x010F] = "cam"
     rgba.info["exif"] = exif.tobytes()
     for weights in (tiny_weights, hyperprior):
-        for name, image, scale in (("gradient", gradient_image(40, 24), 1.0), ("gray", gradient_image(17, 33, "L"), 0.5),
+        for name, image, scale in (("gradient", gradient_image(40, 24), 1.0),
+                                   ("gray", gradient_image(17, 33, "L"), 0.5),
                                    ("noise", noise, 2.0), ("rgba+icc+exif", rgba, 1.0)):
             seeds.append(Seed(f"fresh/{name}", codec.encode(image, 8, scale=scale, weights=weights), weights))
     return seeds

@@ -12,10 +12,10 @@ from conftest import gradient_image
 from PIL import Image
 
 from slimcodec import codec
-from slimcodec.latents import hyperprior as hyperprior_codec
 from slimcodec.entropy import quantize
 from slimcodec.errors import SlimFormatError
 from slimcodec.imageio import prepare
+from slimcodec.latents import hyperprior as hyperprior_codec
 from slimcodec.models.hyperprior import SlimCAEHyperprior
 from slimcodec.weights import load_weights, save_weights
 

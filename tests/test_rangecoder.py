@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from slimcodec.entropy import PRECISION_BITS, EntropyTable
-from slimcodec.errors import SlimFormatError
 from slimcodec.entropy.rangecoder import MAX_ESCAPE_BITS, decode_symbols, encode_symbols
+from slimcodec.errors import SlimFormatError
 
 
 def small_table() -> EntropyTable:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from slimcodec.errors import SlimError
-from slimcodec.errors import WeightsFileError
+from slimcodec.errors import SlimError, WeightsFileError
 from slimcodec.weights import default_weights_path, load_weights, load_weights_bytes, weights_id_of
 
 
@@ -118,7 +117,8 @@ def test_a_file_decodes_with_the_shipped_weights_its_header_names(tmp_path, monk
     """Several releases' weights ship side by side; the default only picks what new files use."""
     from conftest import gradient_image
 
-    from slimcodec import codec, weights as weights_module
+    from slimcodec import codec
+    from slimcodec import weights as weights_module
     from slimcodec.models.factorized import SlimCAE
     from slimcodec.weights import install_shipped, save_weights, shipped_weights_ids
 

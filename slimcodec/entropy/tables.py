@@ -100,7 +100,7 @@ class EntropyTable:
         }
 
     @classmethod
-    def from_tensors(cls, tensors: dict) -> "EntropyTable":
+    def from_tensors(cls, tensors: dict) -> EntropyTable:
         table = cls(
             medians=tensors["medians"].numpy().astype(np.float32),
             offsets=tensors["offsets"].numpy().astype(np.int32),
@@ -111,7 +111,7 @@ class EntropyTable:
         return table
 
     @classmethod
-    def from_bottleneck(cls, bottleneck) -> "EntropyTable":
+    def from_bottleneck(cls, bottleneck) -> EntropyTable:
         """Build the table from a trained CompressAI ``EntropyBottleneck``.
 
         Uses CompressAI's own ``update()`` (16-bit quantized CDFs with a tail

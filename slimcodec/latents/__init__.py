@@ -29,8 +29,12 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from importlib import import_module
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 from slimcodec.geometry import HYPER_STRIDE, STRIDE
+
+if TYPE_CHECKING:  # numpy is not imported at run time: the container reads this module
+    import numpy as np
 
 __all__ = ["Architecture", "ARCHITECTURES", "UNNAMED", "Latents", "architecture", "of_major", "codec_of"]
 
@@ -115,8 +119,8 @@ class Latents:
         y_hat (np.ndarray): the dequantized latents (float32 ``[C, h, w]``), the synthesis' input.
     """
 
-    y: "np.ndarray"  # noqa: F821  (numpy is not imported here: the container reads this module)
-    y_hat: "np.ndarray"  # noqa: F821
+    y: np.ndarray
+    y_hat: np.ndarray
 
     def symbols(self) -> dict:
         """The integer arrays the payload pins, by name (every field but ``y_hat``)."""

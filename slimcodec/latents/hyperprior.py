@@ -108,7 +108,8 @@ def decode_payload(wts: Weights, words: np.ndarray, width: int, grid: tuple[int,
     with timed(timings, "hyper"):
         indexes, means = side_information(wts, q_z, width, units)
     with timed(timings, "entropy"):
-        least = float(np.bincount(indexes.reshape(-1), minlength=wts.gaussian.levels) @ row_min_bits(wts.gaussian.counts))
+        least = float(np.bincount(indexes.reshape(-1), minlength=wts.gaussian.levels)
+                      @ row_min_bits(wts.gaussian.counts))
         check_payload_holds(payload_bits, least, "hyperprior's scales")
         q_y = decoder.decode(indexes, wts.gaussian)
         decoder.finish()
@@ -178,7 +179,8 @@ def file_extras(model) -> dict:
     """What a weights file holds beyond the transforms and tables: y's Gaussian tables (``"gaussian"``)."""
     import torch
 
-    return {"gaussian": {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in GaussianTables.build().to_arrays().items()}}
+    tables = GaussianTables.build().to_arrays()
+    return {"gaussian": {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in tables.items()}}
 
 
 def load_extras(blob: dict) -> dict:

@@ -14,7 +14,7 @@ At width ``w`` all hidden layers and the latent ``y`` have ``w`` channels.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from compressai.entropy_models import EntropyBottleneck
@@ -180,8 +180,6 @@ class SlimCAE(nn.Module):
             list[slimcodec.runtime.layers.Layer]: run in order, they compute what the
             method of the same name computes.
         """
-        from slimcodec.runtime import layers as L
-
         self.check_width(width)
         key = str(width)
         if stage == "analysis":
@@ -202,7 +200,7 @@ class SlimCAE(nn.Module):
         return sum(eb.loss() for eb in self.entropy_bottleneck.values())
 
     @classmethod
-    def from_state_dict(cls, state_dict: dict) -> "SlimCAE":
+    def from_state_dict(cls, state_dict: dict) -> SlimCAE:
         """Build a model whose widths are read off the state dict's keys, and load it."""
         prefix = "entropy_bottleneck."
         widths = {int(k[len(prefix):].split(".")[0]) for k in state_dict if k.startswith(prefix)}

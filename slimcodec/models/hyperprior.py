@@ -23,15 +23,15 @@ rate terms, straight-through rounding into ``h_s`` and ``g_s``.
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from slimcodec.geometry import HYPER_STRIDE
-from slimcodec.models.layers import SlimConv2d, SlimConvTranspose2d
 from slimcodec.models.factorized import PAPER_WIDTHS, SlimCAE
+from slimcodec.models.layers import SlimConv2d, SlimConvTranspose2d
 
 SCALE_BOUND = 0.11  # smallest σ (CompressAI's GaussianConditional default)
 LIKELIHOOD_BOUND = 1e-9
@@ -206,7 +206,7 @@ class SlimCAEHyperprior(SlimCAE):
         self.h_s_scale.weight.mul_(weight_gain)
 
     @classmethod
-    def from_factorized(cls, factorized: SlimCAE) -> "SlimCAEHyperprior":
+    def from_factorized(cls, factorized: SlimCAE) -> SlimCAEHyperprior:
         """A hyperprior model whose transforms (and GDNs) are ``factorized``'s; the rest is new."""
         model = cls(factorized.widths)
         transforms = {

@@ -45,9 +45,10 @@ import math
 import os
 import sys
 import time
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable, TextIO
+from typing import TextIO
 
 import numpy as np
 
@@ -55,6 +56,7 @@ from slimcodec import __version__
 from slimcodec import metrics as M
 from slimcodec.suffixes import IMAGE_SUFFIXES
 from slimcodec.tools.machine import library_versions, machine_description
+
 SLIM = "slimcodec"
 POINT_FIELDS = ("image", "codec", "setting", "width_px", "height_px", "num_bytes", "bpp", "est_bpp",
                 "psnr", "ms_ssim", "ms_ssim_db", "enc_time_s", "dec_time_s")

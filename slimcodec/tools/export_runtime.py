@@ -113,7 +113,8 @@ def subpixel_kernel(layer: ConvTranspose) -> tuple[np.ndarray, np.ndarray | None
 
 
 def _add_layer(g: _Graph, x: str, layer: Layer) -> str:
-    if isinstance(layer, ConvTranspose) and layer.weight.shape[-1] - 2 * layer.padding + layer.output_padding == layer.stride:
+    if (isinstance(layer, ConvTranspose)
+            and layer.weight.shape[-1] - 2 * layer.padding + layer.output_padding == layer.stride):
         kernel, bias, pad = subpixel_kernel(layer)
         inputs = [x, g.constant(kernel, "w")] + ([g.constant(bias, "b")] if bias is not None else [])
         k = kernel.shape[-1]
@@ -202,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     for src in sources:
         dst = args.output or src.with_name(src.name.removesuffix(".pt") + BUNDLE_SUFFIX)
         data = export_bundle(src)
-        write_atomic(dst, lambda f: f.write(data), overwrite=True)
+        write_atomic(dst, lambda f: f.write(data), overwrite=True)  # noqa: B023  (called before the loop moves on)
         print(f"{src} -> {dst} ({len(data) / 2**20:.1f} MiB)", file=sys.stderr)
     return 0
 

@@ -32,10 +32,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from slimcodec.models.factorized import PAPER_LAMBDAS, PAPER_WIDTHS, SlimCAE
 from slimcodec import latents
 from slimcodec.models import ARCHITECTURES, architecture_of
+from slimcodec.models.factorized import PAPER_LAMBDAS, PAPER_WIDTHS, SlimCAE
 from slimcodec.models.hyperprior import SlimCAEHyperprior
+
 # imported now, not at export: a long run must not pick up source files edited meanwhile
 from slimcodec.weights import load_weights, save_weights
 
@@ -254,14 +255,15 @@ def build_model(args: argparse.Namespace) -> tuple[SlimCAE, dict]:
         model = SlimCAEHyperprior.from_factorized(factorized)
         paths = find_images(args.data)
         images = load_images(paths[:: max(1, len(paths) // 32)], args.patch_size)
-        sample = CropSampler(images, args.patch_size, torch.Generator().manual_seed(args.seed)).batch(min(32, len(images)))
+        sampler = CropSampler(images, args.patch_size, torch.Generator().manual_seed(args.seed))
+        sample = sampler.batch(min(32, len(images)))
         with torch.no_grad():
             model.start_heads_at(model.analysis(sample, model.widths[0]), model.widths[0])
         return model, {"lambdas": init.meta.get("lambdas", {})}
     return factorized, {"lambdas": init.meta.get("lambdas", {}), "init": init.weights_id.hex()}
 
 
-def save_state(model: SlimCAE, ema: "EMA", step: int, lambdas: dict[int, float], path: Path) -> None:
+def save_state(model: SlimCAE, ema: EMA, step: int, lambdas: dict[int, float], path: Path) -> None:
     """Write the EMA weights as a small training state to commit (float16, constants exact).
 
     It carries no optimizer moments: a run continued from it (``--init PATH``) keeps
@@ -520,7 +522,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--val", default="../shared/data/eval2", help="validation folder ('' to skip); never Kodak")
     p.add_argument("--checkpoint", type=Path, default=Path.home() / "ckpt" / "train.pt",
                    help="training state, resumed exactly when present (keep it outside the work tree)")
-    p.add_argument("--init", default="shipped", help="weights to warm-start from without a checkpoint: a path, 'shipped' or 'none'")
+    p.add_argument("--init", default="shipped",
+                   help="weights to warm-start from without a checkpoint: a path, 'shipped' or 'none'")
     p.add_argument("--widths", type=int, nargs="+", default=list(PAPER_WIDTHS), help="widths (with --init none)")
     p.add_argument("--lambdas", type=float, nargs="+", help="λ per width, widest first (default: the init weights')")
     p.add_argument("--steps", type=int, default=0, help="train until this global step (0: until the time limit)")
@@ -533,7 +536,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--eb-lr-mult", type=float, default=10.0, help="lr multiplier of the bottlenecks' densities")
     p.add_argument("--aux-lr", type=float, default=1e-3)
     p.add_argument("--vr-weight", type=float, default=0.0,
-                   help="weight of a variable-rate term: the widest width at a drawn latent scale s, λ·s^α (hyperprior)")
+                   help="weight of a variable-rate term: the widest width at a drawn latent scale s, "
+                        "λ·s^α (hyperprior)")
     p.add_argument("--vr-max", type=float, default=16.0, help="largest latent scale of --vr-weight")
     p.add_argument("--vr-alpha", type=float, default=1.0, help="exponent α of the variable-rate term's λ·s^α")
     p.add_argument("--val-scale", type=float, default=0.0, help="also validate at this latent scale (hyperprior)")
@@ -543,7 +547,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="clip one norm over all parameters, each Adam group's own, or nothing")
     p.add_argument("--diag", type=Path, help="append per-module gradient norms and update ratios here (JSON lines)")
     p.add_argument("--diag-every", type=int, default=50, help="steps between --diag records")
-    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None, help="bf16 autocast for the transforms (default: on for CPUs with native bf16)")
+    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
+                   help="bf16 autocast for the transforms (default: on for CPUs with native bf16)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--log-every", type=int, default=50)
@@ -564,7 +569,8 @@ def main(argv: list[str] | None = None) -> int:
     trainer = Trainer(args)
     print(f"{args.arch}: {len(trainer.sampler.images)} training images, {len(trainer.val_images)} validation images, "
           f"widths {trainer.model.widths}, λ {({w: round(l, 5) for w, l in trainer.lambdas.items()})}, "
-          f"batch {args.batch_size}×{args.patch_size}², bf16={trainer.bf16}, threads={torch.get_num_threads()}", flush=True)
+          f"batch {args.batch_size}×{args.patch_size}², bf16={trainer.bf16}, threads={torch.get_num_threads()}",
+          flush=True)
     for sig in (signal.SIGTERM, signal.SIGINT):  # finish the step, then checkpoint
         signal.signal(sig, lambda *_: setattr(trainer, "stop", True))
     if trainer.step == 0 and trainer.val_images and args.val_every:
