@@ -44,7 +44,7 @@ from slimcodec.formats.slimfile import (
 )
 from slimcodec.geometry import ANALYSIS_MARGIN, STRIDE, SYNTHESIS_MARGIN, TILE_LATENTS
 from slimcodec.imageio import PixelData, finish, keep_metadata, prepare
-from slimcodec.latents import Latents, architecture, of_major
+from slimcodec.latents import Latents, architecture
 from slimcodec.timings import Timings, timed
 from slimcodec.weights import Weights, resolve_weights, shipped_weights_path
 
@@ -328,7 +328,7 @@ def check_decodable(slim: SlimFile, wts: Weights, not_shipped: bool = False) -> 
         raise WeightsMismatchError(header.weights_id, wts.weights_id, not_shipped)
     if header.slim_width not in wts.tables:
         raise SlimFormatError(f"width {header.slim_width} is not in these weights")
-    if of_major(header.version_major).name != wts.architecture:
+    if architecture(wts.architecture).major != header.version_major:  # each major is one architecture's
         raise SlimFormatError(f"format {header.version_major}.x does not go with {wts.architecture} weights")
 
 
