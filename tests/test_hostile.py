@@ -163,7 +163,9 @@ def test_a_decompression_bomb_header_is_refused_before_anything_is_allocated(goo
     def must_not_run(*args, **kwargs):
         raise AssertionError("decoding went past the header checks")
 
-    monkeypatch.setattr(codec, "decode_symbols", must_not_run)
+    from slimcodec.latents import factorized
+
+    monkeypatch.setattr(factorized, "decode_symbols", must_not_run)  # the factorized payload's range decoder
     monkeypatch.setattr(codec, "synthesize", must_not_run)
     tracemalloc.start()
     try:

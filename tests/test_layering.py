@@ -29,28 +29,25 @@ REGISTRY = ROOT / "slimcodec" / "latents" / "__init__.py"
 ARCHITECTURE_MODULES = ROOT / "slimcodec" / "latents"
 
 
-def imported_modules(path: Path) -> set[str]:
-    """Every module an ``import`` or ``from ... import`` in the file names (at any depth, lazy ones too)."""
+def _named_modules(nodes) -> set[str]:
     names = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in nodes:
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module:
             names.add(node.module)
             names.update(f"{node.module}.{alias.name}" for alias in node.names)
     return names
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every module an ``import`` or ``from ... import`` in the file names (at any depth, lazy ones too)."""
+    return _named_modules(ast.walk(ast.parse(path.read_text(), str(path))))
 
 
 def module_level_imports(path: Path) -> set[str]:
     """The modules the file imports when it is imported (not inside functions or classes)."""
-    names = set()
-    for node in ast.parse(path.read_text(), str(path)).body:
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            names.add(node.module)
-            names.update(f"{node.module}.{alias.name}" for alias in node.names)
-    return names
+    return _named_modules(ast.parse(path.read_text(), str(path)).body)
 
 
 def within(name: str, package: str) -> bool:
