@@ -2,10 +2,10 @@
 
 Weights come in two forms that carry one id: the ``.pt`` file training writes, which
 the torch backend runs, and the runtime bundle exported from it
-(:mod:`slimcodec.runtime.bundle`, ``slimcae-<id>.onnx.zip``), which the light onnx
-backend runs without torch. ``SLIM_BACKEND`` chooses between shipped ones
-(:func:`slimcodec.runtime.chosen_backend`); a file given by path runs on the backend
-its form needs.
+(:mod:`slimcodec.runtime.bundle`, ``slimcae-<id>.onnx.zip``; its side of :class:`Weights` is
+:mod:`slimcodec.runtime.weights_bundle`), which the light onnx backend runs without torch.
+``SLIM_BACKEND`` chooses between shipped ones (:func:`slimcodec.runtime.chosen_backend`); a
+file given by path runs on the backend its form needs.
 
 A ``.pt`` weights file is a ``torch.save`` dict of tensors and plain values, loaded
 with ``weights_only=True``. It names its architecture (``"architecture"``, a key of
@@ -37,7 +37,7 @@ from slimcodec.entropy.gaussian import GaussianTables
 from slimcodec.errors import SlimError, WeightsFileError
 from slimcodec.latents import ARCHITECTURES, UNNAMED, codec_of
 from slimcodec.outputs import write_atomic
-from slimcodec.runtime.bundle import BUNDLE_SUFFIX, Bundle, is_bundle, read_bundle
+from slimcodec.runtime.bundle import BUNDLE_SUFFIX, is_bundle, read_bundle
 
 WEIGHTS_FORMAT = "slimcodec-weights"
 WEIGHTS_FORMAT_VERSION = 1
@@ -193,6 +193,8 @@ def load_weights_bytes(data: bytes, device: str = "cpu") -> Weights:
     if is_bundle(data):
         if not runtime.installed("onnx"):
             raise SlimError("a runtime bundle needs onnxruntime: pip install onnxruntime")
+        from slimcodec.runtime.weights_bundle import from_bundle
+
         return from_bundle(read_bundle(data))
     if not runtime.installed("torch"):
         if not is_torch_file(data):
@@ -229,45 +231,6 @@ def load_weights_bytes(data: bytes, device: str = "cpu") -> Weights:
     except (KeyError, ValueError, TypeError, AttributeError) as exc:
         raise SlimError(f"weights file is damaged ({type(exc).__name__}: {exc})") from exc
     return Weights(model, tables, weights_id, dict(blob.get("meta", {})), architecture, **extras)
-
-
-def to_bundle(wts: Weights, graphs: dict[tuple[str, int], bytes]) -> Bundle:
-    """The runtime bundle of torch-loaded weights, with graphs exported from its model.
-
-    Holds what the codec needs besides the graphs: the tables, and what the architecture's
-    latent codec adds (``bundle_arrays``: for the hyperprior its Gaussian tables and the
-    float h_s layers its fixed point is built from).
-    """
-    arrays: dict[str, np.ndarray] = {}
-    for w, t in wts.tables.items():
-        arrays.update({f"table.{w}.{k}": v for k, v in vars(t).items()})
-    arrays.update(codec_of(wts.architecture).bundle_arrays(wts))
-    stages = tuple(sorted({s for s, _ in graphs}))
-    return Bundle(wts.weights_id, wts.architecture, wts.widths, stages, arrays, graphs, dict(wts.meta))
-
-
-def from_bundle(bundle: Bundle) -> Weights:
-    """Weights that run a runtime bundle on the onnx backend.
-
-    Raises:
-        SlimError: the bundle's arrays are damaged.
-    """
-    from slimcodec.runtime.onnx_backend import OnnxTransforms
-
-    a = bundle.arrays
-    try:
-        tables = {}
-        for w in bundle.widths:
-            table = EntropyTable(**{k: a[f"table.{w}.{k}"] for k in ("medians", "offsets", "counts", "lengths")})
-            table.validate()
-            tables[w] = table
-        if bundle.architecture not in ARCHITECTURES:
-            raise ValueError(f"unknown architecture {bundle.architecture!r}")
-        extras = codec_of(bundle.architecture).bundle_extras(a, bundle.widths)
-    except (KeyError, ValueError, TypeError) as exc:
-        raise SlimError(f"runtime bundle is damaged ({type(exc).__name__}: {exc})") from exc
-    return Weights(None, tables, bundle.weights_id, bundle.meta, bundle.architecture,
-                   transforms=OnnxTransforms(bundle.graphs, a), **extras)
 
 
 # The weights new files are encoded with. Every shipped file stays in the package: a file

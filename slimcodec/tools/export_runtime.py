@@ -173,7 +173,8 @@ def stage_graph(layers: list[Layer], stage: str, width: int) -> tuple[bytes, dic
 def export_bundle(weights_path: str | Path) -> bytes:
     """The runtime bundle bytes of a ``.pt`` weights file (same id)."""
     from slimcodec.latents import codec_of
-    from slimcodec.weights import load_weights_bytes, to_bundle
+    from slimcodec.runtime.weights_bundle import to_bundle
+    from slimcodec.weights import load_weights_bytes
 
     data = Path(weights_path).read_bytes()
     wts = load_weights_bytes(data)
