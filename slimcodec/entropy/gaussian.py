@@ -192,14 +192,14 @@ class FixedPointHyperSynthesis:
 
         Args:
             layers: the trunk's ``ConvTranspose``/``ReLU`` pairs then the scale head's
-                ``Conv`` (:mod:`slimcodec.runtime.layers`; the ReLUs are the clip to
+                ``Conv`` (:mod:`slimcodec.runtime.stage_layers`; the ReLUs are the clip to
                 ``[0, ACT_MAX]`` between layers).
             z_medians: z's quantization offsets ``[C]``.
 
         Raises:
             ValueError: the layers are not of that shape, or could overflow float64's exact range.
         """
-        from slimcodec.runtime.layers import Conv, ConvTranspose, ReLU
+        from slimcodec.runtime.stage_layers import Conv, ConvTranspose, ReLU
 
         acc_units = float(1 << (WEIGHT_BITS + ACT_BITS))
 

@@ -26,7 +26,7 @@ from slimcodec.entropy.rangecoder import Decoder, Encoder, channel_indexes
 from slimcodec.entropy.tables import check_payload_holds, information_bits, row_min_bits
 from slimcodec.geometry import HYPER_STRIDE, STRIDE
 from slimcodec.latents import Latents
-from slimcodec.runtime.layers import layers_from_arrays, layers_to_arrays
+from slimcodec.runtime.stage_layers import layers_from_arrays, layers_to_arrays
 from slimcodec.timings import Timings, timed
 from slimcodec.weights import Weights
 

@@ -53,14 +53,14 @@ def _array(t: Tensor | None):
 
 
 def _conv_layer(conv: nn.Conv2d, out_width: int, in_width: int):
-    from slimcodec.runtime.layers import Conv
+    from slimcodec.runtime.stage_layers import Conv
 
     bias = None if conv.bias is None else conv.bias[:out_width]
     return Conv(_array(conv.weight[:out_width, :in_width]), _array(bias), conv.stride[0], conv.padding[0])
 
 
 def _deconv_layer(deconv: nn.ConvTranspose2d, in_width: int, out_width: int):
-    from slimcodec.runtime.layers import ConvTranspose
+    from slimcodec.runtime.stage_layers import ConvTranspose
 
     bias = None if deconv.bias is None else deconv.bias[:out_width]
     return ConvTranspose(_array(deconv.weight[:in_width, :out_width]), _array(bias), deconv.stride[0],
@@ -68,7 +68,7 @@ def _deconv_layer(deconv: nn.ConvTranspose2d, in_width: int, out_width: int):
 
 
 def _gdn_layer(gdn: GDN):
-    from slimcodec.runtime.layers import GDN as GDNLayer
+    from slimcodec.runtime.stage_layers import GDN as GDNLayer
 
     return GDNLayer(_array(gdn.beta_reparam(gdn.beta)), _array(gdn.gamma_reparam(gdn.gamma)), gdn.inverse)
 
@@ -177,7 +177,7 @@ class SlimCAE(nn.Module):
             stage (str): one of :attr:`STAGES`.
 
         Returns:
-            list[slimcodec.runtime.layers.Layer]: run in order, they compute what the
+            list[slimcodec.runtime.stage_layers.Layer]: run in order, they compute what the
             method of the same name computes.
         """
         self.check_width(width)

@@ -142,7 +142,7 @@ class SlimCAEHyperprior(SlimCAE):
         """As :meth:`SlimCAE.stage_layers`, plus ``hyper_analysis`` (y → z) and ``hyper_mean``
         (h_s's trunk activations → μ; the trunk itself runs in fixed point)."""
         from slimcodec.models.factorized import _conv_layer, _deconv_layer
-        from slimcodec.runtime.layers import ReLU
+        from slimcodec.runtime.stage_layers import ReLU
 
         if stage == "hyper_analysis":
             self.check_width(width)

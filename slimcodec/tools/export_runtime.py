@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from slimcodec.runtime.bundle import BUNDLE_SUFFIX, graph_prefix, write_bundle
-from slimcodec.runtime.layers import GDN, Conv, ConvTranspose, Layer, ReLU, _stored
 from slimcodec.runtime.onnx_backend import INPUT
+from slimcodec.runtime.stage_layers import GDN, Conv, ConvTranspose, Layer, ReLU, _stored
 
 OPSET = 17
 # The data location of the graphs' external initializers: the runtime supplies them all; a path
