@@ -93,7 +93,8 @@ def run(sizes: list[str], runs: int, width: int, threads: int | None, pin: str |
             for round_ in range(n + 1):  # round 0 warms the caches and is not counted
                 for name, (ext, enc, dec) in table.items():
                     coded, decoded = tmp / f"out{ext}", tmp / f"out{ext}.png"
-                    for action, argv in (("encode", enc(str(src), str(coded))), ("decode", dec(str(coded), str(decoded)))):
+                    commands = (("encode", enc(str(src), str(coded))), ("decode", dec(str(coded), str(decoded))))
+                    for action, argv in commands:
                         result = measure(prefix + argv)
                         if round_:
                             times[name][action].append(result)
@@ -129,7 +130,8 @@ def markdown(rows: list[dict], header: str) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="kodak,24mp", help="comma-separated: kodak, or NNmp [kodak,24mp]")
-    parser.add_argument("--runs", type=int, default=7, help="counted runs per command at Kodak size (a third over it) [7]")
+    parser.add_argument("--runs", type=int, default=7,
+                        help="counted runs per command at Kodak size (a third over it) [7]")
     parser.add_argument("--width", type=int, default=192, help="slim's width [192]")
     parser.add_argument("--threads", type=int, help="threads for every codec [each one's default]")
     parser.add_argument("--pin", metavar="CPUS", help="run every command under taskset -c CPUS")

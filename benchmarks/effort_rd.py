@@ -153,7 +153,8 @@ def markdown(table: list[dict], meta: str, rows: list[dict], lambdas: dict[int, 
               "| width | effort | images | median s | max s |", "| ---: | ---: | ---: | ---: | ---: |"]
     for width in sorted({r["width"] for r in rows}, reverse=True):
         for effort in sorted({r["effort"] for r in rows}):
-            seconds = [r["seconds"] for r in rows if r["width"] == width and r["effort"] == effort and r["scale"] == 1.0]
+            seconds = [r["seconds"] for r in rows
+                       if r["width"] == width and r["effort"] == effort and r["scale"] == 1.0]
             if seconds:
                 lines.append(f"| {width} | {effort} | {len(seconds)} | {statistics.median(seconds):.1f} | "
                              f"{max(seconds):.1f} |")
@@ -168,7 +169,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--scales", default="0.8,1,1.25", help="latent scales per width (the RD curve's points)")
     p.add_argument("--anchor-scales", default="0.5,0.6,0.7,0.8,1,1.25,1.4,1.6,2",
                    help="scales of the effort-1 curve (wider, so that the refined curves fall inside it)")
-    p.add_argument("--reuse", type=Path, help="a --json file of an earlier run: its rows are kept, only missing ones run")
+    p.add_argument("--reuse", type=Path,
+                   help="a --json file of an earlier run: its rows are kept, only missing ones run")
     p.add_argument("--threads", type=int, help="threads for torch and the runtime [default: one per core]")
     p.add_argument("--json", type=Path, help="write the rows and the summary here")
     p.add_argument("--markdown", type=Path)
@@ -184,7 +186,8 @@ def main(argv: list[str] | None = None) -> None:
     lambdas = {int(w): float(v) for w, v in weights.meta["lambdas"].items()}
     table = summary(rows)
     measured = sorted({r["image"] for r in rows})
-    meta = (f"Weights `{weights.weights_id.hex()}`. Kodak, {len(measured)} images ({', '.join(measured)}); latent scales {a.scales} per width (effort 1: "
+    meta = (f"Weights `{weights.weights_id.hex()}`. Kodak, {len(measured)} images ({', '.join(measured)}); "
+            f"latent scales {a.scales} per width (effort 1: "
             f"{a.anchor_scales}){'; with the rows of ' + str(a.reuse) if a.reuse else ''}; BD-rate on real files "
             f"(PSNR, 8-bit RGB), averaged over the images; threads {a.threads or 'default'}.")
     text = markdown(table, meta, rows, lambdas)

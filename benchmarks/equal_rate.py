@@ -3,7 +3,8 @@
     python benchmarks/equal_rate.py docs/results/kodak/summary.csv [--peers jpeg420,webp]
 
 Reads a ``slim eval`` summary (mean bpp and PSNR per setting, real file sizes)
-and the λ of each width from the weights' metadata, and, for each width, interpolates each peer's PSNR at slimcodec's bpp
+and the λ of each width from the weights' metadata, and, for each width, interpolates each peer's PSNR at
+slimcodec's bpp
 (linear in log-rate between the two bracketing quality settings of the peer).
 """
 

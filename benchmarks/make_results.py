@@ -70,7 +70,8 @@ def inline_links(markdown: str) -> str:
 
 EXTRA_SECTIONS = (
     ("Whole-process speed against peers", "cli-speed.md",
-     "python benchmarks/cli_speed.py --sizes kodak,24mp --runs 5 --threads 1 --pin 1 --markdown docs/results/cli-speed.md"),
+     "python benchmarks/cli_speed.py --sizes kodak,24mp --runs 5 --threads 1 --pin 1 "
+     "--markdown docs/results/cli-speed.md"),
     ("Encoder effort", "effort.md",
      "python benchmarks/effort_rd.py --threads 1 --images kodim01,kodim08,kodim19 --scales 1 "
      "--anchor-scales 0.8,1,1.25,1.4,1.6,2 --reuse docs/results/effort.json --json docs/results/effort.json "
@@ -184,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
         "## Machine",
         "",
         f"- CPU: {machine.get('cpu')} ({machine.get('cores')} cores visible; SIMD: "
-        f"{', '.join(machine.get('simd', [])) or 'n/a'}), {machine.get('memory_gib')} GiB RAM, {machine.get('system')}.",
+        f"{', '.join(machine.get('simd', [])) or 'n/a'}), {machine.get('memory_gib')} GiB RAM, "
+        f"{machine.get('system')}.",
         "- Libraries: " + ", ".join(f"{k} {v}" for k, v in versions.items() if k not in ("torch_threads",)) + ".",
         f"- Evaluation ran with {args.eval_threads} torch thread(s); the bench with "
         f"{bench_result['meta']['torch_threads'] if bench_result else '–'} "

@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
             f"{'dec peak':>9} {'base':>5} {'ratio':>5} {'time':>7}")
     print(head)
     print("-" * len(head))
-    for mp, w, h, enc, dec, size in rows:
+    for _mp, w, h, enc, dec, size in rows:
         print(f"{w * h / 1e6:5.1f} {f'{w}x{h}':>11} {8 * size / (w * h):6.3f} | "
               f"{enc['peak_mib']:6.0f} MiB {enc['base_mib']:5.0f} {enc['peak_mib'] / first[3]['peak_mib']:5.2f} "
               f"{enc['seconds']:6.1f}s | "

@@ -21,7 +21,7 @@ import time
 
 import torch
 
-from slimcodec.model import PAPER_WIDTHS, SlimCAE
+from slimcodec.models.factorized import PAPER_WIDTHS, SlimCAE
 from slimcodec.tools.train import CropSampler, is_aux, rd_terms
 
 # name, channels_last, bf16, widths, (batch, patch) or None for the command line's

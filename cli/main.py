@@ -317,7 +317,7 @@ def _check_scheduler(scheduler: str | None, workers: int | None) -> None:
         return
     if workers is not None:
         raise OneLineUsageError("--scheduler and -j/--workers cannot be combined: the cluster has its workers")
-    from slimcodec.cluster import ClusterError, require_distributed
+    from slimcodec.cli.cluster import ClusterError, require_distributed
 
     try:
         require_distributed()
@@ -327,8 +327,8 @@ def _check_scheduler(scheduler: str | None, workers: int | None) -> None:
 
 def _run_on_cluster(jobs, worker_fn, report: Report, scheduler: str, weights_path: str | None,
                     skip_existing: bool) -> None:
-    """``run_on_cluster`` (slimcodec.cluster); a cluster that cannot be used is a usage error."""
-    from slimcodec.cluster import ClusterError, run_on_cluster
+    """``run_on_cluster`` (slimcodec.cli.cluster); a cluster that cannot be used is a usage error."""
+    from slimcodec.cli.cluster import ClusterError, run_on_cluster
 
     try:
         run_on_cluster(jobs, worker_fn, report, scheduler, weights_path=weights_path,

@@ -226,7 +226,12 @@ def sigterm_interrupts() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _record(report: Report, job: Any, result: Any) -> None:
+# How a runner records each outcome in its Report: run_serial and run_many here, and
+# run_on_cluster (slimcodec.cli.cluster), so that a file counts the same on every runner.
+
+
+def record_result(report: Report, job: Any, result: Any) -> None:
+    """A converted job: one ``report.done`` line with its sizes and time."""
     report.done(
         job.src,
         result.dst,
@@ -238,7 +243,7 @@ def _record(report: Report, job: Any, result: Any) -> None:
     )
 
 
-def _record_failure(report: Report, job: Any, exc: BaseException | str, skip_existing: bool) -> None:
+def record_failure(report: Report, job: Any, exc: BaseException | str, skip_existing: bool) -> None:
     """A failed job; an output that another run wrote meanwhile counts as skipped in a batch."""
     if skip_existing and isinstance(exc, OutputExistsError):
         report.skipped(job.src, f"{job.dst} exists (--skip-existing)")
@@ -246,7 +251,8 @@ def _record_failure(report: Report, job: Any, exc: BaseException | str, skip_exi
         report.failed(job.src, exc)
 
 
-def _interrupted(report: Report, exc: KeyboardInterrupt) -> None:
+def record_interrupt(report: Report, exc: KeyboardInterrupt) -> None:
+    """Ctrl-C (or SIGTERM, :class:`Terminated`) stopped the batch: the report says which."""
     report.interrupted = True
     report.terminated = isinstance(exc, Terminated)
 
@@ -259,11 +265,11 @@ def run_serial(jobs: Sequence[Any], worker_fn: Callable[[Any], Any], report: Rep
             try:
                 result = worker_fn(job)
             except Exception as exc:  # one bad file never stops the batch
-                _record_failure(report, job, exc, skip_existing)
+                record_failure(report, job, exc, skip_existing)
             else:
-                _record(report, job, result)
+                record_result(report, job, result)
     except KeyboardInterrupt as exc:  # the job's temporary file went with its stack
-        _interrupted(report, exc)
+        record_interrupt(report, exc)
 
 
 def run_many(
@@ -331,7 +337,7 @@ def _run_pool(jobs: Sequence[Any], worker_fn: Callable[[Any], Any], report: Repo
             _collect(report, job, future, skip_existing)
             recorded += 1
     except KeyboardInterrupt as exc:
-        _interrupted(report, exc)
+        record_interrupt(report, exc)
         for future in futures:
             future.cancel()
         stopped = _finish_or_stop(executor, report)
@@ -382,6 +388,6 @@ def _collect(report: Report, job: Any, future: Any, skip_existing: bool, finishe
         if not finished_only:
             report.failed(job.src, "a worker process ended abruptly (killed by a signal, or out of memory)")
     except Exception as exc:
-        _record_failure(report, job, exc, skip_existing)
+        record_failure(report, job, exc, skip_existing)
     else:
-        _record(report, job, result)
+        record_result(report, job, result)

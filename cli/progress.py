@@ -8,8 +8,9 @@ end, so the log a terminal keeps is the same as without it.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator, TextIO
+from typing import TextIO
 
 import click
 

@@ -20,10 +20,11 @@ import enum
 import struct
 import zlib
 from dataclasses import dataclass, fields
-from typing import BinaryIO, Optional
+from typing import BinaryIO
 
 from slimcodec.errors import SlimFormatError
 from slimcodec.geometry import HYPER_STRIDE, STRIDE, latent_side
+from slimcodec.latents import ARCHITECTURES
 
 __all__ = [
     "MAGIC",
@@ -50,12 +51,14 @@ __all__ = [
 ]
 
 MAGIC = b"SLIM"
-VERSION_MAJOR = 2  # the newest format this module reads and writes
-VERSION_MINOR = 0
-# the minor version written for each major version read and written: 1.x is the factorized
-# prior (latents at 1/16), 2.x the hyperprior (y at 1/16 of an image padded to a multiple of 64)
-WRITTEN_MINOR = {1: 1, 2: 0}
-ARCHITECTURE_OF_MAJOR = {1: "slimcae-factorized", 2: "slimcae-hyperprior"}  # what makes each major's files
+# the minor version written for each major version read and written, from the architectures'
+# registry (slimcodec.latents): 1.x is the factorized prior (latents at 1/16), 2.x the
+# hyperprior (y at 1/16 of an image padded to a multiple of 64)
+WRITTEN_MINOR = dict(sorted(a.format_version for a in ARCHITECTURES.values()))
+ARCHITECTURE_OF_MAJOR = {a.major: a.name for a in ARCHITECTURES.values()}  # what makes each major's files
+_PADDING_OF_MAJOR = {a.major: a.padding_multiple for a in ARCHITECTURES.values()}
+VERSION_MAJOR = max(WRITTEN_MINOR)  # the newest format this module reads and writes
+VERSION_MINOR = WRITTEN_MINOR[VERSION_MAJOR]
 HEADER_SIZE = 48  # fixed header size written by this version; readers accept larger
 MAX_PIXELS = 100_000_000
 MAX_SIDE = 65535
@@ -85,7 +88,7 @@ class ColorType(enum.IntEnum):
 def _latent_side(side: int, major: int = 1) -> int:
     """Latent (y) positions along an image side: ``ceil(side / 16)``, in format 2
     ``4 · ceil(side / 64)``."""
-    return latent_side(side, HYPER_STRIDE if major >= 2 else LATENT_STRIDE)
+    return latent_side(side, _PADDING_OF_MAJOR[major])
 
 
 @dataclass(frozen=True)
@@ -131,7 +134,7 @@ class SlimHeader:
         weights_id: bytes,
         latent_scale: int = 0,
         version_major: int = 1,
-    ) -> "SlimHeader":
+    ) -> SlimHeader:
         """Build the header of an image, deriving the latent size from the image size.
 
         Args:
@@ -200,7 +203,7 @@ class SlimFile:
     chunks: tuple[Chunk, ...] = ()
     payload: bytes = b""
 
-    def chunk(self, tag: bytes) -> Optional[bytes]:
+    def chunk(self, tag: bytes) -> bytes | None:
         """Return the data of the chunk tagged ``tag``, or ``None`` if there is none.
 
         Args:
@@ -235,7 +238,7 @@ def _field_problem(
     latent_scale: int,
     max_pixels: int,
     major: int,
-) -> Optional[str]:
+) -> str | None:
     """The reason the header fields are invalid, or ``None``. Shared by reader and writer."""
     if not (1 <= image_width <= MAX_SIDE and 1 <= image_height <= MAX_SIDE):
         return f"bad image size {image_width}x{image_height} (each side must be 1..{MAX_SIDE})"
@@ -619,7 +622,7 @@ def make_alpha_chunk(alpha: bytes, image_width: int, image_height: int) -> Chunk
     return Chunk(b"ALPH", zlib.compress(alpha, 9))
 
 
-def read_alpha(f: SlimFile) -> Optional[bytes]:
+def read_alpha(f: SlimFile) -> bytes | None:
     """Decompress the ``ALPH`` chunk of ``f``, never inflating past the image size.
 
     Args:

@@ -23,14 +23,14 @@ memory stays bounded and tiles meet without seams.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable
-from typing import Callable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 from PIL import Image
 
-from slimcodec.entropy import SCALE_ONE, dequantize, quantize, scale_units
-from slimcodec.entropy.tables import check_payload_holds, row_min_bits
+from slimcodec import geometry
+from slimcodec.effort import check_effort, refine  # torch only once refine runs
+from slimcodec.entropy import SCALE_ONE, scale_units
 from slimcodec.errors import ConversionWarning, SlimFormatError, WeightsMismatchError
 from slimcodec.formats.slimfile import (
     Chunk,
@@ -42,13 +42,11 @@ from slimcodec.formats.slimfile import (
     read_slim,
     write_slim,
 )
-from slimcodec import geometry, hyperprior_codec
-from slimcodec.effort import check_effort, refine  # torch only once refine runs
-from slimcodec.geometry import ANALYSIS_MARGIN, HYPER_STRIDE, STRIDE, SYNTHESIS_MARGIN, TILE_LATENTS
+from slimcodec.geometry import ANALYSIS_MARGIN, STRIDE, SYNTHESIS_MARGIN, TILE_LATENTS
 from slimcodec.imageio import PixelData, finish, keep_metadata, prepare
-from slimcodec.rangecoder import decode_symbols, encode_symbols
+from slimcodec.latents import Latents, architecture
 from slimcodec.timings import Timings, timed
-from slimcodec.weights import HYPERPRIOR, Weights, resolve_weights, shipped_weights_path
+from slimcodec.weights import Weights, resolve_weights, shipped_weights_path
 
 Metadata = bool | str | Iterable[str]  # see slimcodec.imageio.metadata_kinds
 Progress = Callable[[int, int], None]  # progress(done, total)
@@ -90,7 +88,7 @@ def _run_tiled(wts: Weights, stage: str, width: int, load: Callable, store: Call
 
 def padding_multiple(weights: Weights) -> int:
     """Images are padded to a multiple of this: 16, or 64 with the hyperprior (z is at 1/64)."""
-    return HYPER_STRIDE if weights.architecture == HYPERPRIOR else STRIDE
+    return architecture(weights.architecture).padding_multiple
 
 
 def analyze(weights: Weights, rgb: np.ndarray, width: int, tile: int = TILE_LATENTS,
@@ -170,7 +168,7 @@ def _chunks(pixels: PixelData) -> tuple[Chunk, ...]:
 def make_header(wts: Weights, width_px: int, height_px: int, color: ColorType, width: int, units: int) -> SlimHeader:
     """The header of a file these weights write: format 2.0 for the hyperprior, else 1.1."""
     return SlimHeader.for_image(width_px, height_px, color, width, wts.weights_id, 0 if units == SCALE_ONE else units,
-                                version_major=2 if wts.architecture == HYPERPRIOR else 1)
+                                version_major=architecture(wts.architecture).major)
 
 
 def encode_payload(wts: Weights, y: np.ndarray, width: int, units: int = SCALE_ONE,
@@ -180,14 +178,10 @@ def encode_payload(wts: Weights, y: np.ndarray, width: int, units: int = SCALE_O
     ``timings`` (for benchmarks, :mod:`slimcodec.timings`) receives the seconds of
     ``"entropy"`` (and, with the hyperprior, of its networks: ``"hyper"``).
     """
-    if wts.architecture == HYPERPRIOR:
-        return hyperprior_codec.encode_payload(wts, y, width, units, timings)
-    with timed(timings, "entropy"):
-        table = wts.table(width, units)
-        return encode_symbols(quantize(y, table, units), table).tobytes()
+    return architecture(wts.architecture).codec.encode_payload(wts, y, width, units, timings)
 
 
-def decode_payload(slim: SlimFile, wts: Weights, timings: Timings | None = None) -> dict:
+def decode_payload(slim: SlimFile, wts: Weights, timings: Timings | None = None) -> Latents:
     """Symbols and latents of a parsed file these weights can decode (see :func:`decode_latents`).
 
     ``timings`` receives the seconds of ``"entropy"`` (and ``"hyper"``), as in :func:`encode_payload`.
@@ -195,15 +189,8 @@ def decode_payload(slim: SlimFile, wts: Weights, timings: Timings | None = None)
     header = slim.header
     words = np.frombuffer(slim.payload, dtype="<u4")
     units = latent_units(header)
-    if wts.architecture == HYPERPRIOR:
-        grid = (header.latent_height, header.latent_width)
-        return hyperprior_codec.decode_payload(wts, words, header.slim_width, grid, units, timings)
-    with timed(timings, "entropy"):
-        table = wts.table(header.slim_width, units)
-        positions = header.latent_height * header.latent_width
-        check_payload_holds(32 * words.size, positions * float(row_min_bits(table.counts).sum()), "image size")
-        q = decode_symbols(words, table, header.latent_height, header.latent_width)
-        return {"y": q, "y_hat": dequantize(q, table, units)}
+    grid = (header.latent_height, header.latent_width)
+    return architecture(wts.architecture).codec.decode_payload(wts, words, header.slim_width, grid, units, timings)
 
 
 def encode_latents(pixels: PixelData, y: np.ndarray, width: int, units: int, wts: Weights,
@@ -341,21 +328,22 @@ def check_decodable(slim: SlimFile, wts: Weights, not_shipped: bool = False) -> 
         raise WeightsMismatchError(header.weights_id, wts.weights_id, not_shipped)
     if header.slim_width not in wts.tables:
         raise SlimFormatError(f"width {header.slim_width} is not in these weights")
-    if (header.version_major >= 2) != (wts.architecture == HYPERPRIOR):
+    if architecture(wts.architecture).major != header.version_major:  # each major is one architecture's
         raise SlimFormatError(f"format {header.version_major}.x does not go with {wts.architecture} weights")
 
 
 def decode_latents(data: bytes, *, weights: Weights | str | None = None,
-                   timings: Timings | None = None) -> tuple[SlimFile, dict, Weights]:
+                   timings: Timings | None = None) -> tuple[SlimFile, Latents, Weights]:
     """Parse and entropy-decode a .slim file: its container, symbols and latents.
 
     ``timings`` (optional) receives the seconds of ``"container"`` and of the payload's
     stages (:func:`decode_payload`).
 
     Returns:
-        (SlimFile, dict, Weights): the dict holds the integer symbols ``"y"`` (and, with
-        the hyperprior, ``"z"`` and y's table ``"indexes"``), bit-exact on every platform
-        (the golden vectors pin them), and the dequantized latents ``"y_hat"``.
+        (SlimFile, Latents, Weights): the latents (the architecture's subclass of
+        :class:`slimcodec.latents.Latents`) hold the integer symbols ``y`` (and, with the
+        hyperprior, ``z`` and y's table ``indexes``), bit-exact on every platform (the
+        golden vectors pin them), and the dequantized latents ``y_hat``.
     """
     with timed(timings, "container"):
         slim = read_slim(data)
@@ -374,7 +362,7 @@ def decode_latents(data: bytes, *, weights: Weights | str | None = None,
 def decode_symbols_of(data: bytes, *, weights: Weights | str | None = None) -> tuple[SlimFile, np.ndarray, Weights]:
     """Parse and entropy-decode a .slim file: its container, y's integer symbols and weights."""
     slim, latents, wts = decode_latents(data, weights=weights)
-    return slim, latents["y"], wts
+    return slim, latents.y, wts
 
 
 def latent_units(header: SlimHeader) -> int:
@@ -397,7 +385,7 @@ def decode(data: bytes, *, weights: Weights | str | None = None, progress: Progr
     return decode_image(slim, latents, wts, progress=progress, timings=timings)
 
 
-def decode_image(slim: SlimFile, latents: dict, wts: Weights, *, progress: Progress | None = None,
+def decode_image(slim: SlimFile, latents: Latents, wts: Weights, *, progress: Progress | None = None,
                  timings: Timings | None = None) -> Image.Image:
     """The image of a file :func:`decode_latents` has read: synthesis, alpha plane and metadata.
 
@@ -415,7 +403,7 @@ def decode_image(slim: SlimFile, latents: dict, wts: Weights, *, progress: Progr
         if (raw := read_alpha(slim)) is not None:  # a broken chunk is refused before the synthesis
             alpha = np.frombuffer(raw, dtype=np.uint8).reshape(header.image_height, header.image_width)
     with timed(timings, "synthesis"):
-        rgb = synthesize(wts, latents["y_hat"], header.slim_width, header.image_height, header.image_width,
+        rgb = synthesize(wts, latents.y_hat, header.slim_width, header.image_height, header.image_width,
                          progress=steps.advance)
     with timed(timings, "container"):
         return finish(rgb, header.color_type == ColorType.GRAY, alpha, slim.chunk(b"iccp"), slim.chunk(b"exif"),

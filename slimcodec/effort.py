@@ -3,7 +3,7 @@
 At effort 1 the encoder sends the analysis transform's latents. Above, it refines them
 against the real objective of the width, ``λ·255²·MSE + bits/pixel`` (the training loss,
 with the weights' own λ), by gradient steps through the frozen synthesis and entropy
-model (:meth:`slimcodec.model.SlimCAE.latent_rd`: the synthesis sees the file's rounding
+model (:meth:`slimcodec.models.factorized.SlimCAE.latent_rd`: the synthesis sees the file's rounding
 grid straight-through, the rate a noisy relaxation), and keeps the result only if its
 objective with true rounding is lower than the start's. Any decoder reads the file: it
 is the same format with other symbols.
@@ -14,8 +14,6 @@ memory stays bounded as in :func:`slimcodec.codec.synthesize`.
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 
@@ -30,7 +28,9 @@ STEPS = {1: 0, 2: 6, 3: 10, 4: 16, 5: 24, 6: 32, 7: 48, 8: 64, 9: 96}
 NOISY_RATE = False
 LEARNING_RATE = 0.06  # in latent units (one quantization bin at scale 1)
 HALF_LIFE = 4
-TILE_LATENTS = 48  # refinement tile core; a Kodak image (48×32 latents) is one tile
+# refinement tile core, smaller than the transforms' (slimcodec.geometry.TILE_LATENTS, 64): the
+# gradient steps hold the graph of a whole tile; a Kodak image (48×32 latents) is one tile
+REFINE_TILE_LATENTS = 48
 MARGIN = 4  # latents of context around a tile (the synthesis reaches about 2; 4 keeps z aligned)
 
 
@@ -70,11 +70,10 @@ def _lambda(wts, width: int) -> float:
     lambdas = wts.meta.get("lambdas") or {}
     if str(width) in lambdas:
         return float(lambdas[str(width)])
-    from slimcodec.model import PAPER_WIDTHS
+    from slimcodec.models.factorized import PAPER_LAMBDAS
 
-    # the paper's λ (2048 … 128 on 0–255 pixels) for weights that do not record theirs
-    paper = dict(zip(PAPER_WIDTHS, (2048, 1024, 512, 256, 128)))
-    return paper.get(width, 512) / 255**2
+    # the paper's λ for weights that do not record theirs (its middle one for other widths)
+    return PAPER_LAMBDAS.get(width, 512 / 255**2)
 
 
 def refine(wts, rgb: np.ndarray, y: np.ndarray, width: int, scale: float, effort: int,
@@ -99,7 +98,7 @@ def refine(wts, rgb: np.ndarray, y: np.ndarray, width: int, scale: float, effort
     lam = _lambda(wts, width) * 255**2
     out = y.copy()
     generator = torch.Generator().manual_seed(seed)
-    for (top, bottom, left, right), (ot, ob, ol, orr) in tiles(*y.shape[1:], TILE_LATENTS, MARGIN):
+    for (top, bottom, left, right), (ot, ob, ol, orr) in tiles(*y.shape[1:], REFINE_TILE_LATENTS, MARGIN):
         core = (top - ot, bottom - ot, left - ol, right - ol)
         box = rgb[ot * STRIDE:ob * STRIDE, ol * STRIDE:orr * STRIDE]
         if box.size == 0:
@@ -162,24 +161,9 @@ def _refine_box(model, box: np.ndarray, y: np.ndarray, core: tuple[int, int, int
 
 
 def _exact_rd(model, y, width: int, scale: float):
-    """Reconstruction and bits with true rounding (no noise): what the file would cost."""
-    import torch
+    """Reconstruction and bits with true rounding (no noise): what the file would cost
+    (the architecture's latent codec's ``exact_rd``)."""
+    from slimcodec.latents import codec_of
+    from slimcodec.models import architecture_of
 
-    from slimcodec.model import factorized_bits
-
-    with torch.no_grad():
-        bottleneck = model.entropy_bottleneck[str(width)]
-        if not hasattr(model, "hyper_analysis"):
-            medians = bottleneck._get_medians()
-            y_hat = torch.round((y - medians) * scale) / scale + medians
-            return model.synthesis(y_hat, width), factorized_bits(bottleneck, y_hat, 0.5 / scale)
-        from slimcodec.models.hyperprior import gaussian_likelihood
-
-        z = model.hyper_analysis(y, width)
-        medians = model.z_medians(width)
-        z_hat = torch.round(z - medians) + medians
-        mean, scale_raw = model.hyper_synthesis(z_hat, width)
-        q = torch.round((y - mean) * scale)
-        bits = -torch.log2(gaussian_likelihood(q, scale_raw * scale))
-        bits = bits + factorized_bits(bottleneck, z_hat).sum() / bits.numel()
-        return model.synthesis(q / scale + mean, width), bits
+    return codec_of(architecture_of(model)).exact_rd(model, y, width, scale)

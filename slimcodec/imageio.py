@@ -33,7 +33,7 @@ import struct
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache, lru_cache
 from io import BytesIO
 from pathlib import Path
 from typing import BinaryIO
@@ -43,6 +43,7 @@ from PIL import Image, UnidentifiedImageError
 
 from slimcodec.errors import UnsupportedImageError
 from slimcodec.formats.slimfile import MAX_PIXELS, MAX_SIDE  # an image is read only if a .slim file can hold it
+
 _ORIENTATION_TAG = 0x0112
 _TRANSPOSE = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
@@ -575,7 +576,7 @@ def parse_color(text: str) -> tuple[int, int, int]:
         raise ValueError(f"unknown colour {text!r} (a name such as white, or #rrggbb)") from None
 
 
-@lru_cache(maxsize=None)
+@cache
 def _saves_mode(fmt: str, mode: str) -> bool:
     """Whether Pillow writes ``mode`` images in ``fmt`` (tried on one pixel)."""
     try:

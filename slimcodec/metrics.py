@@ -33,8 +33,8 @@ Example::
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from contextlib import contextmanager
-from typing import Sequence
 
 import numpy as np
 

@@ -156,7 +156,8 @@ class SlimDecoder(ImageFile.PyDecoder):
         try:
             image = codec.decode(read_slim_stream(self.fd), weights=_weights)
         except SlimFormatError as exc:
-            hint = "; set them with slimcodec.pillow_plugin.set_weights(path)" if isinstance(exc, WeightsMismatchError) else ""
+            mismatch = isinstance(exc, WeightsMismatchError)
+            hint = "; set them with slimcodec.pillow_plugin.set_weights(path)" if mismatch else ""
             raise SlimImageError(f"cannot decode .slim file: {exc}{hint}") from None
         if image.mode != self.mode:
             image = image.convert(self.mode)

@@ -2,17 +2,18 @@
 
 Weights come in two forms that carry one id: the ``.pt`` file training writes, which
 the torch backend runs, and the runtime bundle exported from it
-(:mod:`slimcodec.runtime.bundle`, ``slimcae-<id>.onnx.zip``), which the light onnx
-backend runs without torch. ``SLIM_BACKEND`` chooses between shipped ones
-(:func:`slimcodec.runtime.chosen_backend`); a file given by path runs on the backend
-its form needs.
+(:mod:`slimcodec.runtime.bundle`, ``slimcae-<id>.onnx.zip``; its side of :class:`Weights` is
+:mod:`slimcodec.runtime.weights_bundle`), which the light onnx backend runs without torch.
+``SLIM_BACKEND`` chooses between shipped ones (:func:`slimcodec.runtime.chosen_backend`); a
+file given by path runs on the backend its form needs.
 
 A ``.pt`` weights file is a ``torch.save`` dict of tensors and plain values, loaded
 with ``weights_only=True``. It names its architecture (``"architecture"``, a key of
-:data:`slimcodec.models.ARCHITECTURES`; files without it are 0.1.0's factorized
+:data:`slimcodec.latents.ARCHITECTURES`; files without it are 0.1.0's factorized
 SlimCAE). ``tables`` holds, per width, the factorized tables of the latent that is coded
-with one: y for the factorized model, z for the hyperprior, whose file also holds the
-Gaussian tables of y (``"gaussian"``). Its id is the first 8 bytes of a SHA-256 over its
+with one: y for the factorized model, z for the hyperprior. What else a file holds is the
+architecture's (its latent codec's ``file_extras``: the hyperprior's Gaussian tables of y,
+``"gaussian"``). Its id is the first 8 bytes of a SHA-256 over its
 content (:func:`content_id`; files of 0.1.0, which have no ``"id_scheme"``, over the
 file's bytes, so ``df9f17e387a8f20d`` stays what it was); every .slim file records it,
 and decoding refuses a file made with other weights. Shipped files are named ``slimcae-<id hex>.pt``.
@@ -32,17 +33,15 @@ import numpy as np
 
 from slimcodec import runtime
 from slimcodec.entropy import SCALE_ONE, EntropyTable, scaled_table
-from slimcodec.entropy.gaussian import FixedPointHyperSynthesis, GaussianTables
+from slimcodec.entropy.gaussian import GaussianTables
 from slimcodec.errors import SlimError, WeightsFileError
+from slimcodec.latents import ARCHITECTURES, UNNAMED, codec_of
 from slimcodec.outputs import write_atomic
-from slimcodec.runtime.bundle import BUNDLE_SUFFIX, Bundle, is_bundle, read_bundle
-from slimcodec.runtime.layers import layers_from_arrays, layers_to_arrays
+from slimcodec.runtime.bundle import BUNDLE_SUFFIX, is_bundle, read_bundle
 
 WEIGHTS_FORMAT = "slimcodec-weights"
 WEIGHTS_FORMAT_VERSION = 1
 WEIGHTS_ID_BYTES = 8
-FACTORIZED = "slimcae-factorized"
-HYPERPRIOR = "slimcae-hyperprior"
 SHIPPED_DIR = Path(__file__).with_name("weights")
 _SCALED_TABLES_KEPT = 64
 
@@ -56,23 +55,25 @@ class Weights:
     either way.
     """
 
-    model: "object"  # slimcodec.model.SlimCAE or None; typed loosely to keep torch out of imports
+    model: object  # slimcodec.models.factorized.SlimCAE or None; typed loosely to keep torch out of imports
     tables: dict[int, EntropyTable]
     weights_id: bytes
     meta: dict = field(default_factory=dict)
-    architecture: str = FACTORIZED
-    gaussian: GaussianTables | None = None  # the hyperprior's y tables
-    transforms: "runtime.Transforms | None" = None
-    hyper_layers: dict = field(default_factory=dict, repr=False)  # width -> (h_s layers, z medians), from a bundle
+    architecture: str = UNNAMED
+    gaussian: GaussianTables | None = None  # the Gaussian tables of an architecture that codes with them (y's)
+    transforms: runtime.Transforms | None = None
+    # what the architecture's latent codec keeps beside the transforms (the hyperprior's, from a
+    # bundle: width -> (h_s layers, z medians)), and what it builds from the weights once
+    extras: dict = field(default_factory=dict, repr=False)
+    cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     _scaled: dict = field(default_factory=dict, repr=False, compare=False)
-    _fixed: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.transforms is None and self.model is not None:
             from slimcodec.runtime.torch_backend import TorchTransforms
 
-            self.transforms = TorchTransforms(self.model)
+            self.transforms = TorchTransforms(self.model, codec_of(self.architecture).torch_stages(self.model))
 
     @property
     def widths(self) -> tuple[int, ...]:
@@ -100,24 +101,6 @@ class Weights:
         return self._scaled[key]
 
 
-    def hyper_synthesis(self, width: int):
-        """The integer-exact hyper-synthesis of ``width`` (built once from the model's weights).
-
-        Returns:
-            slimcodec.entropy.gaussian.FixedPointHyperSynthesis
-        """
-        if width not in self._fixed:
-            self._fixed[width] = FixedPointHyperSynthesis.from_layers(*self._hyper_scale(width))
-        return self._fixed[width]
-
-    def _hyper_scale(self, width: int) -> tuple[list, np.ndarray]:
-        """h_s's trunk and scale head at ``width`` as float layers, and z's medians."""
-        if width in self.hyper_layers:
-            return self.hyper_layers[width]
-        medians = self.model.z_medians(width).reshape(-1).float().cpu().numpy()
-        return self.model.stage_layers("hyper_scale", width), medians
-
-
 def weights_id_of(data: bytes) -> bytes:
     """The id of a 0.1.0 weights file (no ``id_scheme``): the first 8 bytes of its bytes' SHA-256."""
     return hashlib.sha256(data).digest()[:WEIGHTS_ID_BYTES]
@@ -133,13 +116,14 @@ def content_id(blob: dict) -> bytes:
     array (state dict, tables, Gaussian tables) in sorted key order as name, dtype, shape and
     little-endian bytes; the first 8 bytes. ``meta`` (training notes) is not part of it."""
     h = hashlib.sha256(CONTENT_ID_SCHEME.encode() + b"\0")
-    h.update(str(blob.get("architecture", FACTORIZED)).encode() + b"\0")
+    h.update(str(blob.get("architecture", UNNAMED)).encode() + b"\0")
     h.update(",".join(str(int(w)) for w in blob["widths"]).encode() + b"\0")
     arrays = {f"state_dict/{k}": v for k, v in blob["state_dict"].items()}
     arrays.update({f"tables/{w}/{k}": v for w, t in blob["tables"].items() for k, v in t.items()})
     arrays.update({f"gaussian/{k}": v for k, v in (blob.get("gaussian") or {}).items()})
     for name in sorted(arrays):
-        a = arrays[name].detach().cpu().contiguous().numpy() if hasattr(arrays[name], "detach") else np.asarray(arrays[name])
+        a = arrays[name]
+        a = a.detach().cpu().contiguous().numpy() if hasattr(a, "detach") else np.asarray(a)
         a = np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<"))
         h.update(f"{name}\0{a.dtype.str}\0{a.shape}\0".encode())
         h.update(a.tobytes())
@@ -180,8 +164,7 @@ def save_weights(model, path: str | os.PathLike, meta: dict | None = None, half:
         "architecture": architecture,  # 0.1.0's files have none: they are factorized
         "id_scheme": CONTENT_ID_SCHEME,  # 0.1.0's have none: their id is the file's hash
     }
-    if architecture == HYPERPRIOR:
-        blob["gaussian"] = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in GaussianTables.build().to_arrays().items()}
+    blob.update(codec_of(architecture).file_extras(model))
     buf = io.BytesIO()
     torch.save(blob, buf)
     data = buf.getvalue()
@@ -210,14 +193,14 @@ def load_weights_bytes(data: bytes, device: str = "cpu") -> Weights:
     if is_bundle(data):
         if not runtime.installed("onnx"):
             raise SlimError("a runtime bundle needs onnxruntime: pip install onnxruntime")
+        from slimcodec.runtime.weights_bundle import from_bundle
+
         return from_bundle(read_bundle(data))
     if not runtime.installed("torch"):
         if not is_torch_file(data):
             raise SlimError("not a slimcodec weights file")
         raise SlimError("a .pt weights file needs torch: pip install 'slimcodec[train]' (or use its runtime bundle)")
     import torch
-
-    from slimcodec.model import SlimCAE
 
     try:
         blob = torch.load(io.BytesIO(data), map_location=device, weights_only=True)
@@ -227,18 +210,15 @@ def load_weights_bytes(data: bytes, device: str = "cpu") -> Weights:
         raise SlimError("not a slimcodec weights file")
     if blob.get("format_version") != WEIGHTS_FORMAT_VERSION:
         raise SlimError(f"unsupported weights format version {blob.get('format_version')}")
-    from slimcodec.models import ARCHITECTURES
-
-    architecture = blob.get("architecture", FACTORIZED)
+    architecture = blob.get("architecture", UNNAMED)
     if architecture not in ARCHITECTURES:
         raise SlimError(f"weights file of an unknown architecture {architecture!r}")
+    codec = codec_of(architecture)
     state = {k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()}
     try:
-        model = ARCHITECTURES[architecture].from_state_dict(state).to(device).eval()
+        model = codec.model_class().from_state_dict(state).to(device).eval()
         tables = {int(w): EntropyTable.from_tensors(t) for w, t in blob["tables"].items()}
-        gaussian = None
-        if architecture == HYPERPRIOR:
-            gaussian = GaussianTables.from_arrays({k: v.numpy() for k, v in blob["gaussian"].items()})
+        extras = codec.load_extras(blob)
     except (KeyError, ValueError, RuntimeError, AttributeError, TypeError) as exc:
         raise SlimError(f"weights file is damaged ({type(exc).__name__}: {exc})") from exc
     if set(tables) != set(model.widths):
@@ -250,55 +230,7 @@ def load_weights_bytes(data: bytes, device: str = "cpu") -> Weights:
         weights_id = weights_id_of(data) if scheme is None else content_id(blob)
     except (KeyError, ValueError, TypeError, AttributeError) as exc:
         raise SlimError(f"weights file is damaged ({type(exc).__name__}: {exc})") from exc
-    return Weights(model, tables, weights_id, dict(blob.get("meta", {})), architecture, gaussian)
-
-
-def to_bundle(wts: Weights, graphs: dict[tuple[str, int], bytes]) -> Bundle:
-    """The runtime bundle of torch-loaded weights, with graphs exported from its model.
-
-    Holds what the codec needs besides the graphs: the tables, and for the hyperprior its
-    Gaussian tables and the float h_s layers its fixed point is built from.
-    """
-    arrays: dict[str, np.ndarray] = {}
-    for w, t in wts.tables.items():
-        arrays.update({f"table.{w}.{k}": v for k, v in vars(t).items()})
-    if wts.gaussian is not None:
-        arrays.update({f"gaussian.{k}": v for k, v in wts.gaussian.to_arrays().items()})
-    if wts.architecture == HYPERPRIOR:
-        for w in wts.widths:
-            layers, medians = wts._hyper_scale(w)
-            arrays.update(layers_to_arrays(f"hyper_scale.{w}", layers))
-            arrays[f"zmedians.{w}"] = medians.astype(np.float32)
-    stages = tuple(sorted({s for s, _ in graphs}))
-    return Bundle(wts.weights_id, wts.architecture, wts.widths, stages, arrays, graphs, dict(wts.meta))
-
-
-def from_bundle(bundle: Bundle) -> Weights:
-    """Weights that run a runtime bundle on the onnx backend.
-
-    Raises:
-        SlimError: the bundle's arrays are damaged.
-    """
-    from slimcodec.runtime.onnx_backend import OnnxTransforms
-
-    a = bundle.arrays
-    try:
-        tables = {}
-        for w in bundle.widths:
-            table = EntropyTable(**{k: a[f"table.{w}.{k}"] for k in ("medians", "offsets", "counts", "lengths")})
-            table.validate()
-            tables[w] = table
-        gaussian = hyper = None
-        if bundle.architecture == HYPERPRIOR:
-            gaussian = GaussianTables.from_arrays({k.removeprefix("gaussian."): v for k, v in a.items()
-                                                   if k.startswith("gaussian.")})
-            hyper = {w: (layers_from_arrays(f"hyper_scale.{w}", a), a[f"zmedians.{w}"]) for w in bundle.widths}
-        elif bundle.architecture != FACTORIZED:
-            raise ValueError(f"unknown architecture {bundle.architecture!r}")
-    except (KeyError, ValueError, TypeError) as exc:
-        raise SlimError(f"runtime bundle is damaged ({type(exc).__name__}: {exc})") from exc
-    return Weights(None, tables, bundle.weights_id, bundle.meta, bundle.architecture, gaussian,
-                   OnnxTransforms(bundle.graphs, a), hyper or {})
+    return Weights(model, tables, weights_id, dict(blob.get("meta", {})), architecture, **extras)
 
 
 # The weights new files are encoded with. Every shipped file stays in the package: a file

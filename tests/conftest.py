@@ -15,7 +15,7 @@ def make_tiny_weights(path: Path) -> Path:
     """Save a seeded random-init SlimCAE with widths 8 and 4 (fast; quality is meaningless)."""
     import torch
 
-    from slimcodec.model import SlimCAE
+    from slimcodec.models.factorized import SlimCAE
     from slimcodec.weights import save_weights
 
     torch.manual_seed(0)

@@ -13,8 +13,7 @@ import pytest
 from click.testing import CliRunner, Result
 from conftest import gradient_image
 
-from slimcodec import __version__
-from slimcodec import outputs
+from slimcodec import __version__, outputs
 from slimcodec.cli import jobs
 from slimcodec.cli.main import cli
 from slimcodec.cli.parallel import WORKERS_ENV, resolve_workers
@@ -157,7 +156,8 @@ def test_decode_format_follows_the_output_extension(encoded, tiny_weights_path):
 
 def test_decode_refuses_an_output_extension_pillow_cannot_write(encoded, tiny_weights_path):
     result = invoke_slim(["decode", encoded, "-o", "out.xyz", "--weights", tiny_weights_path], exit_code=2)
-    assert stderr_lines(result) == ["error: -o out.xyz: cannot tell the image format from its extension; use e.g. .png, or --format"]
+    assert stderr_lines(result) == [
+        "error: -o out.xyz: cannot tell the image format from its extension; use e.g. .png, or --format"]
     assert not Path("out.xyz").exists()
 
 
@@ -281,7 +281,7 @@ def test_corrupt_slim_file_fails_with_the_reason_and_leaves_no_output(encoded, t
 def test_decoding_with_other_weights_is_refused(encoded, tmp_path_factory):
     import torch
 
-    from slimcodec.model import SlimCAE
+    from slimcodec.models.factorized import SlimCAE
     from slimcodec.weights import save_weights
 
     other = tmp_path_factory.mktemp("other") / "other.pt"
@@ -428,7 +428,8 @@ def test_info_shows_the_header_fields(encoded):
     size = encoded.stat().st_size
     out = result.stdout
     assert out.splitlines()[0] == "a.slim"
-    for expected in ("format version  1.1", "architecture    slimcae-factorized", "image size      40 x 24", "color type      RGB", "latent scale    1\n",
+    for expected in ("format version  1.1", "architecture    slimcae-factorized", "image size      40 x 24",
+                     "color type      RGB", "latent scale    1\n",
                      "width           8", "latent shape    8 x 2 x 3", "chunks          none",
                      f"file bytes      {size}", f"bpp             {8 * size / (40 * 24):.4f}"):
         assert expected in out
@@ -556,6 +557,7 @@ def test_decoding_alpha_to_jpeg_fails_with_a_clear_message(workdir, tiny_weights
 def test_a_newline_in_a_file_name_stays_on_the_files_one_line(tmp_path, tiny_weights_path):
     source = tmp_path / "two\nlines.png"
     gradient_image(24, 16).save(source, format="PNG")
-    result = invoke_slim(["encode", source, "-o", tmp_path / "out.slim", "--width", "8", "--weights", tiny_weights_path])
+    result = invoke_slim(["encode", source, "-o", tmp_path / "out.slim", "--width", "8",
+                          "--weights", tiny_weights_path])
     lines = [line for line in result.stderr.splitlines() if line.startswith("encoded")]
     assert len(lines) == 1 and "'" in lines[0] and "two\\nlines.png" in lines[0]

@@ -17,7 +17,7 @@ import pytest
 from conftest import gradient_image
 from test_cli import files_under, invoke_slim
 
-import slimcodec.cluster
+import slimcodec.cli.cluster
 from slimcodec.cli.jobs import IMAGE_SUFFIXES, SLIM_SUFFIX, Job, encode_one, plan
 from slimcodec.cli.report import Report
 from slimcodec.outputs import TEMP_SUFFIX
@@ -107,7 +107,7 @@ def test_killed_worker_loses_no_file_and_leaves_no_partial_output(scheduler, fol
     planned = plan([folder], "out", IMAGE_SUFFIXES, SLIM_SUFFIX)
     jobs = [Job(src, dst, width=48) for src, dst in planned.pairs]
     report = Report("encode", quiet=True, total=len(jobs))
-    slimcodec.cluster.run_on_cluster(jobs, encode_or_die_once, report, scheduler, skip_existing=True)
+    slimcodec.cli.cluster.run_on_cluster(jobs, encode_or_die_once, report, scheduler, skip_existing=True)
 
     assert (folder / "died-once").exists()  # a worker was killed while writing die.slim
     # A file the dead worker finished but had not yet reported is rerun and finds its output:
@@ -127,7 +127,7 @@ def test_killed_worker_loses_no_file_and_leaves_no_partial_output(scheduler, fol
 
 @needs_distributed
 def test_unreachable_scheduler_is_one_line_usage_error(folder, monkeypatch):
-    monkeypatch.setattr(slimcodec.cluster, "CONNECT_TIMEOUT_S", 1)
+    monkeypatch.setattr(slimcodec.cli.cluster, "CONNECT_TIMEOUT_S", 1)
     result = invoke_slim(["encode", folder, "-o", "out", *WIDTH, "--scheduler", "tcp://127.0.0.1:1"],
                          exit_code=2)
     last = result.stderr.splitlines()[-1]
@@ -136,7 +136,7 @@ def test_unreachable_scheduler_is_one_line_usage_error(folder, monkeypatch):
 
 
 def test_scheduler_without_the_dask_extra_says_what_to_install(folder, monkeypatch):
-    monkeypatch.setattr(slimcodec.cluster, "distributed_installed", lambda: False)
+    monkeypatch.setattr(slimcodec.cli.cluster, "distributed_installed", lambda: False)
     result = invoke_slim(["encode", folder, "-o", "out", "--scheduler", "tcp://127.0.0.1:8786"], exit_code=2)
     assert result.stderr.splitlines() == [
         'error: --scheduler needs dask.distributed: pip install "slimcodec[dask]"']
@@ -153,6 +153,7 @@ def test_worker_with_other_weights_is_refused(monkeypatch):
     from slimcodec.weights import DEFAULT_WEIGHTS_ID
 
     monkeypatch.setattr(runtime, "_threads", runtime._threads)  # setup() sets this process's threads
-    plugin = slimcodec.cluster.WeightsPlugin(None, threads=1, weights_id="00" * 8)
-    with pytest.raises(slimcodec.cluster.SlimError, match=f"worker loads weights {DEFAULT_WEIGHTS_ID}, the client 0000"):
+    plugin = slimcodec.cli.cluster.WeightsPlugin(None, threads=1, weights_id="00" * 8)
+    mismatch = f"worker loads weights {DEFAULT_WEIGHTS_ID}, the client 0000"
+    with pytest.raises(slimcodec.cli.cluster.SlimError, match=mismatch):
         plugin.setup()

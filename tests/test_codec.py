@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import gradient_image
 from PIL import Image
 
 import slimcodec
 from slimcodec import codec
-from slimcodec.errors import ConversionWarning, SlimFormatError, WeightsMismatchError
+from slimcodec.errors import ConversionWarning, WeightsMismatchError
 from slimcodec.formats.slimfile import ColorType, read_slim
 from slimcodec.metrics import psnr
-from conftest import gradient_image
 
 
 @pytest.mark.parametrize("size", [(1, 1), (17, 33), (1000, 3), (3, 1000), (40, 24)])
@@ -64,7 +64,7 @@ def test_invalid_width_is_refused_listing_the_valid_widths(tiny_weights):
 def test_file_from_other_weights_is_refused(tiny_weights, tmp_path):
     import torch
 
-    from slimcodec.model import SlimCAE
+    from slimcodec.models.factorized import SlimCAE
     from slimcodec.weights import load_weights, save_weights
 
     torch.manual_seed(1)

@@ -115,8 +115,6 @@ def test_cli_docstring_commands_exist():
 
 def test_readme_names_exist():
     """Every ``slimcodec.<name>`` the README mentions exists."""
-    import slimcodec
-    import slimcodec.pillow_plugin
 
     text = README.read_text()
     for dotted in sorted(set(re.findall(r"\bslimcodec(?:\.[A-Za-z_]\w*)+", text))):

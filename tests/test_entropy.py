@@ -14,7 +14,7 @@ from slimcodec.entropy import (
     scale_units,
     scaled_table,
 )
-from slimcodec.rangecoder import decode_symbols, encode_symbols
+from slimcodec.entropy.rangecoder import decode_symbols, encode_symbols
 
 UNITS = (256, 1000, 2048, 3000, 4095, 4097, 6000, 8192, 16384, 65535)
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import gradient_image
+
+from slimcodec.metrics import psnr
 from slimcodec.tools import evaluate as E
 from slimcodec.tools import peers as P
-from slimcodec.metrics import psnr
 
 SIZES = {"a.png": (176, 168), "b.png": (200, 170)}  # both at least 161 px: MS-SSIM is defined
 
@@ -154,13 +154,14 @@ class TestMain:
 class TestInformationBits:
     def test_counts_table_bits_and_escapes(self):
         from slimcodec.entropy import EntropyTable
+        from slimcodec.entropy.tables import information_bits
 
         # One channel, symbols 0 and 1 (p = 1/2, 1/4), escape p = 1/4.
         table = EntropyTable(np.zeros(1, np.float32), np.zeros(1, np.int32),
                              np.array([[32768, 16384, 16384]], np.int32), np.array([3], np.int32))
         q = np.array([0, 1, 5], np.int32).reshape(1, 1, 3)
         # 1 + 2 bits, then the escape: 2 bits + side 1 + length 5 + value bits (5 - 2 = 3; 3 + 1 = 4 -> 2 bits).
-        assert E.information_bits(q, table) == pytest.approx(1 + 2 + (2 + 1 + 5 + 2))
+        assert information_bits(q, table) == pytest.approx(1 + 2 + (2 + 1 + 5 + 2))
 
 
 class TestPeers:

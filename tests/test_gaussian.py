@@ -15,9 +15,9 @@ from slimcodec.entropy.gaussian import (
     GaussianTables,
     conv_exact_numpy,
 )
+from slimcodec.entropy.rangecoder import Decoder, Encoder, channel_indexes
 from slimcodec.errors import SlimFormatError
 from slimcodec.models.hyperprior import SlimCAEHyperprior, fixed_point_hyper_synthesis
-from slimcodec.rangecoder import Decoder, Encoder, channel_indexes
 
 
 @pytest.fixture(scope="module")

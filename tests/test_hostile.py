@@ -163,7 +163,9 @@ def test_a_decompression_bomb_header_is_refused_before_anything_is_allocated(goo
     def must_not_run(*args, **kwargs):
         raise AssertionError("decoding went past the header checks")
 
-    monkeypatch.setattr(codec, "decode_symbols", must_not_run)
+    from slimcodec.latents import factorized
+
+    monkeypatch.setattr(factorized, "decode_symbols", must_not_run)  # the factorized payload's range decoder
     monkeypatch.setattr(codec, "synthesize", must_not_run)
     tracemalloc.start()
     try:
@@ -579,7 +581,8 @@ def fuzz_seeds(tiny_weights) -> list[Seed]:
     exif[0x010F] = "cam"
     rgba.info["exif"] = exif.tobytes()
     for weights in (tiny_weights, hyperprior):
-        for name, image, scale in (("gradient", gradient_image(40, 24), 1.0), ("gray", gradient_image(17, 33, "L"), 0.5),
+        for name, image, scale in (("gradient", gradient_image(40, 24), 1.0),
+                                   ("gray", gradient_image(17, 33, "L"), 0.5),
                                    ("noise", noise, 2.0), ("rgba+icc+exif", rgba, 1.0)):
             seeds.append(Seed(f"fresh/{name}", codec.encode(image, 8, scale=scale, weights=weights), weights))
     return seeds

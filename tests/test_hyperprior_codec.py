@@ -11,12 +11,13 @@ import torch
 from conftest import gradient_image
 from PIL import Image
 
-from slimcodec import codec, hyperprior_codec
+from slimcodec import codec
 from slimcodec.entropy import quantize
 from slimcodec.errors import SlimFormatError
 from slimcodec.imageio import prepare
+from slimcodec.latents import hyperprior as hyperprior_codec
 from slimcodec.models.hyperprior import SlimCAEHyperprior
-from slimcodec.weights import HYPERPRIOR, load_weights, save_weights
+from slimcodec.weights import load_weights, save_weights
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,7 @@ def test_files_are_format_2_with_y_at_a_sixteenth_of_the_image_padded_to_64(hype
     data = codec.encode(noise_image(*size), 8, weights=hyper_weights)
     slim, latents, _ = codec.decode_latents(data, weights=hyper_weights)
     h = slim.header
-    assert (h.version_major, h.version_minor) == (2, 0) and hyper_weights.architecture == HYPERPRIOR
+    assert (h.version_major, h.version_minor) == (2, 0) and hyper_weights.architecture == "slimcae-hyperprior"
     grid = (-(-size[1] // 64) * 4, -(-size[0] // 64) * 4)
     assert (h.latent_height, h.latent_width) == grid
     assert latents["y"].shape == (8, *grid) and latents["z"].shape == (8, grid[0] // 4, grid[1] // 4)

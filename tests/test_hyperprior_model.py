@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from slimcodec.model import SlimCAE
 from slimcodec.models import ARCHITECTURES, architecture_of
+from slimcodec.models.factorized import SlimCAE
 from slimcodec.models.hyperprior import SlimCAEHyperprior, gaussian_likelihood
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from slimcodec.model import PAPER_WIDTHS, SlimCAE
+from slimcodec.models.factorized import PAPER_WIDTHS, SlimCAE
 
 
 @pytest.fixture(scope="module")

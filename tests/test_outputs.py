@@ -153,8 +153,8 @@ def test_remove_stale_temps_leaves_a_missing_folder_alone(tmp_path):
 
 
 @pytest.mark.parametrize("action", ["encode", "decode"])
-def test_with_skip_existing_outputs_another_run_writes_meanwhile_count_as_skipped_not_failed(action, photos, tiny_weights_path,
-                                                                           tmp_path, monkeypatch):
+def test_with_skip_existing_outputs_another_run_writes_meanwhile_count_as_skipped_not_failed(
+        action, photos, tiny_weights_path, tmp_path, monkeypatch):
     """While this run works on a, the other run writes a's output (too late for this run's last
     check) and c's (before this run starts c)."""
     from slimcodec import codec

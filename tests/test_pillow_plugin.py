@@ -169,7 +169,8 @@ def test_open_reads_the_header_without_torch(tmp_path, tiny):
 
 
 def test_package_registers_on_import():
-    code = "import sys, slimcodec; from PIL import Image; print(Image.registered_extensions()['.slim'], 'torch' in sys.modules)"
+    code = ("import sys, slimcodec; from PIL import Image; "
+            "print(Image.registered_extensions()['.slim'], 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "SLIM False"
     assert slimcodec.choose_setting is not None

@@ -17,6 +17,7 @@ from slimcodec.entropy import scale_units
 from slimcodec.imageio import prepare
 from slimcodec.weights import load_weights
 
+
 def _quality():
     """slimcodec.quality, imported in the tests (so that each fails on its own without it)."""
     import slimcodec.quality

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from slimcodec.entropy import PRECISION_BITS, EntropyTable
+from slimcodec.entropy.rangecoder import MAX_ESCAPE_BITS, decode_symbols, encode_symbols
 from slimcodec.errors import SlimFormatError
-from slimcodec.rangecoder import MAX_ESCAPE_BITS, decode_symbols, encode_symbols
 
 
 def small_table() -> EntropyTable:
@@ -99,7 +99,7 @@ def test_decode_of_random_words_raises_only_format_errors():
 def test_only_the_exact_coding_of_the_symbols_is_accepted(change):
     """constriction's decoder reads the same symbols from a payload with a word more (of any
     value) or with a trailing zero word dropped; the format has one valid payload per file."""
-    from slimcodec.rangecoder import Decoder, Encoder
+    from slimcodec.entropy.rangecoder import Decoder, Encoder
 
     rows = EntropyTable(np.zeros(1, np.float32), np.array([-1], np.int32),
                         np.array([[16384, 32768, 16383, 1]], np.int32), np.array([4], np.int32))

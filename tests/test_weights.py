@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from slimcodec.errors import SlimError
-from slimcodec.errors import WeightsFileError
+from slimcodec.errors import SlimError, WeightsFileError
 from slimcodec.weights import default_weights_path, load_weights, load_weights_bytes, weights_id_of
 
 
@@ -58,7 +57,7 @@ def constant_buffers(model) -> dict:
 
 
 def test_saved_weights_keep_the_constant_buffers_exact(tiny_weights):
-    from slimcodec.model import SlimCAE
+    from slimcodec.models.factorized import SlimCAE
 
     fresh = constant_buffers(SlimCAE((8, 4)))
     loaded = constant_buffers(tiny_weights.model)
@@ -70,7 +69,7 @@ def test_saved_weights_keep_the_constant_buffers_exact(tiny_weights):
 
 
 def test_restore_constants_repairs_buffers_rounded_to_float16():
-    from slimcodec.model import SlimCAE
+    from slimcodec.models.factorized import SlimCAE
 
     model = SlimCAE((8, 4))
     expected = constant_buffers(model)
@@ -86,31 +85,31 @@ def test_a_hyperprior_weights_file_names_its_architecture_and_holds_its_gaussian
     import torch
 
     from slimcodec.models.hyperprior import SlimCAEHyperprior
-    from slimcodec.weights import HYPERPRIOR, load_weights, save_weights
+    from slimcodec.weights import load_weights, save_weights
 
     torch.manual_seed(0)
     model = SlimCAEHyperprior((8, 4))
     wid = save_weights(model, tmp_path / "h.pt")
     loaded = load_weights(tmp_path / "h.pt")
-    assert loaded.weights_id == wid and loaded.architecture == HYPERPRIOR
+    assert loaded.weights_id == wid and loaded.architecture == "slimcae-hyperprior"
     assert isinstance(loaded.model, SlimCAEHyperprior) and loaded.widths == (8, 4)
     assert loaded.gaussian is not None and loaded.gaussian.levels == 64
     assert loaded.tables[4].channels == 4  # z's factorized tables, one per width
 
 
 def test_the_shipped_factorized_file_loads_as_the_factorized_architecture():
-    from slimcodec.weights import FACTORIZED, load_weights, shipped_weights_path
+    from slimcodec.weights import load_weights, shipped_weights_path
 
     shipped = load_weights(shipped_weights_path("df9f17e387a8f20d"))
-    assert shipped.architecture == FACTORIZED and shipped.gaussian is None
+    assert shipped.architecture == "slimcae-factorized" and shipped.gaussian is None
     assert shipped.weights_id.hex() == "df9f17e387a8f20d"
 
 
 def test_the_default_weights_are_the_shipped_hyperprior():
-    from slimcodec.weights import HYPERPRIOR, load_weights
+    from slimcodec.weights import load_weights
 
     default = load_weights()
-    assert default.architecture == HYPERPRIOR and default.gaussian is not None
+    assert default.architecture == "slimcae-hyperprior" and default.gaussian is not None
     assert default.widths == (192, 144, 96, 72, 48)
 
 
@@ -118,8 +117,9 @@ def test_a_file_decodes_with_the_shipped_weights_its_header_names(tmp_path, monk
     """Several releases' weights ship side by side; the default only picks what new files use."""
     from conftest import gradient_image
 
-    from slimcodec import codec, weights as weights_module
-    from slimcodec.model import SlimCAE
+    from slimcodec import codec
+    from slimcodec import weights as weights_module
+    from slimcodec.models.factorized import SlimCAE
     from slimcodec.weights import install_shipped, save_weights, shipped_weights_ids
 
     monkeypatch.setattr(weights_module, "SHIPPED_DIR", tmp_path / "shipped")

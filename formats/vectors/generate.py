@@ -131,12 +131,12 @@ def write_vectors(folder: Path, weights, settings, sources: dict | None = None) 
             "width": width,
             "scale": units / 4096,
             "file_sha256": sha256(data),
-            "symbols_sha256": sha256(latents["y"].astype("<i4").tobytes()),
+            "symbols_sha256": sha256(latents.y.astype("<i4").tobytes()),
             "pixels_sha256": sha256(pixels.tobytes()),
         }
-        for key in ("z", "indexes"):
-            if key in latents:
-                vectors[file_name][f"{key}_sha256"] = sha256(latents[key].astype("<i4").tobytes())
+        for key, symbols in latents.symbols().items():  # the hyperprior's z and y's table indexes
+            if key != "y":
+                vectors[file_name][f"{key}_sha256"] = sha256(symbols.astype("<i4").tobytes())
     return vectors
 
 
@@ -193,7 +193,7 @@ def main() -> int:
     import torch
 
     from slimcodec import codec
-    from slimcodec.model import SlimCAE
+    from slimcodec.models.factorized import SlimCAE
     from slimcodec.weights import load_weights, save_weights
 
     VERSION_DIR.mkdir(parents=True, exist_ok=True)

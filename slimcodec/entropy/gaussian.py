@@ -74,7 +74,7 @@ class GaussianTables:
         return int(self.thresholds.shape[0])
 
     @classmethod
-    def build(cls, scales: np.ndarray | None = None) -> "GaussianTables":
+    def build(cls, scales: np.ndarray | None = None) -> GaussianTables:
         """Discretize each Gaussian over ``[−K, K]`` with ``K = ceil(tail · σ)`` (floats; built once)."""
         scales = scale_table() if scales is None else np.asarray(scales, np.float64)
         tail = -_normal_cdf_inverse(TAIL_MASS / 2)
@@ -124,7 +124,7 @@ class GaussianTables:
                 "counts": self.counts, "lengths": self.lengths}
 
     @classmethod
-    def from_arrays(cls, arrays: dict) -> "GaussianTables":
+    def from_arrays(cls, arrays: dict) -> GaussianTables:
         table = cls(
             scales=np.asarray(arrays["scales"], np.float64),
             thresholds=np.asarray(arrays["thresholds"], np.int64),
@@ -187,19 +187,19 @@ class FixedPointHyperSynthesis:
                 raise ValueError("fixed-point hyper-synthesis could overflow float64's exact range")
 
     @classmethod
-    def from_layers(cls, layers: list, z_medians: np.ndarray) -> "FixedPointHyperSynthesis":
+    def from_layers(cls, layers: list, z_medians: np.ndarray) -> FixedPointHyperSynthesis:
         """Quantize float layers to fixed point (every runtime builds the same integers from them).
 
         Args:
             layers: the trunk's ``ConvTranspose``/``ReLU`` pairs then the scale head's
-                ``Conv`` (:mod:`slimcodec.runtime.layers`; the ReLUs are the clip to
+                ``Conv`` (:mod:`slimcodec.runtime.stage_layers`; the ReLUs are the clip to
                 ``[0, ACT_MAX]`` between layers).
             z_medians: z's quantization offsets ``[C]``.
 
         Raises:
             ValueError: the layers are not of that shape, or could overflow float64's exact range.
         """
-        from slimcodec.runtime.layers import Conv, ConvTranspose, ReLU
+        from slimcodec.runtime.stage_layers import Conv, ConvTranspose, ReLU
 
         acc_units = float(1 << (WEIGHT_BITS + ACT_BITS))
 

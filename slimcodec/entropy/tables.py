@@ -7,7 +7,7 @@ Quantization follows CompressAI: the symbol of a latent value ``y`` in channel
 ``c`` is ``q = round(y - median[c])`` and it decodes to ``q + median[c]``.
 Within a channel, ``q`` is coded as the table index ``q - offset[c]``; values
 outside ``[offset, offset + length - 2]`` are coded as the escape index
-``length - 1`` followed by the value itself (see :mod:`slimcodec.rangecoder`).
+``length - 1`` followed by the value itself (see :mod:`slimcodec.entropy.rangecoder`).
 
 A file may carry a latent scale ``s = n / SCALE_ONE`` (``n`` an integer):
 then ``q = round(s * (y - median[c]))`` and ``y = q / s + median[c]``, a finer
@@ -100,7 +100,7 @@ class EntropyTable:
         }
 
     @classmethod
-    def from_tensors(cls, tensors: dict) -> "EntropyTable":
+    def from_tensors(cls, tensors: dict) -> EntropyTable:
         table = cls(
             medians=tensors["medians"].numpy().astype(np.float32),
             offsets=tensors["offsets"].numpy().astype(np.int32),
@@ -111,7 +111,7 @@ class EntropyTable:
         return table
 
     @classmethod
-    def from_bottleneck(cls, bottleneck) -> "EntropyTable":
+    def from_bottleneck(cls, bottleneck) -> EntropyTable:
         """Build the table from a trained CompressAI ``EntropyBottleneck``.
 
         Uses CompressAI's own ``update()`` (16-bit quantized CDFs with a tail
@@ -225,3 +225,28 @@ def dequantize(q: np.ndarray, table: EntropyTable, units: int = SCALE_ONE) -> np
     if units != SCALE_ONE:
         values = values / np.float32(units / SCALE_ONE)
     return values + table.medians[:, None, None]
+
+
+def information_bits(q: np.ndarray, rows, indexes: np.ndarray | None = None) -> float:
+    """Ideal code length in bits of integer symbols ``q`` under rows of integer distributions.
+
+    ``indexes`` names each symbol's row (by default its channel: ``q`` is ``[C, H, W]`` and
+    ``rows`` a factorized table). Counts ``-log2 p`` of each row entry with the rows' own
+    integer probabilities; an escaped symbol costs its escape entry plus the bits the range
+    coder spends on it (1 for the side, 5 for the length, then the value).
+    """
+    from slimcodec.entropy.rangecoder import channel_indexes
+
+    idx = (channel_indexes(q.shape) if indexes is None else indexes).reshape(-1).astype(np.int64)
+    values = q.reshape(-1).astype(np.int64)
+    offset = rows.offsets[idx].astype(np.int64)
+    length = rows.lengths[idx].astype(np.int64)
+    entry = values - offset
+    outside = (entry < 0) | (entry >= length - 1)
+    entry = np.where(outside, length - 1, entry)
+    total = float(-np.log2(rows.counts[idx, entry].astype(np.float64) / (1 << PRECISION_BITS)).sum())
+    if outside.any():
+        v, o, n = values[outside], offset[outside], length[outside]
+        m = np.where(v < o, o - 1 - v, v - (o + n - 1))
+        total += float((1 + 5 + np.floor(np.log2(m + 1.0))).sum())
+    return total

@@ -1,17 +1,16 @@
 """Model architectures (torch and compressai only; inference code never imports this package).
 
-``ARCHITECTURES`` maps the name a weights file records to the class that builds it.
+``slimcodec.models.layers`` holds the width-sliced torch layers, ``factorized`` and
+``hyperprior`` the models. ``ARCHITECTURES`` maps the name a weights file records to the
+class that builds it, as the registry of :mod:`slimcodec.latents` says (each latent
+codec's ``model_class``).
 """
 
 from __future__ import annotations
 
-from slimcodec.model import SlimCAE
-from slimcodec.models.hyperprior import SlimCAEHyperprior
+from slimcodec import latents
 
-ARCHITECTURES: dict[str, type] = {
-    "slimcae-factorized": SlimCAE,
-    "slimcae-hyperprior": SlimCAEHyperprior,
-}
+ARCHITECTURES: dict[str, type] = {name: arch.codec.model_class() for name, arch in latents.ARCHITECTURES.items()}
 
 
 def architecture_of(model) -> str:

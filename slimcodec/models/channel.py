@@ -21,13 +21,13 @@ from a hyperprior (:meth:`SlimCAEChannel.from_hyperprior`) starts as exactly tha
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from slimcodec.model import PAPER_WIDTHS, factorized_bits
+from slimcodec.models.factorized import PAPER_WIDTHS, factorized_bits
 from slimcodec.models.hyperprior import SlimCAEHyperprior, gaussian_likelihood, hidden_width, ste_round
 
 SLICE_CHANNELS = 24
@@ -146,7 +146,7 @@ class SlimCAEChannel(SlimCAEHyperprior):
         return self.synthesis(y_hat, width), y_bits + spread
 
     @classmethod
-    def from_hyperprior(cls, hyperprior: SlimCAEHyperprior, **kwargs) -> "SlimCAEChannel":
+    def from_hyperprior(cls, hyperprior: SlimCAEHyperprior, **kwargs) -> SlimCAEChannel:
         """A channel-conditional model that starts as ``hyperprior`` (every context term zero)."""
         model = cls(hyperprior.widths, **kwargs)
         missing, unexpected = model.load_state_dict(hyperprior.state_dict_for_saving(), strict=False)

@@ -23,15 +23,15 @@ rate terms, straight-through rounding into ``h_s`` and ``g_s``.
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from slimcodec.geometry import HYPER_STRIDE
-from slimcodec.layers import SlimConv2d, SlimConvTranspose2d
-from slimcodec.model import PAPER_WIDTHS, SlimCAE
+from slimcodec.models.factorized import PAPER_WIDTHS, SlimCAE
+from slimcodec.models.layers import SlimConv2d, SlimConvTranspose2d
 
 SCALE_BOUND = 0.11  # smallest σ (CompressAI's GaussianConditional default)
 LIKELIHOOD_BOUND = 1e-9
@@ -119,7 +119,7 @@ class SlimCAEHyperprior(SlimCAE):
     def latent_rd(self, y: Tensor, width: int, scale: float = 1.0, noisy_rate: bool = True) -> tuple[Tensor, Tensor]:
         """As :meth:`SlimCAE.latent_rd`; z is ``h_a(y)`` (as the encoder computes it) and its bits
         are spread over y's positions, so ``bits.sum()`` is the whole payload's estimate."""
-        from slimcodec.model import factorized_bits
+        from slimcodec.models.factorized import factorized_bits
 
         # fp32 under bf16 autocast too, as in forward()
         with torch.autocast(device_type=y.device.type, enabled=False):
@@ -141,8 +141,8 @@ class SlimCAEHyperprior(SlimCAE):
     def stage_layers(self, stage: str, width: int) -> list:
         """As :meth:`SlimCAE.stage_layers`, plus ``hyper_analysis`` (y → z) and ``hyper_mean``
         (h_s's trunk activations → μ; the trunk itself runs in fixed point)."""
-        from slimcodec.model import _conv_layer, _deconv_layer
-        from slimcodec.runtime.layers import ReLU
+        from slimcodec.models.factorized import _conv_layer, _deconv_layer
+        from slimcodec.runtime.stage_layers import ReLU
 
         if stage == "hyper_analysis":
             self.check_width(width)
@@ -206,7 +206,7 @@ class SlimCAEHyperprior(SlimCAE):
         self.h_s_scale.weight.mul_(weight_gain)
 
     @classmethod
-    def from_factorized(cls, factorized: SlimCAE) -> "SlimCAEHyperprior":
+    def from_factorized(cls, factorized: SlimCAE) -> SlimCAEHyperprior:
         """A hyperprior model whose transforms (and GDNs) are ``factorized``'s; the rest is new."""
         model = cls(factorized.widths)
         transforms = {

@@ -10,8 +10,8 @@ Two backends implement :class:`Transforms`:
 
 ``SLIM_BACKEND=onnx|torch`` picks the one the shipped weights load with; by default the
 light one when onnxruntime is installed. ``SLIM_THREADS=N`` (or :func:`set_threads`, or
-``slim ... --threads N``) sets the threads of either; by default one per core. Entropy coding never depends on the backend: the
-symbols a file holds decode identically with either.
+``slim ... --threads N``) sets the threads of either; by default one per core. Entropy coding
+never depends on the backend: the symbols a file holds decode identically with either.
 """
 
 from __future__ import annotations

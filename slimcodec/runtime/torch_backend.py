@@ -12,8 +12,16 @@ class TorchTransforms:
 
     name = "torch"
 
-    def __init__(self, model) -> None:
+    def __init__(self, model, stages: dict | None = None) -> None:
+        """``stages`` maps each stage to its function of the model (the architecture's latent codec's
+        ``torch_stages``; by default looked up in :mod:`slimcodec.latents`)."""
+        if stages is None:
+            from slimcodec.latents import codec_of
+            from slimcodec.models import architecture_of
+
+            stages = codec_of(architecture_of(model)).torch_stages(model)
         self.model = model
+        self.stages = stages
 
     def run(self, stage: str, width: int, x: np.ndarray) -> np.ndarray:
         import torch
@@ -23,12 +31,7 @@ class TorchTransforms:
         t = torch.from_numpy(np.asarray(x, dtype=np.float32))[None]  # strides kept: a channels-last view stays one
         if stage in ("analysis", "synthesis"):  # the big stages run fastest channels-last
             t = t.contiguous(memory_format=torch.channels_last)
-        fn = {
-            "analysis": self.model.analysis,
-            "synthesis": self.model.synthesis,
-            "hyper_analysis": getattr(self.model, "hyper_analysis", None),
-            "hyper_mean": getattr(self.model, "h_s_mean", None),
-        }.get(stage)
+        fn = self.stages.get(stage)
         if fn is None:
             raise ValueError(f"this model has no stage {stage!r}")
         with torch.no_grad():

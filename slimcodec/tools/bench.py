@@ -9,7 +9,7 @@ each the median of several runs after a warm-up:
 
 - transform: the analysis (encode) or synthesis (decode) network;
 - entropy: quantization and range coding (encode), range decoding and
-  dequantization (decode), i.e. :mod:`slimcodec.rangecoder`;
+  dequantization (decode), i.e. :mod:`slimcodec.entropy.rangecoder`;
 - container: image conversion and the .slim container (``prepare`` +
   ``write_slim`` on encode; ``read_slim`` + ``finish`` on decode), CRC included:
   the rest of the call, so the three add up to the total.
@@ -427,7 +427,8 @@ def run_bench(weights=None, widths=None, sizes=("kodak", "12mp"), source=DEFAULT
     meta = {
         "source": str(source) if source is not None and Path(source).exists() else "synthetic gradient",
         "torch_threads": torch.get_num_threads(),
-        "threads_note": "machine default" if not threads else f"set by --threads; torch's default here: {default_threads}",
+        "threads_note": ("machine default" if not threads
+                         else f"set by --threads; torch's default here: {default_threads}"),
         "repeats": repeats, "large_repeats": large_repeats,
         "weights_id": wts.weights_id.hex(), "widths": widths, "skipped_peers": skipped,
         "machine": machine_description(), "versions": library_versions(), "load_average": load,

@@ -45,9 +45,10 @@ import math
 import os
 import sys
 import time
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable, TextIO
+from typing import TextIO
 
 import numpy as np
 
@@ -55,6 +56,7 @@ from slimcodec import __version__
 from slimcodec import metrics as M
 from slimcodec.suffixes import IMAGE_SUFFIXES
 from slimcodec.tools.machine import library_versions, machine_description
+
 SLIM = "slimcodec"
 POINT_FIELDS = ("image", "codec", "setting", "width_px", "height_px", "num_bytes", "bpp", "est_bpp",
                 "psnr", "ms_ssim", "ms_ssim_db", "enc_time_s", "dec_time_s")
@@ -88,32 +90,6 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def information_bits(q: np.ndarray, rows, indexes: np.ndarray | None = None) -> float:
-    """Ideal code length in bits of integer symbols ``q`` under rows of integer distributions.
-
-    ``indexes`` names each symbol's row (by default its channel: ``q`` is ``[C, H, W]`` and
-    ``rows`` a factorized table). Counts ``-log2 p`` of each row entry with the rows' own
-    integer probabilities; an escaped symbol costs its escape entry plus the bits the range
-    coder spends on it (1 for the side, 5 for the length, then the value).
-    """
-    from slimcodec.entropy import PRECISION_BITS
-    from slimcodec.rangecoder import channel_indexes
-
-    idx = (channel_indexes(q.shape) if indexes is None else indexes).reshape(-1).astype(np.int64)
-    values = q.reshape(-1).astype(np.int64)
-    offset = rows.offsets[idx].astype(np.int64)
-    length = rows.lengths[idx].astype(np.int64)
-    entry = values - offset
-    outside = (entry < 0) | (entry >= length - 1)
-    entry = np.where(outside, length - 1, entry)
-    total = float(-np.log2(rows.counts[idx, entry].astype(np.float64) / (1 << PRECISION_BITS)).sum())
-    if outside.any():
-        v, o, n = values[outside], offset[outside], length[outside]
-        m = np.where(v < o, o - 1 - v, v - (o + n - 1))
-        total += float((1 + 5 + np.floor(np.log2(m + 1.0))).sum())
-    return total
-
-
 def measure_slim(wts, pixels, width: int) -> dict:
     """Code prepared pixels at ``width`` and measure the result.
 
@@ -121,6 +97,7 @@ def measure_slim(wts, pixels, width: int) -> dict:
         dict: ``num_bytes, bpp, est_bpp, psnr, ms_ssim, enc_time_s, dec_time_s``.
     """
     from slimcodec.codec import decode_image, decode_latents, encode_pixels
+    from slimcodec.latents import codec_of
 
     h, w = pixels.rgb.shape[:2]
     t0 = time.perf_counter()
@@ -129,11 +106,7 @@ def measure_slim(wts, pixels, width: int) -> dict:
     slim, latents, _ = decode_latents(data, weights=wts)  # what decode() does, keeping the symbols
     decoded = np.asarray(decode_image(slim, latents, wts).convert("RGB"))
     t2 = time.perf_counter()
-    if "z" in latents:  # the hyperprior: z with its factorized rows, y with the Gaussian rows
-        bits = information_bits(latents["z"], wts.tables[width])
-        bits += information_bits(latents["y"], wts.gaussian, latents["indexes"])
-    else:
-        bits = information_bits(latents["y"], wts.tables[width])
+    bits = codec_of(wts.architecture).payload_bits(latents, wts, width)
     return {
         "num_bytes": len(data),
         "bpp": M.bpp(len(data), w, h),

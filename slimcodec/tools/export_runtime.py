@@ -21,16 +21,14 @@ from pathlib import Path
 import numpy as np
 
 from slimcodec.runtime.bundle import BUNDLE_SUFFIX, graph_prefix, write_bundle
-from slimcodec.runtime.layers import GDN, Conv, ConvTranspose, Layer, ReLU, _stored
 from slimcodec.runtime.onnx_backend import INPUT
+from slimcodec.runtime.stage_layers import GDN, Conv, ConvTranspose, Layer, ReLU, _stored
 
 OPSET = 17
 # The data location of the graphs' external initializers: the runtime supplies them all; a path
 # under /dev/null cannot exist, so onnxruntime never reads a stray file for one it lacks.
 EXTERNAL_LOCATION = "/dev/null/slimcodec-bundle-arrays"
 OUTPUT = "y"
-# stages that run as graphs; the hyperprior's "hyper_scale" runs in fixed point instead
-GRAPH_STAGES = ("analysis", "synthesis", "hyper_analysis", "hyper_mean")
 
 
 class _Graph:
@@ -115,7 +113,8 @@ def subpixel_kernel(layer: ConvTranspose) -> tuple[np.ndarray, np.ndarray | None
 
 
 def _add_layer(g: _Graph, x: str, layer: Layer) -> str:
-    if isinstance(layer, ConvTranspose) and layer.weight.shape[-1] - 2 * layer.padding + layer.output_padding == layer.stride:
+    if (isinstance(layer, ConvTranspose)
+            and layer.weight.shape[-1] - 2 * layer.padding + layer.output_padding == layer.stride):
         kernel, bias, pad = subpixel_kernel(layer)
         inputs = [x, g.constant(kernel, "w")] + ([g.constant(bias, "b")] if bias is not None else [])
         k = kernel.shape[-1]
@@ -173,13 +172,15 @@ def stage_graph(layers: list[Layer], stage: str, width: int) -> tuple[bytes, dic
 
 def export_bundle(weights_path: str | Path) -> bytes:
     """The runtime bundle bytes of a ``.pt`` weights file (same id)."""
-    from slimcodec.weights import load_weights_bytes, to_bundle
+    from slimcodec.latents import codec_of
+    from slimcodec.runtime.weights_bundle import to_bundle
+    from slimcodec.weights import load_weights_bytes
 
     data = Path(weights_path).read_bytes()
     wts = load_weights_bytes(data)
     model = wts.model
     graphs, arrays = {}, {}
-    for stage in (s for s in GRAPH_STAGES if s in model.STAGES):
+    for stage in codec_of(wts.architecture).GRAPH_STAGES:  # the stages the runtimes run as graphs
         for w in wts.widths:
             graphs[stage, w], weights = stage_graph(model.stage_layers(stage, w), stage, w)
             arrays.update(weights)
@@ -203,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     for src in sources:
         dst = args.output or src.with_name(src.name.removesuffix(".pt") + BUNDLE_SUFFIX)
         data = export_bundle(src)
-        write_atomic(dst, lambda f: f.write(data), overwrite=True)
+        write_atomic(dst, lambda f: f.write(data), overwrite=True)  # noqa: B023  (called before the loop moves on)
         print(f"{src} -> {dst} ({len(data) / 2**20:.1f} MiB)", file=sys.stderr)
     return 0
 

@@ -9,7 +9,7 @@ roughly 0.1–2 bpp on Kodak-like photos.
 | ``jpeg420`` | JPEG (libjpeg via Pillow) | quality | 4:2:0, optimized Huffman tables |
 | ``jpeg444`` | JPEG | quality | 4:4:4, optimized Huffman tables |
 | ``webp`` | WebP (libwebp) | quality | lossy, method 6 (slowest, best); WebP is always 4:2:0 |
-| ``jpeg2000`` | JPEG 2000 (OpenJPEG) | target bpp | 9/7 wavelet, colour transform, rate-driven ``quality_layers``; raw codestream (.j2k) |
+| ``jpeg2000`` | JPEG 2000 (OpenJPEG) | target bpp | 9/7 wavelet, colour transform, rate-driven layers; raw .j2k |
 | ``avif`` | AV1 in AVIF (libavif) | quality | 4:4:4, speed 6; needs Pillow's AVIF plugin |
 | ``hevc`` | HEVC in HEIF (x265) | quality | 4:4:4, pillow-heif (the ``peers`` extra); BPG stand-in |
 
@@ -25,8 +25,8 @@ Example::
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 from PIL import Image

@@ -32,17 +32,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from slimcodec.model import PAPER_WIDTHS, SlimCAE
+from slimcodec import latents
 from slimcodec.models import ARCHITECTURES, architecture_of
+from slimcodec.models.factorized import PAPER_LAMBDAS, PAPER_WIDTHS, SlimCAE
 from slimcodec.models.hyperprior import SlimCAEHyperprior
+
 # imported now, not at export: a long run must not pick up source files edited meanwhile
 from slimcodec.weights import load_weights, save_weights
 
-ARCH_NAMES = {"factorized": "slimcae-factorized", "hyperprior": "slimcae-hyperprior"}
+# --arch's choices: each registered architecture's short name -> its name
+ARCH_NAMES = {arch.short_name: arch.name for arch in latents.ARCHITECTURES.values()}
 CHECKPOINT_FORMAT = "slimcodec-training-state"
 STATE_FORMAT = "slimcodec-ema-state"
-# λ of the paper's code (2048 … 128 on MSE of [0, 1] pixels) in CompressAI's λ·255²·MSE convention
-PAPER_LAMBDAS = {w: lam / 255**2 for w, lam in zip(PAPER_WIDTHS, (2048, 1024, 512, 256, 128))}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
 
@@ -254,14 +255,15 @@ def build_model(args: argparse.Namespace) -> tuple[SlimCAE, dict]:
         model = SlimCAEHyperprior.from_factorized(factorized)
         paths = find_images(args.data)
         images = load_images(paths[:: max(1, len(paths) // 32)], args.patch_size)
-        sample = CropSampler(images, args.patch_size, torch.Generator().manual_seed(args.seed)).batch(min(32, len(images)))
+        sampler = CropSampler(images, args.patch_size, torch.Generator().manual_seed(args.seed))
+        sample = sampler.batch(min(32, len(images)))
         with torch.no_grad():
             model.start_heads_at(model.analysis(sample, model.widths[0]), model.widths[0])
         return model, {"lambdas": init.meta.get("lambdas", {})}
     return factorized, {"lambdas": init.meta.get("lambdas", {}), "init": init.weights_id.hex()}
 
 
-def save_state(model: SlimCAE, ema: "EMA", step: int, lambdas: dict[int, float], path: Path) -> None:
+def save_state(model: SlimCAE, ema: EMA, step: int, lambdas: dict[int, float], path: Path) -> None:
     """Write the EMA weights as a small training state to commit (float16, constants exact).
 
     It carries no optimizer moments: a run continued from it (``--init PATH``) keeps
@@ -395,7 +397,7 @@ class Trainer:
             torch.set_rng_state(ckpt["torch_rng"])
         self.sampler = CropSampler(load_images(find_images(args.data), args.patch_size), args.patch_size, self.gen)
         self.val_images = load_images(find_images([args.val]), 64) if args.val else []
-        self.multiple = 64 if isinstance(self.model, SlimCAEHyperprior) else 16
+        self.multiple = latents.architecture(architecture_of(self.model)).padding_multiple
         self.diagnostics = Diagnostics(args.diag) if args.diag else None
         self.stop = False
         self.t0 = time.time()
@@ -526,7 +528,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--val", default="../shared/data/eval2", help="validation folder ('' to skip); never Kodak")
     p.add_argument("--checkpoint", type=Path, default=Path.home() / "ckpt" / "train.pt",
                    help="training state, resumed exactly when present (keep it outside the work tree)")
-    p.add_argument("--init", default="shipped", help="weights to warm-start from without a checkpoint: a path, 'shipped' or 'none'")
+    p.add_argument("--init", default="shipped",
+                   help="weights to warm-start from without a checkpoint: a path, 'shipped' or 'none'")
     p.add_argument("--widths", type=int, nargs="+", default=list(PAPER_WIDTHS), help="widths (with --init none)")
     p.add_argument("--lambdas", type=float, nargs="+", help="λ per width, widest first (default: the init weights')")
     p.add_argument("--steps", type=int, default=0, help="train until this global step (0: until the time limit)")
@@ -539,7 +542,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--eb-lr-mult", type=float, default=10.0, help="lr multiplier of the bottlenecks' densities")
     p.add_argument("--aux-lr", type=float, default=1e-3)
     p.add_argument("--vr-weight", type=float, default=0.0,
-                   help="weight of a variable-rate term: the widest width at a drawn latent scale s, λ·s^α (hyperprior)")
+                   help="weight of a variable-rate term: the widest width at a drawn latent scale s, "
+                        "λ·s^α (hyperprior)")
     p.add_argument("--vr-max", type=float, default=16.0, help="largest latent scale of --vr-weight")
     p.add_argument("--vr-alpha", type=float, default=1.0, help="exponent α of the variable-rate term's λ·s^α")
     p.add_argument("--val-scale", type=float, default=0.0, help="also validate at this latent scale (hyperprior)")
@@ -572,7 +576,8 @@ def main(argv: list[str] | None = None) -> int:
     trainer = Trainer(args)
     print(f"{args.arch}: {len(trainer.sampler.images)} training images, {len(trainer.val_images)} validation images, "
           f"widths {trainer.model.widths}, λ {({w: round(l, 5) for w, l in trainer.lambdas.items()})}, "
-          f"batch {args.batch_size}×{args.patch_size}², bf16={trainer.bf16}, threads={torch.get_num_threads()}", flush=True)
+          f"batch {args.batch_size}×{args.patch_size}², bf16={trainer.bf16}, threads={torch.get_num_threads()}",
+          flush=True)
     for sig in (signal.SIGTERM, signal.SIGINT):  # finish the step, then checkpoint
         signal.signal(sig, lambda *_: setattr(trainer, "stop", True))
     if trainer.step == 0 and trainer.val_images and args.val_every:

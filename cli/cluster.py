@@ -187,19 +187,19 @@ def _record_outcome(report: Any, job: Any, future: Any, skip_existing: bool) -> 
     """Record one finished future in ``report`` (as ``run_many`` records a pool's)."""
     from distributed import KilledWorker
 
-    from slimcodec.cli.parallel import _record, _record_failure
+    from slimcodec.cli.parallel import record_failure, record_result
 
     try:
         outcome = future.result()
     except KilledWorker:
         report.failed(job.src, "the workers running it died (out of memory?)")
     except Exception as exc:
-        _record_failure(report, job, exc, skip_existing)
+        record_failure(report, job, exc, skip_existing)
     else:
         if isinstance(outcome, Failure):
-            _record_failure(report, job, outcome.error, skip_existing)
+            record_failure(report, job, outcome.error, skip_existing)
         else:  # the output named as the user gave it, not as the worker saw it
-            _record(report, job, dataclasses.replace(outcome, dst=job.dst))
+            record_result(report, job, dataclasses.replace(outcome, dst=job.dst))
 
 
 def _unregister(client: Any, name: str) -> None:
@@ -263,7 +263,7 @@ def _submit_and_collect(client: Any, jobs: list, worker_fn: Callable[[Any], Any]
     """Submit one task per job, record outcomes as they complete; Ctrl-C/SIGTERM cancel the rest."""
     from distributed import as_completed
 
-    from slimcodec.cli.parallel import _interrupted, sigterm_interrupts
+    from slimcodec.cli.parallel import record_interrupt, sigterm_interrupts
 
     futures: dict[Any, Any] = {}
     with sigterm_interrupts():
@@ -275,5 +275,5 @@ def _submit_and_collect(client: Any, jobs: list, worker_fn: Callable[[Any], Any]
             for future in as_completed(futures, loop=client.loop):
                 _record_outcome(report, futures[future], future, skip_existing)
         except KeyboardInterrupt as exc:  # running tasks finish their file; none is partial
-            _interrupted(report, exc)
+            record_interrupt(report, exc)
             client.cancel(list(futures))

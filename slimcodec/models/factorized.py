@@ -14,7 +14,7 @@ At width ``w`` all hidden layers and the latent ``y`` have ``w`` channels.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from compressai.entropy_models import EntropyBottleneck
@@ -22,9 +22,11 @@ from compressai.layers import GDN
 from torch import Tensor, nn
 
 from slimcodec.geometry import STRIDE
-from slimcodec.layers import SlimConv2d, SlimConvTranspose2d
+from slimcodec.models.layers import SlimConv2d, SlimConvTranspose2d
 
 PAPER_WIDTHS: tuple[int, ...] = (192, 144, 96, 72, 48)
+# λ of the paper's code (2048 … 128 on MSE of [0, 1] pixels) in CompressAI's λ·255²·MSE convention
+PAPER_LAMBDAS = {w: lam / 255**2 for w, lam in zip(PAPER_WIDTHS, (2048, 1024, 512, 256, 128))}
 # CompressAI's EntropyBottleneck keeps its CDFs in these buffers; they are
 # rebuilt by update() and never saved (the weights file holds our own tables).
 _CDF_BUFFERS = ("._offset", "._quantized_cdf", "._cdf_length")
@@ -51,14 +53,14 @@ def _array(t: Tensor | None):
 
 
 def _conv_layer(conv: nn.Conv2d, out_width: int, in_width: int):
-    from slimcodec.runtime.layers import Conv
+    from slimcodec.runtime.stage_layers import Conv
 
     bias = None if conv.bias is None else conv.bias[:out_width]
     return Conv(_array(conv.weight[:out_width, :in_width]), _array(bias), conv.stride[0], conv.padding[0])
 
 
 def _deconv_layer(deconv: nn.ConvTranspose2d, in_width: int, out_width: int):
-    from slimcodec.runtime.layers import ConvTranspose
+    from slimcodec.runtime.stage_layers import ConvTranspose
 
     bias = None if deconv.bias is None else deconv.bias[:out_width]
     return ConvTranspose(_array(deconv.weight[:in_width, :out_width]), _array(bias), deconv.stride[0],
@@ -66,7 +68,7 @@ def _deconv_layer(deconv: nn.ConvTranspose2d, in_width: int, out_width: int):
 
 
 def _gdn_layer(gdn: GDN):
-    from slimcodec.runtime.layers import GDN as GDNLayer
+    from slimcodec.runtime.stage_layers import GDN as GDNLayer
 
     return GDNLayer(_array(gdn.beta_reparam(gdn.beta)), _array(gdn.gamma_reparam(gdn.gamma)), gdn.inverse)
 
@@ -175,11 +177,9 @@ class SlimCAE(nn.Module):
             stage (str): one of :attr:`STAGES`.
 
         Returns:
-            list[slimcodec.runtime.layers.Layer]: run in order, they compute what the
+            list[slimcodec.runtime.stage_layers.Layer]: run in order, they compute what the
             method of the same name computes.
         """
-        from slimcodec.runtime import layers as L
-
         self.check_width(width)
         key = str(width)
         if stage == "analysis":
@@ -200,7 +200,7 @@ class SlimCAE(nn.Module):
         return sum(eb.loss() for eb in self.entropy_bottleneck.values())
 
     @classmethod
-    def from_state_dict(cls, state_dict: dict) -> "SlimCAE":
+    def from_state_dict(cls, state_dict: dict) -> SlimCAE:
         """Build a model whose widths are read off the state dict's keys, and load it."""
         prefix = "entropy_bottleneck."
         widths = {int(k[len(prefix):].split(".")[0]) for k in state_dict if k.startswith(prefix)}
