@@ -218,3 +218,14 @@ def test_diag_records_per_module_gradient_norms_and_update_ratios(folders, tmp_p
     assert curves(["--diag", str(tmp_path / "diag.jsonl"), "--every", "2"]) == 0
     table = capsys.readouterr().out.splitlines()
     assert len(table) == 4 and table[2].startswith("| 1–2 |")
+
+
+def test_transform_eps_sets_adams_epsilon_of_the_transforms_only(folders, tmp_path):
+    from slimcodec.tools.train import Trainer, parse_args
+
+    trainer = Trainer(parse_args(tiny_args(folders, tmp_path / "c.pt", "--val", "", "--transform-eps", "1e-5")))
+    trainer.train_step()
+    transforms, densities = trainer.opt.param_groups
+    assert transforms["eps"] == 1e-5 and densities["eps"] == 1e-8
+    assert not any(n.startswith("entropy_bottleneck.") for n, p in trainer.model.named_parameters()
+                   if any(p is q for q in transforms["params"]))

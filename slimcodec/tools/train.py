@@ -96,12 +96,20 @@ def is_aux(name: str) -> bool:
     return name.endswith(".quantiles")
 
 
-def param_groups(model: SlimCAE, eb_lr_mult: float) -> list[dict]:
-    """Adam groups: transforms (incl. hyper networks), then the bottlenecks' densities."""
+def param_groups(model: SlimCAE, eb_lr_mult: float, transform_eps: float = 1e-8) -> list[dict]:
+    """Adam groups: transforms (incl. hyper networks), then the bottlenecks' densities.
+
+    ``transform_eps`` is the transforms' Adam ε. Their gradients are heavy-tailed (median
+    element ~1/250 of the 99th percentile); at the default 1e-8 Adam moves every element,
+    the many near-zero ones included, by about the learning rate, and the update ends up
+    nearly orthogonal to the gradient (docs/training.md, "Why distortion never improved").
+    An ε near the typical √v keeps small-gradient elements proportional to their gradient.
+    """
     named = [(n, p) for n, p in model.named_parameters() if not is_aux(n)]
     transforms = [p for n, p in named if not n.startswith("entropy_bottleneck.")]
     densities = [p for n, p in named if n.startswith("entropy_bottleneck.")]
-    return [{"params": transforms, "lr_mult": 1.0}, {"params": densities, "lr_mult": eb_lr_mult}]
+    return [{"params": transforms, "lr_mult": 1.0, "eps": transform_eps},
+            {"params": densities, "lr_mult": eb_lr_mult, "eps": 1e-8}]
 
 
 def lr_at(step: int, lr: float, decay_start: int, decay_end: int, warmup: int = 0, adam_start: int = 0) -> float:
@@ -372,7 +380,7 @@ class Trainer:
             model, meta = build_model(args)
         self.model = model.to(self.device).to(memory_format=torch.channels_last).train()
         self.ema = EMA(self.model, args.ema_decay)
-        self.opt = torch.optim.Adam(param_groups(self.model, args.eb_lr_mult), lr=args.lr)
+        self.opt = torch.optim.Adam(param_groups(self.model, args.eb_lr_mult, args.transform_eps), lr=args.lr)
         aux = [p for n, p in self.model.named_parameters() if is_aux(n)]
         self.aux_opt = torch.optim.Adam(aux, lr=args.aux_lr)
         if args.lambdas:
@@ -440,6 +448,7 @@ class Trainer:
         lr = lr_at(self.step, args.lr, args.decay_start, args.decay_end, args.warmup_steps, self.adam_start)
         for g in self.opt.param_groups:
             g["lr"] = lr * g["lr_mult"]
+        self.opt.param_groups[0]["eps"] = args.transform_eps  # an argument, not the checkpoint's
         x = self.sampler.batch(args.batch_size).to(self.device).contiguous(memory_format=torch.channels_last)
         self.opt.zero_grad(set_to_none=True)
         self.aux_opt.zero_grad(set_to_none=True)
@@ -541,6 +550,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--decay-end", type=int, default=0, help="step where it reaches lr/10 (0: no decay)")
     p.add_argument("--eb-lr-mult", type=float, default=10.0, help="lr multiplier of the bottlenecks' densities")
     p.add_argument("--aux-lr", type=float, default=1e-3)
+    p.add_argument("--transform-eps", type=float, default=1e-8,
+                   help="Adam's ε for the transforms and hyper networks (the densities keep 1e-8)")
     p.add_argument("--vr-weight", type=float, default=0.0,
                    help="weight of a variable-rate term: the widest width at a drawn latent scale s, "
                         "λ·s^α (hyperprior)")
