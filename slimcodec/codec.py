@@ -394,6 +394,7 @@ def decode(data: bytes, *, weights: Weights | str | None = None, progress: Progr
         SlimFormatError: the data is not a valid .slim file for these weights.
     """
     slim, latents, wts = decode_latents(data, weights=weights, timings=timings)
+    latents = {"y_hat": latents["y_hat"]}  # the symbols and indexes go before the synthesis (memory)
     return decode_image(slim, latents, wts, progress=progress, timings=timings)
 
 

@@ -16,12 +16,15 @@ choice of a table, so a decoder on any machine reads the same symbols.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
+from slimcodec import geometry
 from slimcodec.entropy import SCALE_ONE, quantize
 from slimcodec.entropy.gaussian import ACT_BITS
 from slimcodec.entropy.tables import check_payload_holds, row_min_bits
-from slimcodec.geometry import HYPER_STRIDE, STRIDE
+from slimcodec.geometry import HYPER_STRIDE, STRIDE, TILE_LATENTS
 from slimcodec.rangecoder import Decoder, Encoder, channel_indexes
 from slimcodec.timings import Timings, timed
 from slimcodec.weights import Weights
@@ -34,11 +37,42 @@ def hyper_analysis(wts: Weights, y: np.ndarray, width: int) -> np.ndarray:
     return wts.run("hyper_analysis", width, y)
 
 
-def side_information(wts: Weights, q_z: np.ndarray, width: int, units: int) -> tuple[np.ndarray, np.ndarray]:
-    """y's table indexes (exact) and means (float32), both ``[C, 4h, 4w]``, from z's symbols."""
-    trunk, scale_acc = wts.hyper_synthesis(width).run(q_z)
-    indexes = wts.gaussian.indexes(scale_acc, units)
-    means = wts.run("hyper_mean", width, (trunk / (1 << ACT_BITS)).astype(np.float32))
+HYPER_TILE = TILE_LATENTS // Z_STEP  # z positions per side of a side-information tile (64 y positions)
+HYPER_MARGIN = 3  # z positions; h_s and the mean head reach about 2 (two stride-2 5×5, then 3×3)
+
+
+def side_information(wts: Weights, q_z: np.ndarray, width: int, units: int,
+                     budget: Callable[[np.ndarray], None] | None = None,
+                     tile: int = HYPER_TILE) -> tuple[np.ndarray, np.ndarray]:
+    """y's table indexes (exact, int32) and means (float32), both ``[C, 4h, 4w]``, from z's symbols.
+
+    The hyper-synthesis runs tile by tile over z (cores of ``tile`` positions grown by
+    :data:`HYPER_MARGIN`, clipped to the grid), so only one tile's activations (float64)
+    exist at a time; the indexes are exact integers, identical to a run on the whole of z.
+
+    Args:
+        budget: called with each tile's indexes as soon as they are known; a decoder
+            raises there when the payload cannot hold the symbols they imply, so a file
+            that declares more than its bytes can describe is refused after at most one
+            tile of work beyond what those bytes pay for.
+        tile: z positions per tile side (tests use small tiles).
+    """
+    channels, zh, zw = q_z.shape
+    indexes = np.empty((channels, Z_STEP * zh, Z_STEP * zw), dtype=np.int32)
+    means = np.empty(indexes.shape, dtype=np.float32)
+    hyper = wts.hyper_synthesis(width)
+    for core, outer in geometry.tiles(zh, zw, tile, HYPER_MARGIN):
+        (t, b, l, r), (ot, ob, ol, orr) = core, outer
+        trunk, scale_acc = hyper.run(q_z[:, ot:ob, ol:orr])
+        rows = slice(Z_STEP * (t - ot), Z_STEP * (b - ot))
+        cols = slice(Z_STEP * (l - ol), Z_STEP * (r - ol))
+        tile_indexes = wts.gaussian.indexes(scale_acc[:, rows, cols], units)
+        del scale_acc
+        if budget is not None:
+            budget(tile_indexes)
+        indexes[:, Z_STEP * t : Z_STEP * b, Z_STEP * l : Z_STEP * r] = tile_indexes
+        tile_means = wts.run("hyper_mean", width, (trunk / (1 << ACT_BITS)).astype(np.float32))
+        means[:, Z_STEP * t : Z_STEP * b, Z_STEP * l : Z_STEP * r] = tile_means[:, rows, cols]
     return indexes, means
 
 
@@ -82,18 +116,26 @@ def decode_payload(wts: Weights, words: np.ndarray, width: int, grid: tuple[int,
     payload_bits = 32 * words.size
     z_grid = (grid[0] // Z_STEP, grid[1] // Z_STEP)
     with timed(timings, "entropy"):
-        check_payload_holds(payload_bits, z_grid[0] * z_grid[1] * float(row_min_bits(z_table.counts).sum()),
-                            "image size")
+        z_bits = z_grid[0] * z_grid[1] * float(row_min_bits(z_table.counts).sum())
+        check_payload_holds(payload_bits, z_bits, "image size")
         decoder = Decoder(words)
         q_z = decoder.decode(channel_indexes((width, *z_grid)), z_table)
+    y_rows_bits = row_min_bits(wts.gaussian.counts)
+    least = [z_bits]
+
+    def budget(tile_indexes: np.ndarray) -> None:
+        # z and y share the stream: what the payload must hold grows with every tile's indexes
+        least[0] += float(np.bincount(tile_indexes.reshape(-1), minlength=wts.gaussian.levels) @ y_rows_bits)
+        check_payload_holds(payload_bits, least[0], "hyperprior's scales")
+
     with timed(timings, "hyper"):
-        indexes, means = side_information(wts, q_z, width, units)
+        indexes, means = side_information(wts, q_z, width, units, budget)
     with timed(timings, "entropy"):
-        least = float(np.bincount(indexes.reshape(-1), minlength=wts.gaussian.levels) @ row_min_bits(wts.gaussian.counts))
-        check_payload_holds(payload_bits, least, "hyperprior's scales")
         q_y = decoder.decode(indexes, wts.gaussian)
         decoder.finish()
-        values = q_y.astype(np.float32)
+        values = q_y.astype(np.float32)  # in place from here: no more full-size float copies
         if units != SCALE_ONE:
-            values = values / np.float32(units / SCALE_ONE)
-    return {"z": q_z, "y": q_y, "indexes": indexes, "y_hat": values + means}
+            values /= np.float32(units / SCALE_ONE)
+        values += means
+        del means
+    return {"z": q_z, "y": q_y, "indexes": indexes, "y_hat": values}
