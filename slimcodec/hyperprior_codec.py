@@ -38,7 +38,7 @@ def hyper_analysis(wts: Weights, y: np.ndarray, width: int) -> np.ndarray:
 
 
 HYPER_TILE = TILE_LATENTS // Z_STEP  # z positions per side of a side-information tile (64 y positions)
-HYPER_MARGIN = 3  # z positions; h_s and the mean head reach about 2 (two stride-2 5×5, then 3×3)
+HYPER_MARGIN = 2  # z positions; h_s and the mean head reach 1.75 (two stride-2 5×5: ±1.5, then 3×3: ±0.25)
 
 
 def side_information(wts: Weights, q_z: np.ndarray, width: int, units: int,
