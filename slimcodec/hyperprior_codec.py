@@ -30,15 +30,30 @@ from slimcodec.timings import Timings, timed
 from slimcodec.weights import Weights
 
 Z_STEP = HYPER_STRIDE // STRIDE  # y positions per z position along a side (4)
+HYPER_TILE = TILE_LATENTS // Z_STEP  # z positions per side of a hyper-network tile (64 y positions)
+HYPER_MARGIN = 2  # z positions; h_s and its heads reach 1.75 (two stride-2 5×5: ±1.5, then 3×3: ±0.25),
+# and h_a 7 y positions (3×3, then two stride-2 5×5)
 
 
-def hyper_analysis(wts: Weights, y: np.ndarray, width: int) -> np.ndarray:
-    """z (float32 ``[C, h/4, w/4]``) of the latents ``y``."""
-    return wts.run("hyper_analysis", width, y)
+def hyper_analysis(wts: Weights, y: np.ndarray, width: int, tile: int | None = None) -> np.ndarray:
+    """z (float32 ``[C, h/4, w/4]``) of the latents ``y``.
 
-
-HYPER_TILE = TILE_LATENTS // Z_STEP  # z positions per side of a side-information tile (64 y positions)
-HYPER_MARGIN = 2  # z positions; h_s and the mean head reach 1.75 (two stride-2 5×5: ±1.5, then 3×3: ±0.25)
+    Above one tile (:data:`HYPER_TILE` z positions a side) h_a runs tile by tile with a
+    :data:`HYPER_MARGIN` margin (its reach is 7 y positions, 1.75 z: a 3×3 then two stride-2
+    5×5 convolutions), so the runtime never holds h_a's activations of a whole large image
+    (at width 192 a 100 MP image's would not fit in 2 GiB). An image of one tile runs as before.
+    """
+    tile = HYPER_TILE if tile is None else tile
+    channels, h, w = y.shape
+    zh, zw = h // Z_STEP, w // Z_STEP
+    if zh <= tile and zw <= tile:
+        return wts.run("hyper_analysis", width, y)
+    z = np.empty((channels, zh, zw), dtype=np.float32)
+    for (t, b, l, r), (ot, ob, ol, orr) in geometry.tiles(zh, zw, tile, HYPER_MARGIN):
+        part = wts.run("hyper_analysis", width,
+                       np.ascontiguousarray(y[:, Z_STEP * ot : Z_STEP * ob, Z_STEP * ol : Z_STEP * orr]))
+        z[:, t:b, l:r] = part[:, t - ot : b - ot, l - ol : r - ol]
+    return z
 
 
 def side_information(wts: Weights, q_z: np.ndarray, width: int, units: int,
@@ -91,10 +106,13 @@ def encode_payload(wts: Weights, y: np.ndarray, width: int, units: int = SCALE_O
     with timed(timings, "hyper"):
         indexes, means = side_information(wts, q_z, width, units)
     with timed(timings, "entropy"):
-        centred = y - means
-        if units != SCALE_ONE:
-            centred = centred * np.float32(units / SCALE_ONE)
-        q_y = np.rint(centred).astype(np.int32)
+        q_y = np.empty(y.shape, dtype=np.int32)
+        for c in range(y.shape[0]):  # a channel at a time: no full-size float temporaries (memory)
+            centred = y[c] - means[c]
+            if units != SCALE_ONE:
+                centred *= np.float32(units / SCALE_ONE)
+            q_y[c] = np.rint(centred).astype(np.int32)
+        del means
         encoder = Encoder()
         encoder.encode(q_z, channel_indexes(q_z.shape), z_table)
         encoder.encode(q_y, indexes, wts.gaussian)

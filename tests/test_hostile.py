@@ -879,7 +879,7 @@ def test_a_hyperprior_bomb_is_refused_before_the_hyper_synthesis_runs_over_the_w
     assert took < 10, took  # about 1 s on an idle core (most of it decoding z); generous for a busy CI
 
 
-def test_tiled_side_information_equals_one_run_over_the_whole_of_z(tiny_weights):
+def test_tiled_hyper_networks_equal_one_run_over_the_whole_image(tiny_weights):
     """The indexes are exact integers whatever the tiling; the means agree to float rounding."""
     from slimcodec import hyperprior_codec
     from slimcodec.weights import load_weights
@@ -892,6 +892,11 @@ def test_tiled_side_information_equals_one_run_over_the_whole_of_z(tiny_weights)
         indexes, means = hyperprior_codec.side_information(wts, q_z, 8, 4096, tile=tile)
         assert np.array_equal(indexes, whole[0])
         np.testing.assert_allclose(means, whole[1], rtol=1e-5, atol=1e-5)
+    y = rng.normal(0, 3, size=(8, 20, 28)).astype(np.float32)  # h_a, tiled the same way
+    z = hyperprior_codec.hyper_analysis(wts, y, 8)
+    assert z.shape == (8, 5, 7)
+    for tile in (1, 2, 3):
+        np.testing.assert_allclose(hyperprior_codec.hyper_analysis(wts, y, 8, tile=tile), z, rtol=1e-5, atol=1e-4)
 
 
 def png_with_rows(width: int, height: int, rows: int, interlaced: bool = False) -> bytes:
