@@ -891,6 +891,9 @@ def bench_command(ctx: click.Context, image: Path | None, sizes: list[str], widt
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``slim`` console script."""
+    from slimcodec.runtime import limit_malloc_arenas
+
+    limit_malloc_arenas()  # before any thread starts: address space, not speed (see its docstring)
     cli.main(args=argv, prog_name="slim")
 
 

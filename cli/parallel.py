@@ -172,6 +172,7 @@ def init_worker(weights_path: str | None, debug: bool = False, parent_pid: int |
         from slimcodec import runtime
         from slimcodec.weights import load_weights
 
+        runtime.limit_malloc_arenas()
         runtime.set_threads(runtime.threads() or 1)
         load_weights(weights_path)
     except Exception as exc:
