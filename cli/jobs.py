@@ -275,6 +275,26 @@ def _refuse_slim_input(head: bytes) -> None:
         raise UnsupportedImageError("is a .slim file, not an image to encode (slim decode turns it into one)")
 
 
+def refuse_special_file(path: Path) -> None:
+    """Refuse an input that is not a regular file (a FIFO, a device, a socket): reading it
+    could wait for ever or never end. Standard input is read as ``-`` instead.
+
+    Raises:
+        SlimError: ``path`` exists and is not a regular file (a missing file is left to the reader).
+    """
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
+    if stat.S_ISDIR(mode) or stat.S_ISREG(mode):
+        return  # a folder is refused by the reader with its own reason
+    kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a character device" if stat.S_ISCHR(mode)
+            else "a block device" if stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else "special")
+    raise SlimError(f"not a regular file ({kind}); to read a stream, give - and redirect it to standard input")
+
+
 def _file_head(path: Path) -> bytes:
     try:
         with open(path, "rb") as f:
@@ -317,20 +337,24 @@ def encode_one(job: Job) -> Result:
     start = time.perf_counter()
     _check_not_written_meanwhile(job)
     weights = load_weights(job.weights_path)
+    if not job.stdin:
+        refuse_special_file(job.src)
     source = _stdin_bytes() if job.stdin else job.src
     _refuse_slim_input(source[:4] if job.stdin else _file_head(job.src))
     try:
         image = open_image(source, name=str(job.src))
     except SlimError as exc:
         raise _without_path_prefix(exc, job.src) from exc
-    with image:
+    with image:  # closed once prepared: the decoded image is not kept beside its pixel array
         bytes_in = len(source) if job.stdin else job.src.stat().st_size
         pixels = image.width * image.height
         prepared = prepare(image)
-        with image_bar(pixels if job.progress else 0, f"encoding {job.src.name}") as bar:
-            data, lines = _encode_image(job, prepared, weights, bar)
-        # what the conversion changed (16-bit reduced, CMYK converted, ...): one line each
-        lines = [f"note: {text}" for text in prepared.notes] + lines
+    del image, source
+    with image_bar(pixels if job.progress else 0, f"encoding {job.src.name}") as bar:
+        data, lines = _encode_image(job, prepared, weights, bar)
+    # what the conversion changed (16-bit reduced, CMYK converted, ...): one line each
+    lines = [f"note: {text}" for text in prepared.notes] + lines
+    del prepared
     bytes_out = _write_output(job, lambda f: f.write(data))
     return Result(job.dst, bytes_in, bytes_out, pixels, time.perf_counter() - start, "\n  ".join(lines) or None)
 
@@ -343,6 +367,7 @@ def _read_slim(job: Job) -> bytes:
 
     if job.stdin:
         return read_slim_stream(click.get_binary_stream("stdin"))
+    refuse_special_file(job.src)
     with open(job.src, "rb") as f:
         return read_slim_stream(f)  # a foreign file is refused from its header; no more is read than it gives
 

@@ -728,7 +728,7 @@ def info(ctx: click.Context, files: tuple[Path, ...], as_json: bool) -> None:
     Checks each file's structure and checksum; does not decode the image.
     Folders are searched recursively for .slim files; - reads one from standard input.
     """
-    from slimcodec.cli.jobs import scan_folder
+    from slimcodec.cli.jobs import refuse_special_file, scan_folder
     from slimcodec.formats.slimfile import read_slim_stream
 
     opts = _options(ctx)
@@ -749,6 +749,7 @@ def info(ctx: click.Context, files: tuple[Path, ...], as_json: bool) -> None:
             if str(path) == "-":
                 fields = describe_slim(Path("<stdin>"), read_slim_stream(stdin))
             else:
+                refuse_special_file(path)
                 with open(path, "rb") as f:
                     fields = describe_slim(path, read_slim_stream(f))
         except Exception as exc:
@@ -890,6 +891,9 @@ def bench_command(ctx: click.Context, image: Path | None, sizes: list[str], widt
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``slim`` console script."""
+    from slimcodec.runtime import limit_malloc_arenas
+
+    limit_malloc_arenas()  # before any thread starts: address space, not speed (see its docstring)
     cli.main(args=argv, prog_name="slim")
 
 

@@ -44,6 +44,7 @@ class Terminated(KeyboardInterrupt):
 
 
 _start_error: str | None = None  # set in a worker process whose init_worker failed
+_running_dir: str | None = None  # set in a worker process: where it notes the job it runs (see run_job)
 
 
 def default_workers() -> int:
@@ -149,7 +150,8 @@ def exit_with_parent(parent_pid: int, poll_s: float = PARENT_POLL_S) -> None:
                      daemon=True).start()
 
 
-def init_worker(weights_path: str | None, debug: bool = False, parent_pid: int | None = None) -> None:
+def init_worker(weights_path: str | None, debug: bool = False, parent_pid: int | None = None,
+                running_dir: str | None = None) -> None:
     """Process-pool initializer: exit with the parent, ignore SIGINT, one runtime thread (unless
     ``SLIM_THREADS`` says), load the weights once.
 
@@ -158,7 +160,8 @@ def init_worker(weights_path: str | None, debug: bool = False, parent_pid: int |
     caches per process, so the jobs find them loaded. A failure is kept, not
     raised (the pool would break with a traceback): :func:`run_job` reports it.
     """
-    global _start_error
+    global _start_error, _running_dir
+    _running_dir = running_dir
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _exit_on_signal)
     if parent_pid is not None:
@@ -169,6 +172,7 @@ def init_worker(weights_path: str | None, debug: bool = False, parent_pid: int |
         from slimcodec import runtime
         from slimcodec.weights import load_weights
 
+        runtime.limit_malloc_arenas()
         runtime.set_threads(runtime.threads() or 1)
         load_weights(weights_path)
     except Exception as exc:
@@ -177,7 +181,22 @@ def init_worker(weights_path: str | None, debug: bool = False, parent_pid: int |
         _start_error = describe_error(exc)
 
 
-def run_job(worker_fn: Callable[[Any], Any], job: Any) -> Any:
+def _note_running(index: int | None) -> None:
+    """Note in ``_running_dir/<pid>`` which job this worker runs, so that the parent can tell
+    which file a worker that died (SIGKILL, out of memory) was converting. Lock-free: one
+    file per process, replaced atomically."""
+    if _running_dir is None or index is None:
+        return
+    note = os.path.join(_running_dir, str(os.getpid()))
+    try:
+        with open(note + ".tmp", "w") as f:
+            f.write(str(index))
+        os.replace(note + ".tmp", note)
+    except OSError:
+        pass  # then a death fails every job it interrupted, as before
+
+
+def run_job(worker_fn: Callable[[Any], Any], job: Any, index: int | None = None) -> Any:
     """Run one job in a worker process, unless the process could not start.
 
     Raises:
@@ -185,6 +204,7 @@ def run_job(worker_fn: Callable[[Any], Any], job: Any) -> Any:
     """
     if _start_error is not None:
         raise WorkerStartError(_start_error)
+    _note_running(index)
     try:
         return worker_fn(job)
     except Exception as exc:
@@ -307,34 +327,91 @@ def run_many(
 
 def _run_pool(jobs: Sequence[Any], worker_fn: Callable[[Any], Any], report: Report, workers: int,
               weights_path: str | None, skip_existing: bool) -> None:
+    """Run the jobs in a process pool; after a worker death, the jobs it did not hold run in a new pool.
+
+    A worker that dies (SIGKILL, the out-of-memory killer) breaks the whole pool: every job
+    not finished then fails with it. Each worker notes the job it runs (:func:`run_job`), so
+    only the job of the dead worker is failed; the others (pending, or running in the workers
+    the broken pool stopped) run again in a new pool, reported after the ones already done.
+    """
+    import tempfile
+
+    remaining = list(jobs)
+    with tempfile.TemporaryDirectory(prefix="slim-workers-") as running_dir, _quiet_broken_pool():
+        while remaining:
+            retry = _run_pool_once(remaining, worker_fn, report, workers, weights_path, skip_existing, running_dir)
+            if len(retry) >= len(remaining):  # no progress: the dead worker's job is unknown
+                for job in retry:
+                    report.failed(job.src, WORKER_DIED)
+                return
+            remaining = retry
+
+
+WORKER_DIED = "a worker process ended abruptly (killed by a signal, or out of memory)"
+
+
+@contextmanager
+def _quiet_broken_pool() -> Iterator[None]:
+    """Keep the pool's manager thread from printing a traceback for a future it cannot fail.
+
+    When workers are stopped after the pending futures were cancelled (SIGTERM, Ctrl-C),
+    CPython's manager thread marks those futures failed and raises
+    ``InvalidStateError: CANCELLED`` (cpython gh-94777's neighbourhood): the futures are
+    already accounted for, so the error is dropped; any other thread error is reported as usual.
+    """
+    from concurrent.futures import InvalidStateError
+
+    previous = threading.excepthook
+
+    def hook(args: Any) -> None:
+        if args.exc_type is not None and issubclass(args.exc_type, InvalidStateError):
+            return
+        previous(args)
+
+    threading.excepthook = hook
+    try:
+        yield
+    finally:
+        threading.excepthook = previous
+
+
+def _run_pool_once(jobs: Sequence[Any], worker_fn: Callable[[Any], Any], report: Report, workers: int,
+                   weights_path: str | None, skip_existing: bool, running_dir: str) -> list[Any]:
+    """One process pool over ``jobs``; the jobs to run again because a worker died (else ``[]``)."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
     try:
         # "spawn": the parent has loaded torch, and forking a process whose
         # OpenMP threads have started can hang the child.
         executor = ProcessPoolExecutor(
-            max_workers=workers,
+            max_workers=min(workers, len(jobs)),
             mp_context=multiprocessing.get_context("spawn"),
             initializer=init_worker,
-            initargs=(weights_path, report.debug, os.getpid()),
+            initargs=(weights_path, report.debug, os.getpid(), running_dir),
         )
     except (OSError, ImportError, NotImplementedError):  # no process pools here (e.g. no /dev/shm)
         run_serial(jobs, worker_fn, report, skip_existing)
-        return
+        return []
 
     futures = []
     recorded = 0
+    broken: list[tuple[int, Any]] = []  # (index, job) whose future the broken pool failed
     try:
         try:
-            futures = [executor.submit(run_job, worker_fn, job) for job in jobs]
+            futures = [executor.submit(run_job, worker_fn, job, index) for index, job in enumerate(jobs)]
         except OSError as exc:  # the processes start on the first submit: e.g. no more processes allowed
             report.warn(f"cannot start worker processes ({describe_error(exc)}); converting in this process")
             executor.shutdown(wait=False, cancel_futures=True)
             run_serial(jobs, worker_fn, report, skip_existing)
-            return
-        for job, future in zip(jobs, futures):
-            _collect(report, job, future, skip_existing)
+            return []
+        processes = list((getattr(executor, "_processes", None) or {}).values())  # no public API before 3.14
+        for index, (job, future) in enumerate(zip(jobs, futures)):
+            if broken or _is_broken(future, BrokenProcessPool):
+                broken.append((index, job))
+            else:
+                _collect(report, job, future, skip_existing)
             recorded += 1
     except KeyboardInterrupt as exc:
         record_interrupt(report, exc)
@@ -344,8 +421,50 @@ def _run_pool(jobs: Sequence[Any], worker_fn: Callable[[Any], Any], report: Repo
         for job, future in list(zip(jobs, futures))[recorded:]:
             if future.done() and not future.cancelled():
                 _collect(report, job, future, skip_existing, finished_only=stopped)
+        return []
     finally:
         executor.shutdown(wait=True)
+    if not broken:
+        return []
+    dead = _jobs_of_dead_workers(processes, running_dir)
+    retry = []
+    for index, job in broken:
+        future = futures[index]
+        if not _is_broken(future, BrokenProcessPool):
+            _collect(report, job, future, skip_existing)  # it finished before the pool broke
+        elif index in dead:
+            report.failed(job.src, WORKER_DIED)
+        else:
+            retry.append(job)
+    return retry  # with no dead job known, a round that finishes nothing fails them all (_run_pool)
+
+
+def _is_broken(future: Any, broken_type: type) -> bool:
+    """Whether ``future`` failed because its pool broke (waiting for it if need be)."""
+    try:
+        return isinstance(future.exception(), broken_type)
+    except Exception:  # cancelled
+        return False
+
+
+def _jobs_of_dead_workers(processes: Sequence[Any], running_dir: str) -> set[int]:
+    """The job indexes the workers that died on their own were running when they died.
+
+    The broken pool stops the other workers with SIGTERM, on which they exit with
+    ``128 + SIGTERM`` (or ``-SIGTERM`` before their handler is set); any other exit
+    (``-SIGKILL`` ...) is a death.
+    """
+    stopped = {0, 128 + signal.SIGTERM, -signal.SIGTERM}
+    dead = set()
+    for process in processes:
+        if process.exitcode is None or process.exitcode in stopped:
+            continue
+        try:
+            with open(os.path.join(running_dir, str(process.pid))) as f:
+                dead.add(int(f.read()))
+        except (OSError, ValueError):
+            pass
+    return dead
 
 
 def _finish_or_stop(executor: Any, report: Report) -> bool:

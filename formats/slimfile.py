@@ -393,29 +393,83 @@ def _parse_chunks(section, known_chunks: frozenset) -> tuple[Chunk, ...]:
 
 
 def read_slim_stream(f: BinaryIO, *, max_pixels: int = MAX_PIXELS) -> bytes:
-    """Read one ``.slim`` file's bytes from a stream, never more than its header gives.
+    """Read one ``.slim`` file's bytes from a stream and check its container.
 
-    The header is read and checked first; then at most the size it gives (plus one byte,
-    to see trailing data) is read, so an endless stream (``/dev/zero``, a FIFO) or a huge
-    file costs no more than a valid file of that header. The bytes still need
-    :func:`read_slim`.
+    Only the 48 bytes of the fixed header are read before the sizes it declares are
+    compared with the bytes really there: a seekable stream's remaining size is
+    measured first, any other stream (a pipe, ``/dev/zero``) is read in pieces of at
+    most :data:`READ_PIECE` bytes, so nothing the header declares is allocated before
+    it has arrived, and no more than the declared size (plus one byte, to see trailing
+    data) is ever read. The checks and their reasons are those of :func:`read_slim`, in
+    its order (size, then checksum, then header fields), so a file gets one verdict
+    whichever reader meets it. The bytes still go to :func:`read_slim` for the chunks.
 
     Raises:
-        SlimFormatError: the header is invalid, or the stream holds more than it gives.
+        SlimFormatError: the file is invalid, or the stream holds more than it gives.
 
     Example:
         >>> import io
         >>> data = write_slim(SlimFile(SlimHeader.for_image(8, 8, ColorType.RGB, 4, bytes(8)), (), b""))
         >>> assert read_slim_stream(io.BytesIO(data)) == data
     """
-    head = f.read(HEADER_SIZE)
+    head = _read_bounded(f, HEADER_SIZE)
     raw = _parse_layout(memoryview(head).cast("B"))
-    _check_fields(raw, max_pixels)
     total = raw[3] + raw[16] + raw[17] + _CRC.size
-    data = head + f.read(total - len(head) + 1)
+    remaining = _remaining_size(f)
+    if remaining is not None:  # a file: its size settles it before anything is read
+        size = len(head) + remaining
+        if size < total:
+            raise _fail("truncated file")
+        if size > total:
+            raise _fail(f"trailing data ({size - total} extra bytes)")
+    data = head + _read_bounded(f, total - len(head) + 1)
+    if len(data) < total:
+        raise _fail("truncated file")
     if len(data) > total:
         raise _fail(f"trailing data (more than the {total} bytes its header gives)")
+    view = memoryview(data).cast("B")
+    _check_checksum(view, total)
+    _check_fields(raw, max_pixels)
     return data
+
+
+READ_PIECE = 1 << 20  # bytes read at a time from a stream whose size is unknown
+
+
+def _read_bounded(f: BinaryIO, num_bytes: int) -> bytes:
+    """Up to ``num_bytes`` from ``f``, read in pieces of at most :data:`READ_PIECE`.
+
+    Memory then follows the bytes that arrive, not the number asked for (a buffered
+    ``read(n)`` reserves ``n`` bytes first).
+    """
+    parts = []
+    while num_bytes > 0:
+        piece = f.read(min(num_bytes, READ_PIECE))
+        if not piece:
+            break
+        parts.append(piece)
+        num_bytes -= len(piece)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def _remaining_size(f: BinaryIO) -> int | None:
+    """Bytes left in ``f`` from its position, or ``None`` when it has no size (a pipe)."""
+    try:
+        if not f.seekable():
+            return None
+        pos = f.tell()
+        end = f.seek(0, 2)
+        f.seek(pos)
+    except (AttributeError, OSError, ValueError):
+        return None
+    return max(end - pos, 0)
+
+
+def _check_checksum(view, total: int) -> None:
+    """Compare the stored CRC-32 of a file of ``total`` bytes (its size already checked)."""
+    (stored_crc,) = _CRC.unpack_from(view, total - _CRC.size)
+    if zlib.crc32(view[: total - _CRC.size]) != stored_crc:
+        raise _fail("checksum mismatch")
 
 
 def read_header(data: bytes, *, max_pixels: int = MAX_PIXELS) -> SlimHeader:
@@ -482,9 +536,7 @@ def read_slim(
         raise _fail("truncated file")
     if len(view) > expected_size:
         raise _fail(f"trailing data ({len(view) - expected_size} extra bytes)")
-    (stored_crc,) = _CRC.unpack_from(view, expected_size - _CRC.size)
-    if zlib.crc32(view[: expected_size - _CRC.size]) != stored_crc:
-        raise _fail("checksum mismatch")
+    _check_checksum(view, expected_size)
     header = _check_fields(raw, max_pixels)
     chunks_end = header_size + chunks_size
     chunks = _parse_chunks(view[header_size:chunks_end], known_chunks)

@@ -382,6 +382,8 @@ def decode(data: bytes, *, weights: Weights | str | None = None, progress: Progr
         SlimFormatError: the data is not a valid .slim file for these weights.
     """
     slim, latents, wts = decode_latents(data, weights=weights, timings=timings)
+    # the symbols and indexes go before the synthesis (memory): only y_hat is kept
+    latents = Latents(y=np.empty((0, 0, 0), np.int32), y_hat=latents.y_hat)
     return decode_image(slim, latents, wts, progress=progress, timings=timings)
 
 

@@ -58,6 +58,7 @@ _TRANSPOSE = {
 _TIFF_EXIF_TAGS = (270, 271, 272, 274, 282, 283, 296, 305, 306, 315, 316, 33432, 34665, 34853)
 _SUB_IFDS = (34665, 34853)  # Exif, GPS
 _SOURCE_BITS = "slimcodec.source_bits"  # set by open_image when Pillow reduced 16-bit samples
+_SOURCE_NOTES = "slimcodec.source_notes"  # set by open_image: what the image libraries warned about
 _GRAY_MODES = ("L", "LA", "La", "1", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 _ALPHA_MODES = ("RGBA", "LA", "PA", "La", "RGBa")
 METADATA_KINDS = ("icc", "exif", "xmp")
@@ -179,10 +180,30 @@ def open_image(source: str | os.PathLike | bytes, name: str | None = None) -> Im
     def reopen() -> Image.Image:
         return Image.open(BytesIO(source) if isinstance(source, bytes) else source)
 
+    with warnings.catch_warnings(record=True) as caught:  # library warnings become notes, not stderr
+        warnings.simplefilter("always")
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the size limit replaces it
+        image = _open_and_load(source, path, reopen)
+    notes = library_notes(caught)
+    if notes:
+        image.info[_SOURCE_NOTES] = notes
+    return image
+
+
+def library_notes(caught: Iterable[warnings.WarningMessage]) -> list[str]:
+    """One line per distinct warning an image library raised (Pillow, pillow-heif), in order."""
+    notes: list[str] = []
+    for w in caught:
+        text = " ".join(str(w.message).split()) or w.category.__name__
+        line = f"the image library warned: {text}"
+        if line not in notes:
+            notes.append(line)
+    return notes
+
+
+def _open_and_load(source, path, reopen) -> Image.Image:
     try:
-        with warnings.catch_warnings():  # the size limit below replaces Pillow's warning
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = reopen()
+        image = reopen()
     except FileNotFoundError:
         raise UnsupportedImageError(f"{path}: no such file") from None
     except IsADirectoryError:
@@ -209,6 +230,8 @@ def open_image(source: str | os.PathLike | bytes, name: str | None = None) -> Im
                 image.info[_SOURCE_BITS] = 16
         frame_count(image)  # every page's header: a broken later page is refused here, not in prepare()
         image.load()
+        if image.format == "PNG" and (problem := png_data_problem(source)):
+            raise UnsupportedImageError(f"cannot read image ({problem})")
     except UnsupportedImageError as exc:
         image.close()
         raise UnsupportedImageError(f"{path}: {exc}") from None
@@ -220,6 +243,62 @@ def open_image(source: str | os.PathLike | bytes, name: str | None = None) -> Im
         text = " ".join(str(exc).split()) or type(exc).__name__
         raise UnsupportedImageError(f"{path}: cannot read image ({text})") from None
     return image
+
+
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # by colour type
+
+
+def _png_rows_bytes(width: int, height: int, bits: int, interlaced: bool) -> int:
+    """The inflated size of a PNG's image data: one filter byte and the packed samples per row."""
+    if not interlaced:
+        return height * (1 + (width * bits + 7) // 8)
+    total = 0
+    for x0, y0, dx, dy in ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2),
+                           (0, 1, 1, 2)):  # Adam7 passes
+        w, h = (width - x0 + dx - 1) // dx, (height - y0 + dy - 1) // dy
+        if w > 0 and h > 0:
+            total += h * (1 + (w * bits + 7) // 8)
+    return total
+
+
+def png_data_problem(source: str | os.PathLike | bytes) -> str | None:
+    """Why a PNG's image data (its IDAT chunks) is incomplete, or ``None`` when it is whole.
+
+    Pillow loads a PNG whose zlib stream ends early without a word (the missing rows
+    black), so the stream is inflated here, in pieces and without keeping the pixels,
+    and its length compared with what the header's size, depth and interlacing need.
+    """
+    import zlib
+
+    f = BytesIO(source) if isinstance(source, bytes) else open(source, "rb")
+    with f:
+        if f.read(8) != b"\x89PNG\r\n\x1a\n":
+            return None
+        inflater, got, expected = zlib.decompressobj(), 0, None
+        while len(head := f.read(8)) == 8:
+            length, tag = struct.unpack(">I4s", head)
+            if tag == b"IHDR" and length >= 13:
+                width, height, depth, color, _, _, interlace = struct.unpack(">IIBBBBB", f.read(13))
+                expected = _png_rows_bytes(width, height, depth * _PNG_CHANNELS.get(color, 4), interlace == 1)
+                f.seek(length - 13 + 4, 1)
+            elif tag == b"IDAT":
+                left = length
+                while left > 0 and (data := f.read(min(left, 1 << 20))):  # never the declared length at once
+                    left -= len(data)
+                    try:
+                        while data and not inflater.eof:
+                            got += len(inflater.decompress(data, 1 << 20))
+                            data = inflater.unconsumed_tail
+                    except zlib.error as exc:
+                        return f"corrupt image data: {exc}"
+                f.seek(left + 4, 1)
+            elif tag == b"IEND":
+                break
+            else:
+                f.seek(length + 4, 1)
+    if expected is None or got >= expected:
+        return None
+    return f"image data ends early: {got} of its {expected} bytes"
 
 
 def frame_count(image: Image.Image) -> int:
@@ -378,6 +457,11 @@ def _to_8bit(image: Image.Image, notes: list[str]) -> Image.Image:
     """Reduce 16-bit / 32-bit single-channel modes to ``L`` by scaling, not clipping."""
     if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         arr = np.asarray(image).astype(np.float64)
+        if image.mode == "I" and arr.size and (arr.min() < 0 or arr.max() > 65535):
+            # 32-bit samples have no agreed white: refused rather than clipped or guessed
+            raise UnsupportedImageError(
+                f"32-bit integer (mode I) samples outside 0..65535 (min {arr.min():.0f}, max {arr.max():.0f}); "
+                "convert the image to 16 or 8 bits first")
         scale = 257.0 if image.mode.startswith("I;16") or arr.max(initial=0) > 255 else 1.0
         if scale == 1.0 and arr.min(initial=0) >= 0:
             notes.append(f"{image.mode} input with values 0..255 stored as 8 bits")
@@ -405,6 +489,17 @@ def prepare(image: Image.Image) -> PixelData:
         UnsupportedImageError: the image is over the size limits, or Pillow
             cannot convert its mode to RGB.
     """
+    with warnings.catch_warnings(record=True) as caught:  # library warnings become notes, not stderr
+        warnings.simplefilter("always")
+        pixels = _prepare(image)
+    library = image.info.get(_SOURCE_NOTES, []) + library_notes(caught)
+    if any("EXIF" in note for note in pixels.notes):  # "unreadable EXIF dropped" says it already
+        library = [note for note in library if "EXIF" not in note]
+    pixels.notes[:0] = [n for n in dict.fromkeys(library) if n not in pixels.notes]
+    return pixels
+
+
+def _prepare(image: Image.Image) -> PixelData:
     notes: list[str] = []
     _check_size(*image.size)  # before any pixel is touched (the limits are symmetric)
     frames = frame_count(image)

@@ -328,7 +328,24 @@ def write_atomic(dst: Path, write: Callable[[BinaryIO], None], *, overwrite: boo
             raise OutputError(f"cannot write {dst}: {_reason(exc)}", dst) from exc
     finally:
         try:
-            tmp.unlink(missing_ok=True)
+            _remove_temp(tmp, dst)
         finally:
             _live_temps.discard(str(tmp))
     return num_bytes
+
+
+def _remove_temp(tmp: Path, dst: Path) -> None:
+    """Delete the temporary file of ``dst`` if it is there.
+
+    On a read-only file system ``unlink`` fails with ``EROFS`` even for a file that was
+    never created: that error would hide the one that names the output.
+
+    Raises:
+        OutputError: the temporary file exists and cannot be deleted.
+    """
+    try:
+        tmp.unlink(missing_ok=True)
+    except OSError as exc:
+        if os.path.lexists(tmp):
+            raise OutputError(f"cannot write {dst}: cannot delete its temporary file {tmp.name} "
+                              f"({_reason(exc)})", dst) from exc

@@ -6,6 +6,7 @@ for a fuzz loop of a couple of thousand mutations.
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import struct
@@ -20,7 +21,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from conftest import gradient_image
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from slimcodec import codec
 from slimcodec.cli.main import cli
@@ -710,3 +711,472 @@ def test_a_png_with_corrupt_image_data_is_refused_not_encoded_as_black(tmp_path)
     (tmp_path / "corrupt.png").write_bytes(corrupt_png())
     with pytest.raises(UnsupportedImageError, match="corrupt.png: cannot read image"):
         open_image(tmp_path / "corrupt.png")
+
+
+# ---------------------------------------------------------------- issue 30: hostile input, round two
+
+# the issue's 52-byte file: chunks_size 0xFFFFFFFF and payload_size 0xFFFFFFFC (8.4 GB declared)
+DECLARES_8_GB = bytes.fromhex("534c494d020030004000000030000000000830000582bc6c9c4e7286040004000000000000000000"
+                              "fffffffffcffffffb7aac3ef")
+
+_UNDER_2_GIB = """
+import resource, sys, time
+resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+sys.argv = ["slim"] + sys.argv[1:]
+from slimcodec.cli.main import cli
+start = time.perf_counter()
+try:
+    cli.main(prog_name="slim")
+finally:
+    print(f"seconds {time.perf_counter() - start:.3f}", file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("command", ["decode", "info"])
+def test_a_52_byte_file_declaring_8_gb_is_refused_in_one_line_under_a_2_gib_address_space_limit(command,
+                                                                                                 tmp_path):
+    """Issue 30 (1): read_slim_stream reserved the 8.4 GB the header declares ("out of memory")."""
+    import subprocess
+
+    bad = tmp_path / "bad.slim"
+    bad.write_bytes(DECLARES_8_GB)
+    args = [command, str(bad)] + (["-o", str(tmp_path / "out.png")] if command == "decode" else [])
+    proc = subprocess.run([sys.executable, "-c", _UNDER_2_GIB, *args], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path)
+    lines = proc.stderr.splitlines()
+    action = "decode" if command == "decode" else "read"
+    assert proc.returncode == 1, proc.stderr
+    assert lines[0] == f"error: cannot {action} {bad}: truncated file", proc.stderr
+    assert "Traceback" not in proc.stderr and "memory" not in proc.stderr
+    assert float(lines[-1].split()[1]) < 2.0  # the command itself, after the imports
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.slim"]
+
+
+def test_a_52_byte_file_declaring_8_gb_is_refused_by_the_api_and_pillow_without_allocating_it(tmp_path):
+    import io
+
+    from slimcodec.formats.slimfile import read_slim_stream
+    from slimcodec.pillow_plugin import SlimImageError
+
+    (tmp_path / "bad.slim").write_bytes(DECLARES_8_GB)
+    tracemalloc.start()
+    try:
+        with pytest.raises(SlimFormatError, match="^truncated file$"):
+            codec.decode(DECLARES_8_GB)
+        with pytest.raises(SlimImageError, match="truncated file"):
+            Image.open(tmp_path / "bad.slim").load()
+        for stream in (io.BytesIO(DECLARES_8_GB), _Unseekable(DECLARES_8_GB)):  # sized, and a pipe
+            with pytest.raises(SlimFormatError, match="^truncated file$"):
+                read_slim_stream(stream)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20_000_000
+
+
+class _Unseekable:
+    """A pipe: bytes, then end of file; no size, no seek."""
+
+    def __init__(self, data: bytes):
+        self.data, self.asked = data, []
+
+    def seekable(self) -> bool:
+        return False
+
+    def read(self, n: int = -1) -> bytes:
+        self.asked.append(n)
+        out, self.data = self.data[:n], self.data[n:]
+        return out
+
+
+def test_a_stream_without_a_size_is_read_in_bounded_pieces(good):
+    from slimcodec.formats.slimfile import READ_PIECE, read_slim_stream
+
+    stream = _Unseekable(good)
+    assert read_slim_stream(stream) == good
+    assert max(stream.asked) <= READ_PIECE
+    huge = bytearray(good)
+    struct.pack_into("<I", huge, PAYLOAD_SIZE, 0xFFFFFFF0)  # 4 GB declared, the rest missing
+    stream = _Unseekable(bytes(huge))
+    with pytest.raises(SlimFormatError, match="^truncated file$"):
+        read_slim_stream(stream)
+    assert max(stream.asked) <= READ_PIECE
+
+
+# offsets of every header field after header_size: a flip there is a checksum mismatch for every reader
+FIELD_OFFSETS = [8, 12, 16, 17, 18, 20, 28, 30, 32, 33, 34, 36]
+
+
+@pytest.mark.parametrize("offset", FIELD_OFFSETS)
+def test_a_flipped_header_field_gets_the_same_verdict_from_every_reader(offset, good, tiny_weights,
+                                                                         tiny_weights_path, tmp_path):
+    """Issue 30 (4): byte 17 flipped gave "unsupported bit depth 24" from the CLI and Pillow,
+    "checksum mismatch" from slimcodec.decode (SPEC: the checksum first)."""
+    from slimcodec import pillow_plugin
+
+    data = bytearray(good)
+    data[offset] ^= 0x10
+    bad = tmp_path / "bad.slim"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(SlimFormatError, match="^checksum mismatch$"):
+        codec.decode(bytes(data), weights=tiny_weights)
+    previous = pillow_plugin.set_weights(tiny_weights)
+    try:
+        with pytest.raises(pillow_plugin.SlimImageError, match=": checksum mismatch$"):
+            Image.open(bad).load()
+    finally:
+        pillow_plugin.set_weights(previous)
+    result = slim(["decode", bad, "-o", tmp_path / "out.png", "--weights", tiny_weights_path], exit_code=1)
+    assert one_error_line(result, "decode") == f"error: cannot decode {bad}: checksum mismatch"
+    result = slim(["info", bad], exit_code=1)
+    assert one_error_line(result, "read") == f"error: cannot read {bad}: checksum mismatch"
+
+
+def _hyperprior_bomb(width: int) -> bytes:
+    """Issue 30 (2): 10000x10000 at ``width`` with the shipped weights, a real image's z (tiled)
+    and no y data at all."""
+    from slimcodec.entropy import quantize
+    from slimcodec.entropy.rangecoder import Encoder, channel_indexes
+    from slimcodec.formats.slimfile import ColorType, SlimFile, SlimHeader, write_slim
+    from slimcodec.latents import hyperprior as hyperprior_codec
+    from slimcodec.weights import load_weights
+
+    wts = load_weights(None)
+    y = codec.analyze(wts, np.asarray(gradient_image(128, 128)), width)
+    q_z = quantize(hyperprior_codec.hyper_analysis(wts, y, width), wts.tables[width])
+    side = (10000 + 63) // 64
+    q_z = np.tile(q_z, (1, side // q_z.shape[1] + 1, side // q_z.shape[2] + 1))[:, :side, :side]
+    encoder = Encoder()
+    encoder.encode(q_z, channel_indexes(q_z.shape), wts.tables[width])
+    header = SlimHeader.for_image(10000, 10000, ColorType.RGB, width, wts.weights_id, version_major=2)
+    return write_slim(SlimFile(header, (), encoder.words().tobytes()))
+
+
+def test_a_hyperprior_bomb_is_refused_before_the_hyper_synthesis_runs_over_the_whole_image(monkeypatch):
+    """A 10000x10000 file with a valid z and no y ran the hyper-synthesis over all of it (6 s and
+    1.2 GB at width 48) before the y size check; now it stops after the first tile it cannot pay for."""
+    bomb = _hyperprior_bomb(48)
+    assert len(bomb) < 50_000
+    from slimcodec.entropy.gaussian import FixedPointHyperSynthesis
+
+    ran = []
+    real = FixedPointHyperSynthesis.run
+
+    def counting(self, z_symbols, conv=None):
+        ran.append(z_symbols.shape[1] * z_symbols.shape[2])
+        return real(self, z_symbols, conv)
+
+    monkeypatch.setattr(FixedPointHyperSynthesis, "run", counting)
+    monkeypatch.setattr(codec, "synthesize", lambda *a, **k: pytest.fail("synthesized a refused file"))
+    start = time.perf_counter()
+    tracemalloc.start()
+    try:
+        with pytest.raises(SlimFormatError, match="payload too short for its hyperprior's scales"):
+            codec.decode(bomb)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    took = time.perf_counter() - start
+    assert sum(ran) < 0.05 * 157 * 157  # a tile or two of the 157x157 z positions, not all of them
+    assert peak < 300_000_000, peak
+    assert took < 10, took  # about 1 s on an idle core (most of it decoding z); generous for a busy CI
+
+
+def test_tiled_hyper_networks_equal_one_run_over_the_whole_image(tiny_weights):
+    """The indexes are exact integers whatever the tiling; the means agree to float rounding."""
+    from slimcodec.latents import hyperprior as hyperprior_codec
+    from slimcodec.weights import load_weights
+
+    wts = load_weights(VECTORS / "v2.0" / "tiny-hyperprior-weights.pt")
+    rng = np.random.default_rng(3)
+    q_z = rng.integers(-3, 4, size=(8, 5, 7)).astype(np.int32)
+    whole = hyperprior_codec.side_information(wts, q_z, 8, 4096, tile=64)
+    for tile in (1, 2, 3):
+        indexes, means = hyperprior_codec.side_information(wts, q_z, 8, 4096, tile=tile)
+        assert np.array_equal(indexes, whole[0])
+        np.testing.assert_allclose(means, whole[1], rtol=1e-5, atol=1e-5)
+    y = rng.normal(0, 3, size=(8, 20, 28)).astype(np.float32)  # h_a, tiled the same way
+    z = hyperprior_codec.hyper_analysis(wts, y, 8)
+    assert z.shape == (8, 5, 7)
+    for tile in (1, 2, 3):
+        np.testing.assert_allclose(hyperprior_codec.hyper_analysis(wts, y, 8, tile=tile), z, rtol=1e-5, atol=1e-4)
+
+
+def png_with_rows(width: int, height: int, rows: int, interlaced: bool = False) -> bytes:
+    """An RGB PNG whose complete zlib stream holds only ``rows`` of its ``height`` rows."""
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 1 if interlaced else 0)
+    raw = b"".join(b"\0" + bytes([200, 120, 40]) * width for _ in range(rows))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+
+
+def test_a_png_whose_image_data_ends_early_is_refused_not_encoded_with_black_rows(tiny_weights_path, tmp_path):
+    """Issue 30 (5): a PNG whose IDAT held 10 of its 64 rows encoded with exit 0, the rest black."""
+    src = tmp_path / "short.png"
+    src.write_bytes(png_with_rows(64, 64, 10))
+    with Image.open(src) as image:
+        image.load()  # Pillow itself says nothing
+    result = slim(["encode", src, "-o", tmp_path / "out.slim", "--weights", tiny_weights_path, "-w", 8],
+                  exit_code=1)
+    assert one_error_line(result, "encode") == (f"error: cannot encode {src}: cannot read image (image data "
+                                                f"ends early: 1930 of its 12352 bytes)")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["short.png"]
+
+
+def test_complete_pngs_pass_the_image_data_check(tmp_path):
+    import io
+
+    from slimcodec.imageio import png_data_problem
+
+    for mode in ("RGB", "RGBA", "L", "P", "1", "I;16", "LA"):
+        for size in ((1, 1), (13, 7), (64, 3)):
+            buf = io.BytesIO()
+            gradient_image(*size).convert(mode).save(buf, format="PNG")
+            assert png_data_problem(buf.getvalue()) is None, (mode, size)
+    # Pillow writes no interlaced PNG: Adam7 passes of a 13x9 image hold 18 rows of 1 to 7 pixels
+    assert png_data_problem(png_with_rows(13, 9, 9, interlaced=True)) is not None
+
+
+def _truncated_in(fmt: str) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 48, 3), dtype=np.uint8)).save(buf, format=fmt)
+    return buf.getvalue()[: len(buf.getvalue()) * 9 // 10]
+
+
+@pytest.mark.parametrize("fmt, suffix", [("PNG", "png"), ("JPEG", "jpg"), ("WEBP", "webp"), ("TIFF", "tif"),
+                                         ("GIF", "gif"), ("AVIF", "avif"), ("HEIF", "heic")])
+def test_a_truncated_image_in_any_format_is_refused_with_one_line_and_no_output(fmt, suffix, tiny_weights_path,
+                                                                                tmp_path):
+    from slimcodec.imageio import register_plugins
+
+    register_plugins()
+    try:
+        data = _truncated_in(fmt)
+    except (KeyError, OSError, ValueError):
+        pytest.skip(f"Pillow cannot write {fmt} here")
+    src = tmp_path / f"cut.{suffix}"
+    src.write_bytes(data)
+    result = slim(["encode", src, "-o", tmp_path / "out.slim", "--weights", tiny_weights_path, "-w", 8],
+                  exit_code=1)
+    assert one_error_line(result, "encode").startswith(f"error: cannot encode {src}: ")
+    assert "Warning" not in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == [src.name]
+
+
+def test_library_warnings_become_one_note_line_not_raw_warnings(tiny_weights_path, tmp_path):
+    """Issue 30 (6): Pillow's "Corrupt EXIF data" UserWarning reached stderr as two raw lines."""
+    import io
+
+    buf = io.BytesIO()
+    gradient_image(40, 24).save(buf, format="JPEG", exif=b"Exif\x00\x00II*\x00\x08\x00\x00\x00\xff\xff garbage")
+    src = tmp_path / "badexif.jpg"
+    src.write_bytes(buf.getvalue())
+    result = slim(["encode", src, "-o", tmp_path / "out.slim", "--weights", tiny_weights_path, "-w", 8])
+    assert "Warning" not in result.stderr and "warnings.warn" not in result.stderr, result.stderr
+    lines = result.stderr.splitlines()
+    assert lines[-1].startswith("1 file encoded") and lines[0].startswith("encoded "), result.stderr
+    assert [line.strip() for line in lines[1:-1]] == ["note: unreadable EXIF dropped (no readable tag)"], lines
+
+
+def test_a_tiff_with_a_bad_directory_entry_warns_in_a_note(tiny_weights_path, tmp_path):
+    import io
+
+    from slimcodec.imageio import library_notes
+
+    buf = io.BytesIO()
+    gradient_image(40, 24).save(buf, format="TIFF", description="x" * 20)
+    data = bytearray(buf.getvalue())
+    first = struct.unpack_from("<I", data, 4)[0]
+    for k in range(struct.unpack_from("<H", data, first)[0]):  # ImageDescription: an absurd count
+        entry = first + 2 + 12 * k
+        if struct.unpack_from("<H", data, entry)[0] == 270:
+            struct.pack_into("<I", data, entry + 4, 0x7FFFFFFF)
+    src = tmp_path / "bad-ifd.tif"
+    src.write_bytes(bytes(data))
+    result = CliRunner().invoke(cli, ["encode", str(src), "-o", str(tmp_path / "out.slim"), "--weights",
+                                      str(tiny_weights_path), "-w", "8"], env={"SLIM_WORKERS": "1"})
+    assert "Traceback" not in result.stderr and "Warning" not in result.stderr, result.stderr
+    assert result.exit_code in (0, 1)
+    assert all(line.strip().startswith(("encoded ", "note: ", "error: ", "0 files", "1 file"))
+               for line in result.stderr.splitlines()), result.stderr
+    assert library_notes([]) == []
+
+
+def test_mode_i_samples_above_65535_are_refused_not_clipped_to_white(tiny_weights_path, tmp_path):
+    """Issue 30 (7): 32-bit input above 65535 was clipped with only the note "I input reduced to 8 bits"."""
+    wide = np.full((24, 40), 70000, dtype=np.int32)
+    wide[:, :20] = 1000
+    Image.fromarray(wide, "I").save(tmp_path / "wide.tif")
+    result = slim(["encode", tmp_path / "wide.tif", "-o", tmp_path / "out.slim", "--weights", tiny_weights_path,
+                   "-w", 8], exit_code=1)
+    assert one_error_line(result, "encode").endswith("32-bit integer (mode I) samples outside 0..65535 "
+                                                     "(min 1000, max 70000); convert the image to 16 or 8 bits first")
+    negative = np.full((24, 40), -5, dtype=np.int32)
+    with pytest.raises(UnsupportedImageError, match="outside 0..65535"):
+        prepare(Image.fromarray(negative, "I"))
+    within = np.full((24, 40), 65535, dtype=np.int32)
+    within[:, :20] = 0
+    pixels = prepare(Image.fromarray(within, "I"))  # a 16-bit range held in 32 bits: scaled, not clipped
+    assert pixels.rgb[0, 0, 0] == 0 and pixels.rgb[0, 39, 0] == 255
+    assert pixels.notes == ["I input reduced to 8 bits"]
+
+
+@pytest.mark.parametrize("command", ["encode", "decode", "info"])
+def test_a_fifo_named_like_an_input_is_refused_not_waited_on(command, tiny_weights_path, tmp_path):
+    """Issue 30 (7): ``slim encode x.png`` with x.png a FIFO nobody writes to blocked for ever."""
+    import os
+
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("no FIFOs here")
+    src = tmp_path / ("x.slim" if command in ("decode", "info") else "x.png")
+    os.mkfifo(src)
+    out = ["-o", tmp_path / ("out.slim" if command == "encode" else "out.png")] if command != "info" else []
+    weights = ["--weights", tiny_weights_path] if command != "info" else []
+    weights += ["-w", 8] if command == "encode" else []
+    start = time.perf_counter()
+    result = slim([command, src, *out, *weights], exit_code=1)
+    assert time.perf_counter() - start < 10
+    action = "read" if command == "info" else command
+    assert one_error_line(result, action) == (f"error: cannot {action} {src}: not a regular file (a FIFO); to read "
+                                              "a stream, give - and redirect it to standard input")
+
+
+def test_a_read_only_file_system_error_names_the_output_not_its_temporary_file(tmp_path, monkeypatch):
+    """Issue 30 (7): on a read-only mount unlink() fails (EROFS) even for the temporary file that was
+    never created, and that error, naming ``.x.slim.<pid>.<tag>.slimtmp``, replaced the real one."""
+    import errno
+    import os
+
+    from slimcodec import outputs
+
+    def read_only(path, *args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+
+    monkeypatch.setattr(outputs, "_write_temp", read_only)
+    monkeypatch.setattr(Path, "unlink", lambda self, missing_ok=False: read_only(self))
+    with pytest.raises(outputs.OutputError) as info:
+        outputs.write_atomic(tmp_path / "x.slim", lambda f: f.write(b"x"), overwrite=False)
+    assert str(info.value) == f"cannot write {tmp_path / 'x.slim'}: read-only file system"
+
+
+# ---------------------------------------------------------------- one verdict per file, whichever reader
+
+# The suite runs a small seeded subset; the campaign runs the same test with more mutants:
+#
+#     SLIM_FUZZ_READERS=10000 SLIM_FUZZ_READERS_SEED=1 \
+#         python -m pytest -q tests/test_hostile.py -k test_every_reader_gives -s
+#
+# (about 0.02-0.05 s per mutant on one core: it reads each mutant four ways. Run for issue 30:
+# 10,000 mutants, seed 1, 210 s on a shared core, no finding.) The API-only campaign above
+# (test_fuzzed_real_files_...) runs FUZZ_MUTANTS = 20,000 in the suite.
+READER_MUTANTS = int(os.environ.get("SLIM_FUZZ_READERS", "200"))
+READER_SEED = int(os.environ.get("SLIM_FUZZ_READERS_SEED", "30"))
+
+
+def _normalized(reason: str) -> str:
+    return reason.split("; set them with")[0].strip()
+
+
+def _api_verdict(data: bytes, weights) -> str:
+    try:
+        codec.decode(data, weights=weights)
+    except SlimFormatError as exc:
+        assert "\n" not in str(exc)
+        return _normalized(str(exc))
+    return "decoded"
+
+
+def _pillow_verdict(path: Path, weights) -> str:
+    from slimcodec import pillow_plugin
+
+    previous = pillow_plugin.set_weights(weights)
+    try:
+        with Image.open(path) as image:
+            image.load()
+    except pillow_plugin.SlimImageError as exc:
+        text = str(exc)
+        assert "\n" not in text
+        return _normalized(text.split(".slim file: ", 1)[1])
+    except UnidentifiedImageError:  # not ours: Pillow's plugins identify files by their first bytes
+        data = path.read_bytes()
+        assert not data.startswith(b"SLIM")
+        if len(data) < 4 and b"SLIM".startswith(data):
+            return "truncated file" if data else "empty file"
+        return "not a .slim file (bad magic)"
+    finally:
+        pillow_plugin.set_weights(previous)
+    return "decoded"
+
+
+def _cli_verdict(path: Path, weights_path: Path, out: Path) -> str:
+    result = CliRunner().invoke(cli, ["decode", str(path), "-o", str(out), "--weights", str(weights_path)],
+                                env={"SLIM_WORKERS": "1"})
+    assert "Traceback" not in result.output + result.stderr and result.exception is None or \
+        isinstance(result.exception, SystemExit), result.stderr
+    if result.exit_code == 0:
+        assert out.is_file()
+        out.unlink()
+        return "decoded"
+    assert result.exit_code == 1, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, result.stderr
+    return _normalized(errors[0].split(f"{path}: ", 1)[1])
+
+
+def _info_verdict(path: Path) -> str:
+    result = CliRunner().invoke(cli, ["info", str(path)])
+    assert "Traceback" not in result.output + result.stderr
+    if result.exit_code == 0:
+        return "read"
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert result.exit_code == 1 and len(errors) == 1, result.stderr
+    return errors[0].split(f"{path}: ", 1)[1]
+
+
+def test_every_reader_gives_a_mutant_the_same_verdict(fuzz_seeds, tiny_weights, tiny_weights_path, tmp_path,
+                                                       capsys):
+    """Mutants of real files (header fields, chunks, payload; most with the CRC recomputed) through
+    slimcodec.decode, the Pillow plugin, ``slim decode`` and ``slim info``: the same verdict from
+    each (``slim info`` reads the container only: its refusals are the decoders'), one line, no
+    traceback, no MemoryError, no hang, no file left but a decoded output."""
+    import collections
+    import faulthandler
+
+    from slimcodec.weights import load_weights
+
+    paths = {id(tiny_weights): tiny_weights_path,
+             id(load_weights(VECTORS / "v1.1" / "tiny-weights.pt")): VECTORS / "v1.1" / "tiny-weights.pt",
+             id(load_weights(VECTORS / "v2.0" / "tiny-hyperprior-weights.pt")):
+                 VECTORS / "v2.0" / "tiny-hyperprior-weights.pt"}
+    rng = random.Random(READER_SEED)
+    outcomes: collections.Counter = collections.Counter()
+    work = tmp_path / "work"
+    work.mkdir()
+    faulthandler.dump_traceback_later(max(600, READER_MUTANTS), exit=True, file=sys.__stderr__)
+    start = time.perf_counter()
+    try:
+        for index in range(READER_MUTANTS):
+            kind, seed, data = _mutant(rng, fuzz_seeds, index)
+            path = work / "m.slim"
+            path.write_bytes(data)
+            began = time.perf_counter()
+            try:
+                verdicts = {"api": _api_verdict(data, seed.weights), "pillow": _pillow_verdict(path, seed.weights),
+                            "cli": _cli_verdict(path, paths[id(seed.weights)], work / "m.png")}
+                info = _info_verdict(path)
+            except Exception as exc:  # MemoryError included: anything but a verdict is a finding
+                pytest.fail(f"mutant {index} ({kind} of {seed.name}, {data.hex()}): {type(exc).__name__}: {exc}")
+            assert len(set(verdicts.values())) == 1, (index, kind, seed.name, verdicts, data.hex())
+            assert info == "read" or info == verdicts["api"], (index, kind, seed.name, info, verdicts)
+            assert time.perf_counter() - began < 10, (index, kind, seed.name)
+            assert sorted(p.name for p in work.iterdir()) == ["m.slim"], (index, list(work.iterdir()))
+            outcomes[verdicts["api"].split(" (")[0]] += 1
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+    with capsys.disabled():
+        print(f"\nreaders fuzz: {READER_MUTANTS} mutants (seed {READER_SEED}) in {time.perf_counter() - start:.1f} s,"
+              f" 4 readers each; {dict(outcomes.most_common(8))}")

@@ -117,3 +117,30 @@ def test_only_the_exact_coding_of_the_symbols_is_accepted(change):
         decoder = Decoder(mutated)
         decoder.decode(np.zeros_like(q), rows)
         decoder.finish()
+
+
+def test_rows_coded_in_pieces_give_the_words_of_one_piece(monkeypatch):
+    """Issue 30: the coder walks each row in pieces of GROUP_PIECE positions (memory); a piece
+    boundary anywhere, escapes included, changes no word and no decoded symbol."""
+    from pathlib import Path
+
+    from slimcodec.entropy import rangecoder
+    from slimcodec.weights import load_weights
+
+    weights = load_weights(Path(__file__).resolve().parents[1] / "formats" / "vectors" / "v2.0" /
+                           "tiny-hyperprior-weights.pt")
+    rng = np.random.default_rng(0)
+    indexes = rng.integers(0, weights.gaussian.levels, 5000).astype(np.int32)
+    symbols = rng.integers(-40, 40, 5000).astype(np.int32)
+    symbols[::97] = 100_000  # escapes
+    encoder = rangecoder.Encoder()
+    encoder.encode(symbols, indexes, weights.gaussian)
+    whole = encoder.words()
+    for piece in (1, 7, 4096):
+        monkeypatch.setattr(rangecoder, "GROUP_PIECE", piece)
+        encoder = rangecoder.Encoder()
+        encoder.encode(symbols, indexes, weights.gaussian)
+        assert np.array_equal(encoder.words(), whole)
+        decoder = rangecoder.Decoder(whole)
+        assert np.array_equal(decoder.decode(indexes, weights.gaussian), symbols)
+        decoder.finish()

@@ -282,3 +282,17 @@ def test_encode_and_decode_run_without_torch(tmp_path):
                               env={"PATH": "/usr/bin:/bin", "SLIM_WORKERS": "1"}, timeout=120)
         assert done.returncode == 0, done.stderr
     assert (tmp_path / "a.png").stat().st_size > 0
+
+
+def test_limit_malloc_arenas_is_harmless_and_leaves_an_explicit_setting_alone(monkeypatch):
+    """Issue 30: glibc's per-thread malloc arenas reserved over a gigabyte of address space."""
+    import sys
+
+    from slimcodec import runtime
+
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert runtime.limit_malloc_arenas() is False
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    assert runtime.limit_malloc_arenas() in (True, False)  # True on Linux with glibc
+    if not sys.platform.startswith("linux"):
+        assert runtime.limit_malloc_arenas() is False

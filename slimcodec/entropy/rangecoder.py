@@ -61,18 +61,40 @@ class _Models:
         return self._models[r]
 
 
-def _groups(indexes: np.ndarray) -> tuple[np.ndarray | slice, np.ndarray, np.ndarray]:
-    """Coding order (positions grouped by row, stable), the rows present and their group sizes.
+GROUP_PIECE = 1 << 22  # positions per piece of a row: bounds the coder's temporaries (~100 MB)
 
-    Indexes already in order (a factorized latent's channels) are not sorted again.
+
+def _row_groups(indexes: np.ndarray):
+    """Yield ``(row, positions)`` in coding order: rows ascending, each row's positions ascending,
+    in pieces of at most :data:`GROUP_PIECE` positions (consecutive pieces of a row code as one).
+
+    ``positions`` is a slice when the indexes are already in order (a factorized latent's
+    channels), else an index array. No full-size sort order is made (a 100 MP image has 19 to
+    76 million symbols), only one piece's positions at a time.
     """
-    order: np.ndarray | slice = slice(None)
-    if indexes.size > 1 and (indexes[1:] < indexes[:-1]).any():
-        order = np.argsort(indexes, kind="stable")
-    grouped = indexes[order]
-    starts = np.flatnonzero(np.diff(grouped)) + 1 if grouped.size else np.zeros(0, np.int64)
-    bounds = np.concatenate(([0], starts, [grouped.size])) if grouped.size else np.zeros(1, np.int64)
-    return order, grouped[bounds[:-1]], np.diff(bounds)
+    if indexes.size == 0:
+        return
+    if not (indexes[1:] < indexes[:-1]).any():
+        bounds = np.concatenate(([0], np.flatnonzero(indexes[1:] != indexes[:-1]) + 1, [indexes.size]))
+        for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+            for start in range(a, b, GROUP_PIECE):
+                yield int(indexes[a]), slice(start, min(start + GROUP_PIECE, b))
+        return
+    for r in np.flatnonzero(np.bincount(indexes)).tolist():
+        for start in range(0, indexes.size, GROUP_PIECE):
+            hits = np.flatnonzero(indexes[start : start + GROUP_PIECE] == r)
+            if hits.size:
+                yield r, hits + start
+
+
+def _flat_indexes(indexes: np.ndarray, rows: Rows) -> np.ndarray:
+    """The row indexes as one flat array of their own integer type, checked against ``rows``."""
+    idx = np.asarray(indexes).reshape(-1)
+    if idx.dtype.kind not in "iu":
+        idx = idx.astype(np.int64)
+    if idx.size and (idx.min() < 0 or idx.max() >= len(rows.lengths)):
+        raise ValueError("row index out of range")
+    return idx
 
 
 class Encoder:
@@ -82,37 +104,43 @@ class Encoder:
         self._encoder = _queue.RangeEncoder()
 
     def encode(self, symbols: np.ndarray, indexes: np.ndarray, rows: Rows) -> None:
-        """Code integer ``symbols``, each with the row ``indexes`` names (same shape)."""
-        q = np.asarray(symbols).reshape(-1).astype(np.int64)
-        idx = np.asarray(indexes).reshape(-1).astype(np.int64)
-        if q.shape != idx.shape:
-            raise ValueError(f"{q.size} symbols but {idx.size} indexes")
-        if q.size and (idx.min() < 0 or idx.max() >= len(rows.lengths)):
-            raise ValueError("row index out of range")
+        """Code integer ``symbols``, each with the row ``indexes`` names (same shape).
+
+        The symbols go row by row (rows ascending, positions in order within a row), then
+        the escapes in that same order; memory beyond the inputs is one row's worth.
+        """
+        q = np.asarray(symbols).reshape(-1)
+        if q.size != np.size(indexes):
+            raise ValueError(f"{q.size} symbols but {np.size(indexes)} indexes")
+        idx = _flat_indexes(indexes, rows)
         models = _Models(rows)
-        order, present, sizes = _groups(idx)
-        q, idx = q[order], idx[order]
-        entry = q - rows.offsets[idx].astype(np.int64)
-        escape = rows.lengths[idx].astype(np.int64) - 1
-        outside = (entry < 0) | (entry >= escape)
-        entry = np.where(outside, escape, entry).astype(np.int32)
-        start = 0
-        for r, n in zip(present.tolist(), sizes.tolist()):
-            self._encoder.encode(entry[start : start + n], models[r])
-            start += n
-        for value, r in zip(q[outside].tolist(), idx[outside].tolist()):
+        escaped = []
+        for r, positions in _row_groups(idx):
+            values = q[positions].astype(np.int64)
+            entry = values - int(rows.offsets[r])
+            escape = int(rows.lengths[r]) - 1
+            outside = (entry < 0) | (entry >= escape)
+            if outside.any():
+                escaped.append((r, values[outside]))
+                entry[outside] = escape
+            self._encoder.encode(entry.astype(np.int32), models[r])
+        for r, values in escaped:
             offset, length = int(rows.offsets[r]), int(rows.lengths[r])
-            below = value < offset
-            m = offset - 1 - value if below else value - (offset + length - 1)
-            num_bits = (m + 1).bit_length() - 1
-            if num_bits > MAX_ESCAPE_BITS:
-                raise ValueError(f"latent value {value} is too large to code")
-            self._encoder.encode(int(below), _SIDE)
-            self._encoder.encode(num_bits, _NUM_BITS)
-            rest, shift = m + 1 - (1 << num_bits), num_bits
-            for bits in _pieces(num_bits):
-                shift -= bits
-                self._encoder.encode((rest >> shift) & ((1 << bits) - 1), _model.Uniform(1 << bits))
+            for value in values.tolist():
+                self._encode_escape(value, offset, length)
+
+    def _encode_escape(self, value: int, offset: int, length: int) -> None:
+        below = value < offset
+        m = offset - 1 - value if below else value - (offset + length - 1)
+        num_bits = (m + 1).bit_length() - 1
+        if num_bits > MAX_ESCAPE_BITS:
+            raise ValueError(f"latent value {value} is too large to code")
+        self._encoder.encode(int(below), _SIDE)
+        self._encoder.encode(num_bits, _NUM_BITS)
+        rest, shift = m + 1 - (1 << num_bits), num_bits
+        for bits in _pieces(num_bits):
+            shift -= bits
+            self._encoder.encode((rest >> shift) & ((1 << bits) - 1), _model.Uniform(1 << bits))
 
     def words(self) -> np.ndarray:
         """The compressed words so far, as little-endian ``uint32`` (``"<u4"``)."""
@@ -146,33 +174,38 @@ class Decoder:
 
     def _decode(self, indexes: np.ndarray, rows: Rows) -> np.ndarray:
         shape = np.shape(indexes)
-        idx = np.asarray(indexes).reshape(-1).astype(np.int64)
+        idx = _flat_indexes(indexes, rows)
         models = _Models(rows)
-        order, present, sizes = _groups(idx)
-        entry = np.empty(idx.size, np.int64)
-        start = 0
-        for r, n in zip(present.tolist(), sizes.tolist()):
-            entry[start : start + n] = self._decoder.decode(models[r], n)
-            start += n
-        idx = idx[order]
-        q = entry + rows.offsets[idx].astype(np.int64)
-        for i in np.flatnonzero(entry == rows.lengths[idx].astype(np.int64) - 1).tolist():
-            offset, length = int(rows.offsets[idx[i]]), int(rows.lengths[idx[i]])
-            below = int(self._decoder.decode(_SIDE))
-            num_bits = int(self._decoder.decode(_NUM_BITS))
-            if num_bits > MAX_ESCAPE_BITS:
-                raise SlimFormatError("corrupt payload (escape value out of range)")
-            m = 1
-            for bits in _pieces(num_bits):
-                m = (m << bits) | int(self._decoder.decode(_model.Uniform(1 << bits)))
-            m -= 1
-            value = offset - 1 - m if below else offset + length - 1 + m
-            if not -(2**31) <= value < 2**31:
-                raise SlimFormatError("corrupt payload (escape value out of range)")
-            q[i] = value
         out = np.empty(idx.size, np.int32)
-        out[order] = q
+        escaped = []  # (row, positions of its escapes), in coding order
+        for r, positions in _row_groups(idx):
+            n = positions.stop - positions.start if isinstance(positions, slice) else positions.size
+            entry = np.asarray(self._decoder.decode(models[r], n))
+            escape = int(rows.lengths[r]) - 1
+            out[positions] = entry + int(rows.offsets[r])
+            if (hits := np.flatnonzero(entry == escape)).size:
+                where = (np.arange(positions.start, positions.stop)[hits] if isinstance(positions, slice)
+                         else positions[hits])
+                escaped.append((r, where))
+        for r, where in escaped:
+            offset, length = int(rows.offsets[r]), int(rows.lengths[r])
+            for i in where.tolist():
+                out[i] = self._decode_escape(offset, length)
         return out.reshape(shape)
+
+    def _decode_escape(self, offset: int, length: int) -> int:
+        below = int(self._decoder.decode(_SIDE))
+        num_bits = int(self._decoder.decode(_NUM_BITS))
+        if num_bits > MAX_ESCAPE_BITS:
+            raise SlimFormatError("corrupt payload (escape value out of range)")
+        m = 1
+        for bits in _pieces(num_bits):
+            m = (m << bits) | int(self._decoder.decode(_model.Uniform(1 << bits)))
+        m -= 1
+        value = offset - 1 - m if below else offset + length - 1 + m
+        if not -(2**31) <= value < 2**31:
+            raise SlimFormatError("corrupt payload (escape value out of range)")
+        return value
 
     def finish(self) -> None:
         """Raise :class:`SlimFormatError` unless the words are exactly the coding of what was read.

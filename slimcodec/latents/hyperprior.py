@@ -16,21 +16,26 @@ choice of a table, so a decoder on any machine reads the same symbols.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
+from slimcodec import geometry
 from slimcodec.entropy import SCALE_ONE, quantize
 from slimcodec.entropy.gaussian import ACT_BITS, FixedPointHyperSynthesis, GaussianTables
 from slimcodec.entropy.rangecoder import Decoder, Encoder, channel_indexes
 from slimcodec.entropy.tables import check_payload_holds, information_bits, row_min_bits
-from slimcodec.geometry import HYPER_STRIDE, STRIDE
+from slimcodec.geometry import HYPER_STRIDE, STRIDE, TILE_LATENTS
 from slimcodec.latents import Latents
 from slimcodec.runtime.stage_layers import layers_from_arrays, layers_to_arrays
 from slimcodec.timings import Timings, timed
 from slimcodec.weights import Weights
 
 Z_STEP = HYPER_STRIDE // STRIDE  # y positions per z position along a side (4)
+HYPER_TILE = TILE_LATENTS // Z_STEP  # z positions per side of a hyper-network tile (64 y positions)
+HYPER_MARGIN = 2  # z positions; h_s and its heads reach 1.75 (two stride-2 5×5: ±1.5, then 3×3: ±0.25),
+# and h_a 7 y positions (3×3, then two stride-2 5×5)
 # stages run as graphs by the onnx runtime; h_s's scale head ("hyper_scale") runs in fixed point instead
 GRAPH_STAGES = ("analysis", "synthesis", "hyper_analysis", "hyper_mean")
 
@@ -48,16 +53,59 @@ class HyperpriorLatents(Latents):
     indexes: np.ndarray
 
 
-def hyper_analysis(wts: Weights, y: np.ndarray, width: int) -> np.ndarray:
-    """z (float32 ``[C, h/4, w/4]``) of the latents ``y``."""
-    return wts.run("hyper_analysis", width, y)
+def hyper_analysis(wts: Weights, y: np.ndarray, width: int, tile: int | None = None) -> np.ndarray:
+    """z (float32 ``[C, h/4, w/4]``) of the latents ``y``.
+
+    Above one tile (:data:`HYPER_TILE` z positions a side) h_a runs tile by tile with a
+    :data:`HYPER_MARGIN` margin (its reach is 7 y positions, 1.75 z: a 3×3 then two stride-2
+    5×5 convolutions), so the runtime never holds h_a's activations of a whole large image
+    (at width 192 a 100 MP image's would not fit in 2 GiB). An image of one tile runs as before.
+    """
+    tile = HYPER_TILE if tile is None else tile
+    channels, h, w = y.shape
+    zh, zw = h // Z_STEP, w // Z_STEP
+    if zh <= tile and zw <= tile:
+        return wts.run("hyper_analysis", width, y)
+    z = np.empty((channels, zh, zw), dtype=np.float32)
+    for (t, b, l, r), (ot, ob, ol, orr) in geometry.tiles(zh, zw, tile, HYPER_MARGIN):
+        part = wts.run("hyper_analysis", width,
+                       np.ascontiguousarray(y[:, Z_STEP * ot : Z_STEP * ob, Z_STEP * ol : Z_STEP * orr]))
+        z[:, t:b, l:r] = part[:, t - ot : b - ot, l - ol : r - ol]
+    return z
 
 
-def side_information(wts: Weights, q_z: np.ndarray, width: int, units: int) -> tuple[np.ndarray, np.ndarray]:
-    """y's table indexes (exact) and means (float32), both ``[C, 4h, 4w]``, from z's symbols."""
-    trunk, scale_acc = hyper_synthesis(wts, width).run(q_z)
-    indexes = wts.gaussian.indexes(scale_acc, units)
-    means = wts.run("hyper_mean", width, (trunk / (1 << ACT_BITS)).astype(np.float32))
+def side_information(wts: Weights, q_z: np.ndarray, width: int, units: int,
+                     budget: Callable[[np.ndarray], None] | None = None,
+                     tile: int = HYPER_TILE) -> tuple[np.ndarray, np.ndarray]:
+    """y's table indexes (exact, int32) and means (float32), both ``[C, 4h, 4w]``, from z's symbols.
+
+    The hyper-synthesis runs tile by tile over z (cores of ``tile`` positions grown by
+    :data:`HYPER_MARGIN`, clipped to the grid), so only one tile's activations (float64)
+    exist at a time; the indexes are exact integers, identical to a run on the whole of z.
+
+    Args:
+        budget: called with each tile's indexes as soon as they are known; a decoder
+            raises there when the payload cannot hold the symbols they imply, so a file
+            that declares more than its bytes can describe is refused after at most one
+            tile of work beyond what those bytes pay for.
+        tile: z positions per tile side (tests use small tiles).
+    """
+    channels, zh, zw = q_z.shape
+    indexes = np.empty((channels, Z_STEP * zh, Z_STEP * zw), dtype=np.int32)
+    means = np.empty(indexes.shape, dtype=np.float32)
+    hyper = hyper_synthesis(wts, width)
+    for core, outer in geometry.tiles(zh, zw, tile, HYPER_MARGIN):
+        (t, b, l, r), (ot, ob, ol, orr) = core, outer
+        trunk, scale_acc = hyper.run(q_z[:, ot:ob, ol:orr])
+        rows = slice(Z_STEP * (t - ot), Z_STEP * (b - ot))
+        cols = slice(Z_STEP * (l - ol), Z_STEP * (r - ol))
+        tile_indexes = wts.gaussian.indexes(scale_acc[:, rows, cols], units)
+        del scale_acc
+        if budget is not None:
+            budget(tile_indexes)
+        indexes[:, Z_STEP * t : Z_STEP * b, Z_STEP * l : Z_STEP * r] = tile_indexes
+        tile_means = wts.run("hyper_mean", width, (trunk / (1 << ACT_BITS)).astype(np.float32))
+        means[:, Z_STEP * t : Z_STEP * b, Z_STEP * l : Z_STEP * r] = tile_means[:, rows, cols]
     return indexes, means
 
 
@@ -76,10 +124,13 @@ def encode_payload(wts: Weights, y: np.ndarray, width: int, units: int = SCALE_O
     with timed(timings, "hyper"):
         indexes, means = side_information(wts, q_z, width, units)
     with timed(timings, "entropy"):
-        centred = y - means
-        if units != SCALE_ONE:
-            centred = centred * np.float32(units / SCALE_ONE)
-        q_y = np.rint(centred).astype(np.int32)
+        q_y = np.empty(y.shape, dtype=np.int32)
+        for c in range(y.shape[0]):  # a channel at a time: no full-size float temporaries (memory)
+            centred = y[c] - means[c]
+            if units != SCALE_ONE:
+                centred *= np.float32(units / SCALE_ONE)
+            q_y[c] = np.rint(centred).astype(np.int32)
+        del means
         encoder = Encoder()
         encoder.encode(q_z, channel_indexes(q_z.shape), z_table)
         encoder.encode(q_y, indexes, wts.gaussian)
@@ -101,22 +152,29 @@ def decode_payload(wts: Weights, words: np.ndarray, width: int, grid: tuple[int,
     payload_bits = 32 * words.size
     z_grid = (grid[0] // Z_STEP, grid[1] // Z_STEP)
     with timed(timings, "entropy"):
-        check_payload_holds(payload_bits, z_grid[0] * z_grid[1] * float(row_min_bits(z_table.counts).sum()),
-                            "image size")
+        z_bits = z_grid[0] * z_grid[1] * float(row_min_bits(z_table.counts).sum())
+        check_payload_holds(payload_bits, z_bits, "image size")
         decoder = Decoder(words)
         q_z = decoder.decode(channel_indexes((width, *z_grid)), z_table)
+    y_rows_bits = row_min_bits(wts.gaussian.counts)
+    least = [z_bits]
+
+    def budget(tile_indexes: np.ndarray) -> None:
+        # z and y share the stream: what the payload must hold grows with every tile's indexes
+        least[0] += float(np.bincount(tile_indexes.reshape(-1), minlength=wts.gaussian.levels) @ y_rows_bits)
+        check_payload_holds(payload_bits, least[0], "hyperprior's scales")
+
     with timed(timings, "hyper"):
-        indexes, means = side_information(wts, q_z, width, units)
+        indexes, means = side_information(wts, q_z, width, units, budget)
     with timed(timings, "entropy"):
-        least = float(np.bincount(indexes.reshape(-1), minlength=wts.gaussian.levels)
-                      @ row_min_bits(wts.gaussian.counts))
-        check_payload_holds(payload_bits, least, "hyperprior's scales")
         q_y = decoder.decode(indexes, wts.gaussian)
         decoder.finish()
-        values = q_y.astype(np.float32)
+        values = q_y.astype(np.float32)  # in place from here: no more full-size float copies
         if units != SCALE_ONE:
-            values = values / np.float32(units / SCALE_ONE)
-    return HyperpriorLatents(z=q_z, y=q_y, indexes=indexes, y_hat=values + means)
+            values /= np.float32(units / SCALE_ONE)
+        values += means
+        del means
+    return HyperpriorLatents(z=q_z, y=q_y, indexes=indexes, y_hat=values)
 
 
 def hyper_synthesis(wts: Weights, width: int) -> FixedPointHyperSynthesis:

@@ -61,6 +61,30 @@ def chosen_backend() -> str:
     return "onnx" if installed("onnx") else "torch"
 
 
+MALLOC_ARENAS = 2  # glibc malloc arenas a slim process keeps (see limit_malloc_arenas)
+
+
+def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
+    """Linux/glibc: let the process use at most ``arenas`` malloc arenas (``mallopt(M_ARENA_MAX)``).
+
+    glibc gives each thread that allocates its own arena, reserving 64 MB of address space
+    each; with the runtime's and BLAS's threads that reserved a gigabyte or more, so a 36 MP
+    encode at width 192 failed under a 2 GiB address-space limit (``ulimit -v``) with 1.3 GB
+    resident. Call it before threads start; ``MALLOC_ARENA_MAX`` in the environment wins.
+    Whether the setting was made.
+    """
+    import sys
+
+    if not sys.platform.startswith("linux") or os.environ.get("MALLOC_ARENA_MAX"):
+        return False
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None).mallopt(-8, int(arenas)) == 1  # -8: M_ARENA_MAX (malloc.h)
+    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
+        return False
+
+
 def set_threads(threads: int | None) -> None:
     """Threads each backend's kernels use from now on (``None``: ``SLIM_THREADS``, else one per core)."""
     global _threads

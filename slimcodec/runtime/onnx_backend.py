@@ -47,7 +47,7 @@ class OnnxTransforms:
         options.intra_op_num_threads = runtime.threads() or 0  # 0: one per core
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.log_severity_level = 3
+        options.log_severity_level = 4  # fatal only: a failed run is reported as one SlimError line
         prefix = graph_prefix(stage, width) + "."
         names = sorted(k for k in self.arrays if k.startswith(prefix))
         buffers = [np.ascontiguousarray(self.arrays[k]) for k in names]
