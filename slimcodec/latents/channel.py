@@ -80,19 +80,25 @@ def hyper_synthesis(wts: Weights, width: int) -> FixedPointHyperSynthesis:
     return wts.cache[key]
 
 
-def conv_float(x: np.ndarray, layer: Conv) -> np.ndarray:
-    """A stride-1 convolution of ``x`` ``[C, H, W]`` in float32 (one matrix product per kernel tap)."""
+def conv_float(x: np.ndarray, layer: Conv, block_bytes: int = 32 << 20) -> np.ndarray:
+    """A stride-1 convolution of ``x`` ``[C, H, W]`` in float32: one matrix product of the kernel
+    with the input's windows (im2col), a band of output rows at a time (about ``block_bytes`` of windows)."""
     weight = np.asarray(layer.weight, np.float32)
     out_c, in_c, k, _ = weight.shape
     p = layer.padding
     _, h, w = x.shape
     oh, ow = h + 2 * p - k + 1, w + 2 * p - k + 1
     padded = np.pad(np.asarray(x, np.float32), ((0, 0), (p, p), (p, p)))
-    out = np.zeros((out_c, oh * ow), np.float32)
-    for kh in range(k):
-        for kw in range(k):
-            out += weight[:, :, kh, kw] @ padded[:, kh : kh + oh, kw : kw + ow].reshape(in_c, -1)
-    out = out.reshape(out_c, oh, ow)
+    kernel = weight.reshape(out_c, in_c * k * k)
+    out = np.empty((out_c, oh, ow), np.float32)
+    rows = max(1, block_bytes // (4 * in_c * k * k * ow))
+    for r0 in range(0, oh, rows):
+        r1 = min(oh, r0 + rows)
+        windows = np.empty((in_c, k, k, r1 - r0, ow), np.float32)
+        for kh in range(k):
+            for kw in range(k):
+                windows[:, kh, kw] = padded[:, r0 + kh : r1 + kh, kw : kw + ow]
+        out[:, r0:r1] = (kernel @ windows.reshape(in_c * k * k, -1)).reshape(out_c, r1 - r0, ow)
     if layer.bias is not None:
         out += np.asarray(layer.bias, np.float32)[:, None, None]
     return out
