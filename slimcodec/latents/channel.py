@@ -18,8 +18,10 @@ y (``[C, 4·⌈H/64⌉, 4·⌈W/64⌉]``, see :func:`slimcodec.codec.analyze`) i
 Decoding reads q_z, recomputes the trunk and σ_acc, then for each slice its indexes from
 the earlier slices' *symbols* (exact) and reads its symbols. Only the means are float: they
 move the values, never the choice of a table, so a decoder on any machine reads the same
-symbols. The mean contexts run in numpy float32 on both runtimes (:func:`conv_float`):
-small 3×3 convolutions at 1/16 of the image, a few per cent of a decode.
+symbols. The mean contexts run in numpy float32 on both runtimes (:func:`conv_float`), the
+same code whichever runtime runs the transforms. At width 192 on a 768×512 image (one thread)
+the seven scale contexts took 0.15 s and the seven mean contexts 0.14 s of a 1.15 s decode
+(the hyperprior's: 1.06 s).
 """
 
 from __future__ import annotations
