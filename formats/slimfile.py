@@ -1,4 +1,4 @@
-"""Reader and writer of the ``.slim`` container, formats 1.1 and 2.0 (reads 1.0 too; see ``SPEC.md``).
+"""Reader and writer of the ``.slim`` container, formats 1.1, 2.0 and 3.0 (reads 1.0 too; see ``SPEC.md``).
 
 A ``.slim`` file is a fixed little-endian header, a section of tagged chunks,
 the range-coder payload and a CRC-32 of everything before it::
@@ -53,7 +53,7 @@ __all__ = [
 MAGIC = b"SLIM"
 # the minor version written for each major version read and written, from the architectures'
 # registry (slimcodec.latents): 1.x is the factorized prior (latents at 1/16), 2.x the
-# hyperprior (y at 1/16 of an image padded to a multiple of 64)
+# hyperprior (y at 1/16 of an image padded to a multiple of 64), 3.x the channel-conditional model (as 2.x)
 WRITTEN_MINOR = dict(sorted(a.format_version for a in ARCHITECTURES.values()))
 ARCHITECTURE_OF_MAJOR = {a.major: a.name for a in ARCHITECTURES.values()}  # what makes each major's files
 _PADDING_OF_MAJOR = {a.major: a.padding_multiple for a in ARCHITECTURES.values()}
@@ -144,7 +144,8 @@ class SlimHeader:
             slim_width (int): number of latent channels.
             weights_id (bytes): 8-byte weights identifier.
             latent_scale (int): 0 (no scaling) or the scale in 1/4096 units, 256..65535.
-            version_major (int): 1 (factorized, written as 1.1) or 2 (hyperprior, 2.0).
+            version_major (int): 1 (factorized, written as 1.1), 2 (hyperprior, 2.0) or 3
+                (channel-conditional, 3.0).
 
         Returns:
             SlimHeader: with ``latent_height = ceil(image_height / 16)`` and

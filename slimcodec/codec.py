@@ -87,7 +87,7 @@ def _run_tiled(wts: Weights, stage: str, width: int, load: Callable, store: Call
 
 
 def padding_multiple(weights: Weights) -> int:
-    """Images are padded to a multiple of this: 16, or 64 with the hyperprior (z is at 1/64)."""
+    """Images are padded to a multiple of this: 16, or 64 with a hyperprior (z is at 1/64)."""
     return architecture(weights.architecture).padding_multiple
 
 
@@ -166,7 +166,7 @@ def _chunks(pixels: PixelData) -> tuple[Chunk, ...]:
 
 
 def make_header(wts: Weights, width_px: int, height_px: int, color: ColorType, width: int, units: int) -> SlimHeader:
-    """The header of a file these weights write: format 2.0 for the hyperprior, else 1.1."""
+    """The header of a file these weights write: its architecture's format (1.1, 2.0 or 3.0)."""
     return SlimHeader.for_image(width_px, height_px, color, width, wts.weights_id, 0 if units == SCALE_ONE else units,
                                 version_major=architecture(wts.architecture).major)
 

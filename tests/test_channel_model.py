@@ -62,3 +62,25 @@ def test_training_reaches_every_context_network_the_width_uses(hyperprior):
 def test_widths_must_be_whole_slices():
     with pytest.raises(ValueError, match="multiples of the slice size"):
         SlimCAEChannel((20, 8), slice_channels=8)
+
+
+def test_the_default_slice_divides_the_widths():
+    from slimcodec.models.channel import SLICE_CHANNELS
+
+    assert SlimCAEChannel().slice_channels == SLICE_CHANNELS == 24
+    assert [SlimCAEChannel().slices(w) for w in (192, 144, 96, 72, 48)] == [8, 6, 4, 3, 2]
+    assert SlimCAEChannel((8, 4)).slice_channels == 4 and SlimCAEChannel((12, 8)).slice_channels == 4
+
+
+@pytest.mark.parametrize("widths, kwargs", [(WIDTHS, {"slice_channels": 4, "context_channels": 6}),
+                                            ((8, 4), {}), ((24,), {})])
+def test_a_state_dict_rebuilds_the_same_slices(widths, kwargs):
+    torch.manual_seed(1)
+    model = SlimCAEChannel(widths, **kwargs)
+    for net in model.scale_context:
+        torch.nn.init.normal_(net.outer.weight)
+    again = SlimCAEChannel.from_state_dict(model.state_dict_for_saving())
+    assert again.config() == model.config() and again.widths == model.widths
+    ours, theirs = model.state_dict(), again.state_dict()
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    assert type(model)(model.widths, **model.config()).config() == model.config()

@@ -53,12 +53,13 @@ def test_refined_latents_never_have_a_higher_model_objective(tiny_weights):
     assert j(refined) < j(y)  # the search found better latents (and never keeps worse ones)
 
 
-@pytest.mark.parametrize("weights_kind", ["factorized", "hyperprior"])
+@pytest.mark.parametrize("weights_kind", ["factorized", "hyperprior", "channel"])
 def test_a_higher_effort_file_decodes_with_the_same_decoder(tiny_weights, weights_kind):
     from slimcodec.weights import load_weights
 
-    hyper_path = VECTORS / "v2.0" / "tiny-hyperprior-weights.pt"
-    wts = tiny_weights if weights_kind == "factorized" else load_weights(hyper_path)
+    paths = {"hyperprior": VECTORS / "v2.0" / "tiny-hyperprior-weights.pt",
+             "channel": VECTORS / "v3.0" / "tiny-channel-weights.pt"}
+    wts = tiny_weights if weights_kind == "factorized" else load_weights(paths[weights_kind])
     image = gradient_image(72, 40)
     for scale in (1.0, 0.7):
         data = codec.encode(image, 8, weights=wts, effort=4, scale=scale)

@@ -101,7 +101,7 @@ def hostile_files(good: bytes) -> dict[str, tuple[bytes, str]]:
         "bit flip in the payload": (bytes(flipped_payload), "checksum mismatch"),
         "wrong magic": (b"SLIN" + good[4:], "not a .slim file (bad magic)"),
         "a png file": (b"\x89PNG\r\n\x1a\n" + bytes(40), "not a .slim file (bad magic)"),
-        "future version": (patched(good, VERSION, "BB", 3, 0), "unsupported format version 3.0"),
+        "future version": (patched(good, VERSION, "BB", 4, 0), "unsupported format version 4.0"),
         "foreign weights id": (patched(good, WEIGHTS_ID, "8s", b"\x01" * 8), "made with other weights"),
         "width not in the weights": (patched(good, WIDTH, "H", 96), "width 96 is not in these weights"),
         "65535x65535 image": (patched(patched(good, SIZE, "II", 65535, 65535), LATENT, "HH", 4096, 4096),
@@ -566,7 +566,7 @@ def _mutant(rng: random.Random, seeds: list[Seed], index: int) -> tuple[str, See
 
 @pytest.fixture(scope="module")
 def fuzz_seeds(tiny_weights) -> list[Seed]:
-    """Real files of both formats: the golden vectors and a few with alpha, ICC and EXIF chunks."""
+    """Real files of every format: the golden vectors and a few with alpha, ICC and EXIF chunks."""
     from slimcodec.weights import load_weights
 
     factorized = load_weights(VECTORS / "v1.1" / "tiny-weights.pt")
@@ -574,6 +574,8 @@ def fuzz_seeds(tiny_weights) -> list[Seed]:
     seeds = [Seed(f"{p.parent.name}/{p.name}", p.read_bytes(), factorized)
              for version in ("v1.0", "v1.1") for p in sorted((VECTORS / version).glob("*.slim"))]
     seeds += [Seed(f"v2.0/{p.name}", p.read_bytes(), hyperprior) for p in sorted((VECTORS / "v2.0").glob("*.slim"))]
+    channel = load_weights(VECTORS / "v3.0" / "tiny-channel-weights.pt")
+    seeds += [Seed(f"v3.0/{p.name}", p.read_bytes(), channel) for p in sorted((VECTORS / "v3.0").glob("*.slim"))]
     noise = Image.fromarray(np.random.default_rng(0).integers(0, 256, (24, 40, 3), dtype=np.uint8))
     rgba = gradient_image(24, 20, "RGBA")
     rgba.putalpha(Image.fromarray((np.arange(480) % 251).astype(np.uint8).reshape(20, 24), "L"))
@@ -637,7 +639,7 @@ def test_fuzzed_real_files_decode_to_the_header_size_or_raise_slim_format_error(
     assert outcomes["checksum mismatch"] >= 1000 and outcomes["truncated file"] >= 1000, outcomes
 
 
-@pytest.mark.parametrize("major", [1, 2])
+@pytest.mark.parametrize("major", [1, 2, 3])
 def test_an_empty_payload_claiming_a_huge_image_is_refused_before_synthesis(major, tiny_weights):
     """A 52-byte file with a valid CRC once decoded, with exit 0, to a 100 MP image."""
     import time
@@ -646,7 +648,8 @@ def test_an_empty_payload_claiming_a_huge_image_is_refused_before_synthesis(majo
     from slimcodec.weights import load_weights
 
     vectors = Path(__file__).resolve().parents[1] / "formats" / "vectors"
-    weights = tiny_weights if major == 1 else load_weights(vectors / "v2.0" / "tiny-hyperprior-weights.pt")
+    weights = {1: tiny_weights, 2: load_weights(vectors / "v2.0" / "tiny-hyperprior-weights.pt"),
+               3: load_weights(vectors / "v3.0" / "tiny-channel-weights.pt")}[major]
     header = SlimHeader.for_image(10000, 10000, ColorType.RGB, 8, weights.weights_id, version_major=major)
     data = write_slim(SlimFile(header, (), b""))
     assert len(data) == 52

@@ -70,4 +70,7 @@ def test_warm_start_keeps_the_factorized_transforms_and_gdns():
 def test_registry_names_each_architecture():
     assert architecture_of(SlimCAEHyperprior((8,))) == "slimcae-hyperprior"
     assert architecture_of(SlimCAE((8,))) == "slimcae-factorized"
-    assert set(ARCHITECTURES) == {"slimcae-factorized", "slimcae-hyperprior"}
+    assert set(ARCHITECTURES) == {"slimcae-factorized", "slimcae-hyperprior", "slimcae-channel"}
+    from slimcodec.models.channel import SlimCAEChannel
+
+    assert architecture_of(SlimCAEChannel((8,))) == "slimcae-channel"  # a subclass is its own architecture

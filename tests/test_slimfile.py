@@ -202,15 +202,15 @@ class TestReadRejects:
         assert reason(b"X") == "not a .slim file (bad magic)"
 
     def test_read_rejects_unknown_major_version(self):
-        data = patch(sample_bytes(), "version_major", 3)
+        data = patch(sample_bytes(), "version_major", 4)
         msg = reason(data)
-        assert msg.startswith("unsupported format version 3.1 (this slimcodec reads 1.x, 2.x")
+        assert msg.startswith("unsupported format version 4.1 (this slimcodec reads 1.x, 2.x, 3.x")
         assert "newer slimcodec" in msg
 
     def test_read_rejects_major_version_before_checking_anything_else(self):
-        # a 3.0 file may have a different layout: no other field may be judged
-        data = b"SLIM\x03\x05" + bytes(3)
-        assert reason(data).startswith("unsupported format version 3.5")
+        # a 4.0 file may have a different layout: no other field may be judged
+        data = b"SLIM\x04\x05" + bytes(3)
+        assert reason(data).startswith("unsupported format version 4.5")
 
     def test_a_format_2_header_has_its_latents_at_a_quarter_of_an_image_padded_to_64(self):
         h = SlimHeader.for_image(100, 33, ColorType.RGB, 8, b"weights!", version_major=2)
@@ -405,8 +405,8 @@ class TestReadHeader:
             read_header(sample_bytes()[:40])
         with pytest.raises(SlimFormatError, match="bad magic"):
             read_header(b"GIF89a" + bytes(50))
-        with pytest.raises(SlimFormatError, match="unsupported format version 3.1"):
-            read_header(patch(sample_bytes(), "version_minor", 1)[:4] + b"\x03\x01")
+        with pytest.raises(SlimFormatError, match="unsupported format version 4.1"):
+            read_header(patch(sample_bytes(), "version_minor", 1)[:4] + b"\x04\x01")
         with pytest.raises(SlimFormatError, match="unsupported color type 7"):
             read_header(patch(sample_bytes(), "color_type", 7))
         with pytest.raises(SlimFormatError, match="bad header size 0"):
@@ -429,7 +429,7 @@ class TestWriteRejects:
             ({"pad_mode": 2}, "unsupported pad mode 2"),
             ({"slim_width": 0}, "bad slim width 0"),
             ({"weights_id": b"short"}, "weights id must be 8 bytes"),
-            ({"version_minor": 0}, "cannot write format version 1.0 (this slimcodec writes 1.1, 2.0)"),
+            ({"version_minor": 0}, "cannot write format version 1.0 (this slimcodec writes 1.1, 2.0, 3.0)"),
             ({"version_major": 2}, "cannot write format version 2.1"),
             ({"latent_scale": 4096}, "bad latent scale 4096"),
             ({"latent_scale": 100}, "bad latent scale 100"),

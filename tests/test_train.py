@@ -47,7 +47,7 @@ def state(checkpoint: Path) -> dict:
     return torch.load(checkpoint, weights_only=True)
 
 
-@pytest.mark.parametrize("arch", ["factorized", "hyperprior"])
+@pytest.mark.parametrize("arch", ["factorized", "hyperprior", "channel"])
 def test_resume_continues_exactly_where_an_uninterrupted_run_would_be(folders, tmp_path, arch):
     run(folders, tmp_path / "straight.pt", "--steps", 4, arch=arch)
     run(folders, tmp_path / "resumed.pt", "--steps", 2, arch=arch)
@@ -87,7 +87,7 @@ def test_warm_up_after_the_decay_ramps_to_the_floor_not_the_base_rate():
     assert rates[0] == pytest.approx(0.001) and max(rates) == pytest.approx(0.1) == rates[-1]
 
 
-@pytest.mark.parametrize("arch", ["factorized", "hyperprior"])
+@pytest.mark.parametrize("arch", ["factorized", "hyperprior", "channel"])
 def test_export_writes_weights_that_code_images(folders, tmp_path, capsys, arch):
     run(folders, tmp_path / "ck.pt", "--steps", 2, "--export", tmp_path / "out.pt", arch=arch)
     weights = load_weights(tmp_path / "out.pt")
@@ -105,6 +105,42 @@ def test_a_training_state_continues_its_step_count_lambdas_and_weights(folders, 
     run(folders, tmp_path / "second.pt", "--init", tmp_path / "state.pt", "--steps", 3, arch="hyperprior")
     assert "(step 2)" in capsys.readouterr().out
     assert state(tmp_path / "second.pt")["step"] == 3  # one more step, not three from zero
+
+
+def test_a_channel_model_starts_from_a_hyperprior_state_as_that_hyperprior(folders, tmp_path, capsys):
+    run(folders, tmp_path / "h.pt", "--steps", 2, "--save-state", tmp_path / "state.pt", arch="hyperprior")
+    saved = state(tmp_path / "state.pt")
+    # no step beyond the state's: the checkpoint holds the model the channel run starts from
+    run(folders, tmp_path / "c.pt", "--init", tmp_path / "state.pt", "--steps", 2, "--export", tmp_path / "c-w.pt",
+        arch="channel")
+    assert "every slice context zero" in capsys.readouterr().out
+    started = state(tmp_path / "c.pt")
+    assert started["architecture"] == "slimcae-channel" and started["step"] == 2
+    assert started["config"] == {"slice_channels": 4, "context_channels": 64}
+    for key, value in saved["ema"].items():
+        assert torch.equal(started["model"][key], value.float()), key
+    outer = [k for k in started["model"] if k.endswith("outer.weight")]
+    assert outer and all(not started["model"][k].any() for k in outer)
+    # it codes as the hyperprior of that state does: the same symbols and table indexes
+    from slimcodec.models.hyperprior import SlimCAEHyperprior
+    from slimcodec.weights import save_weights
+
+    hyperprior = SlimCAEHyperprior(saved["widths"])
+    hyperprior.load_state_dict({**hyperprior.state_dict(), **{k: v.float() for k, v in saved["ema"].items()}})
+    save_weights(hyperprior, tmp_path / "h-w.pt")
+    image = gradient_image(40, 24)
+    ours, theirs = (codec.decode_latents(codec.encode(image, 8, weights=load_weights(tmp_path / p)),
+                                         weights=load_weights(tmp_path / p))[1] for p in ("c-w.pt", "h-w.pt"))
+    assert np.array_equal(ours.y, theirs.y) and np.array_equal(ours.indexes, theirs.indexes)
+    # and then trains its slice contexts, resuming its own checkpoints
+    run(folders, tmp_path / "c.pt", "--steps", 3, arch="channel")
+    assert state(tmp_path / "c.pt")["step"] == 3 and any(state(tmp_path / "c.pt")["model"][k].any() for k in outer)
+
+
+def test_a_factorized_state_does_not_start_a_channel_model(folders, tmp_path):
+    run(folders, tmp_path / "f.pt", "--steps", 1, "--save-state", tmp_path / "state.pt")
+    with pytest.raises(SystemExit, match="holds a slimcae-factorized model, not slimcae-channel"):
+        run(folders, tmp_path / "c.pt", "--init", tmp_path / "state.pt", "--steps", 2, arch="channel")
 
 
 def test_training_logs_rate_and_quality_per_width_and_validates_the_ema(folders, tmp_path, capsys):

@@ -21,6 +21,7 @@ from slimcodec.weights import load_weights
 VECTORS = Path(__file__).resolve().parents[1] / "formats" / "vectors"
 CURRENT = f"v1.{WRITTEN_MINOR[1]}"  # the factorized files this version writes
 HYPERPRIOR = f"v2.{WRITTEN_MINOR[2]}"  # the hyperprior files it writes
+CHANNEL = f"v3.{WRITTEN_MINOR[3]}"  # the channel-conditional files it writes
 VERSIONS = sorted(p.name for p in VECTORS.glob("v*.*") if p.is_dir())
 EXPECTED = {v: json.loads((VECTORS / v / "expected.json").read_text()) for v in VERSIONS}
 INVALID = json.loads((VECTORS / "invalid" / "expected.json").read_text())
@@ -46,7 +47,7 @@ def sha256(data: bytes) -> str:
 
 
 def test_every_format_version_so_far_has_vectors():
-    assert VERSIONS == ["v1.0", "v1.1", "v2.0"] and CURRENT in VERSIONS
+    assert VERSIONS == ["v1.0", "v1.1", "v2.0", "v3.0"] and CURRENT in VERSIONS and CHANNEL in VERSIONS
 
 
 @pytest.mark.parametrize("version", VERSIONS)
@@ -91,7 +92,8 @@ def test_vector_decodes_to_the_recorded_symbols_on_the_onnx_runtime(vector_weigh
     assert np.abs(ours - exact).max() <= 1  # the pixel hash is the torch runtime's
 
 
-@pytest.mark.parametrize("version, name", [(v, n) for v in (CURRENT, HYPERPRIOR) for n in sorted(EXPECTED[v]["vectors"])])
+@pytest.mark.parametrize("version, name", [(v, n) for v in (CURRENT, HYPERPRIOR, CHANNEL)
+                                           for n in sorted(EXPECTED[v]["vectors"])])
 def test_encoding_the_source_gives_the_vector_bytes(vector_weights, version, name):
     entry = EXPECTED[version]["vectors"][name]
     with Image.open(VECTORS / version / entry["source"]) as image:
@@ -105,6 +107,26 @@ def test_hyperprior_vectors_use_more_than_one_gaussian_table(vector_weights):
         data = (VECTORS / HYPERPRIOR / name).read_bytes()
         used |= set(np.unique(codec.decode_latents(data, weights=vector_weights[HYPERPRIOR])[1]["indexes"]).tolist())
     assert len(used) >= 3
+
+
+def test_channel_vectors_have_tables_chosen_by_the_earlier_slices(vector_weights):
+    """The format 3 vectors pin the slice contexts: without them, slice 1's tables would differ."""
+    from slimcodec.latents import channel
+
+    weights = vector_weights[CHANNEL]
+    moved, scaled = 0, 0
+    for name, entry in EXPECTED[CHANNEL]["vectors"].items():
+        data = (VECTORS / CHANNEL / name).read_bytes()
+        slim, latents, _ = codec.decode_latents(data, weights=weights)
+        width, units = entry["width"], codec.latent_units(slim.header)
+        c = channel.contexts(weights)[0]
+        if width // c < 2:
+            continue
+        _, head = channel.hyper_synthesis(weights, width).run(latents.z)
+        alone = weights.gaussian.indexes(head[c:2 * c], units)
+        moved += not np.array_equal(alone, latents.indexes[c:2 * c])
+        scaled += units != 4096
+    assert moved >= 5 and scaled >= 3
 
 
 def test_scaled_vectors_code_symbols_other_than_zero(vector_weights):

@@ -11,6 +11,11 @@ entropy tables. Older version folders are kept as they are: decoders must still 
 ``v2.0/`` (``python formats/vectors/generate.py v2.0``) holds format 2 files of a tiny
 seeded hyperprior network, with the SHA-256 of their z symbols, y symbols and y's table
 indexes as well.
+``v3.0/`` (``python formats/vectors/generate.py v3.0``) holds format 3 files of a tiny seeded
+channel-conditional network (widths 8 and 4, slices of 4 channels, its slice contexts set
+to random values so that they move the tables), with the same hashes as ``v2.0/``.
+``python formats/vectors/generate.py invalid-future`` rewrites only ``invalid/future-major-version.slim``
+(major 4: major 3 became the channel-conditional format).
 ``python formats/vectors/generate.py v1.1-xmp`` adds to ``v1.1/`` (and writes nothing else)
 ``xmp-40x24.png``, a source with EXIF and XMP, and ``xmp-40x24-w8.slim``, its file with an
 ``exif`` and an ``xmpd`` chunk (the XMP chunk changed no version: earlier readers skip it).
@@ -39,6 +44,9 @@ INVALID_DIR = HERE / "invalid"
 HYPERPRIOR_DIR = HERE / "v2.0"
 # the tiny hyperprior's latents are small too: scales above 1 give symbols other than zero
 HYPERPRIOR_SCALED = (("noise-40x24", 8, 16384), ("noise-40x24", 8, 65535), ("gradient-40x24", 4, 65535))
+CHANNEL_DIR = HERE / "v3.0"
+CHANNEL_SCALED = (("noise-40x24", 8, 2048), ("noise-40x24", 8, 16384), ("noise-40x24", 8, 65535),
+                  ("gradient-40x24", 4, 65535), ("alpha-40x24", 8, 6000))
 WEIGHTS = VERSION_DIR / "tiny-weights.pt"
 # (source, width, latent scale units): the tiny network's latents are small, so large
 # scales are what give its files symbols other than zero
@@ -86,7 +94,7 @@ def invalid_files(valid: bytes, other_weights: bytes) -> dict[str, tuple[bytes, 
     """Broken files and a fragment of the reason each must be refused with."""
     body = valid[:-4]
     newer = bytearray(body)
-    newer[4] = 3  # 2.x is the hyperprior format; 3 is still in the future
+    newer[4] = 4  # 2.x is the hyperprior format, 3.x the channel-conditional one; 4 is still in the future
     scaled_1_0 = bytearray(body)
     scaled_1_0[5] = 0
     scaled_1_0[34:36] = struct.pack("<H", 2048)
@@ -103,7 +111,7 @@ def invalid_files(valid: bytes, other_weights: bytes) -> dict[str, tuple[bytes, 
         "truncated-payload": (valid[:-9], "truncated"),
         "trailing-data": (valid + b"\0\0\0\0", "trailing data"),
         "bit-flip-payload": (bytes(flipped), "checksum mismatch"),
-        "future-major-version": (with_crc(bytes(newer)), "unsupported format version 3.1"),
+        "future-major-version": (with_crc(bytes(newer)), "unsupported format version 4.1"),
         "latent-scale-in-1.0-file": (with_crc(bytes(scaled_1_0)), "non-zero reserved bytes"),
         "latent-scale-4096": (with_crc(bytes(scale_one)), "bad latent scale 4096"),
         "unknown-width": (with_crc(bytes(bad_width)), "width 12 is not in these weights"),
@@ -182,12 +190,53 @@ def main_hyperprior() -> int:
     return 0
 
 
+def main_channel() -> int:
+    """Write ``v3.0/``: format 3 files of a tiny seeded channel-conditional network."""
+    import torch
+
+    from slimcodec.models.channel import SlimCAEChannel
+    from slimcodec.weights import load_weights, save_weights
+
+    CHANNEL_DIR.mkdir(parents=True, exist_ok=True)
+    path = CHANNEL_DIR / "tiny-channel-weights.pt"
+    if not path.exists():
+        torch.manual_seed(0)
+        model = SlimCAEChannel((8, 4))
+        with torch.no_grad():  # a fresh model's context terms are zero: give them weight
+            for net in [*model.scale_context, *model.mean_context]:
+                net.outer.weight.normal_(0.0, 0.3)
+        save_weights(model, path, meta={"purpose": "golden vectors"})
+    weights = load_weights(path)
+    settings = [(name, width, 4096) for name in sources() for width in weights.widths] + list(CHANNEL_SCALED)
+    expected = {"weights": path.name, "weights_id": weights.weights_id.hex(),
+                "vectors": write_vectors(CHANNEL_DIR, weights, settings)}
+    (CHANNEL_DIR / "expected.json").write_text(json.dumps(expected, indent=2) + "\n")
+    print(f"wrote {len(expected['vectors'])} format 3 vectors")
+    return 0
+
+
+def main_invalid_future() -> int:
+    """Rewrite ``invalid/future-major-version.slim`` alone (and its reason)."""
+    valid = (VERSION_DIR / "gradient-40x24-w8.slim").read_bytes()
+    data, reason = invalid_files(valid, b"")["future-major-version"]
+    (INVALID_DIR / "future-major-version.slim").write_bytes(data)
+    path = INVALID_DIR / "expected.json"
+    reasons = json.loads(path.read_text())
+    reasons["future-major-version.slim"] = reason
+    path.write_text(json.dumps(reasons, indent=2) + "\n")
+    return 0
+
+
 def main() -> int:
     if os.environ.get("SLIM_REGENERATE_VECTORS") != "1":
         print("refusing to regenerate: set SLIM_REGENERATE_VECTORS=1", file=sys.stderr)
         return 2
     if sys.argv[1:] == ["v2.0"]:
         return main_hyperprior()
+    if sys.argv[1:] == ["v3.0"]:
+        return main_channel()
+    if sys.argv[1:] == ["invalid-future"]:
+        return main_invalid_future()
     if sys.argv[1:] == ["v1.1-xmp"]:
         return main_xmp()
     import torch

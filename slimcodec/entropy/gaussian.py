@@ -178,16 +178,24 @@ class FixedPointHyperSynthesis:
 
     layers: tuple[FixedPointLayer, ...]
     z_offsets: np.ndarray  # int64 [C]: round(median · 2**ACT_BITS) of each z channel
+    # format 3: the scale contexts of slices 1, 2, ... (FixedPointSliceContext), whose
+    # accumulators are added to the scale head's
+    contexts: tuple = ()
 
     def check_exact(self) -> None:
-        """Raise ``ValueError`` if some accumulator could leave float64's exact-integer range."""
+        """Raise ``ValueError`` if some accumulator could leave float64's exact-integer range:
+        each layer's, each slice context's, and the scale head's plus a context's outer one."""
         for layer in self.layers:
             bound = np.abs(layer.weight).reshape(layer.weight.shape[0], -1).sum(1) * ACT_MAX + np.abs(layer.bias)
             if bound.max() >= ACC_LIMIT:
                 raise ValueError("fixed-point hyper-synthesis could overflow float64's exact range")
+        head = _bound(self.layers[-1])
+        for context in self.contexts:
+            if _bound(context.inner) >= ACC_LIMIT or head + _bound(context.outer) >= ACC_LIMIT:
+                raise ValueError("fixed-point slice context could overflow float64's exact range")
 
     @classmethod
-    def from_layers(cls, layers: list, z_medians: np.ndarray) -> FixedPointHyperSynthesis:
+    def from_layers(cls, layers: list, z_medians: np.ndarray, contexts: tuple = ()) -> FixedPointHyperSynthesis:
         """Quantize float layers to fixed point (every runtime builds the same integers from them).
 
         Args:
@@ -195,6 +203,7 @@ class FixedPointHyperSynthesis:
                 ``Conv`` (:mod:`slimcodec.runtime.stage_layers`; the ReLUs are the clip to
                 ``[0, ACT_MAX]`` between layers).
             z_medians: z's quantization offsets ``[C]``.
+            contexts: format 3's slice contexts (:class:`FixedPointSliceContext`), checked with the head.
 
         Raises:
             ValueError: the layers are not of that shape, or could overflow float64's exact range.
@@ -220,7 +229,7 @@ class FixedPointHyperSynthesis:
         ]
         fixed_layers.append(fixed(head.weight, head.bias, stride=1, padding=head.padding))
         offsets = np.round(np.asarray(z_medians, np.float64).reshape(-1) * (1 << ACT_BITS)).astype(np.int64)
-        net = cls(tuple(fixed_layers), offsets)
+        net = cls(tuple(fixed_layers), offsets, tuple(contexts))
         net.check_exact()
         return net
 
@@ -247,6 +256,74 @@ class FixedPointHyperSynthesis:
             acc = conv(a, layer)
             a = np.clip(np.floor((acc + (1 << (WEIGHT_BITS - 1))) / (1 << WEIGHT_BITS)), 0, ACT_MAX)
         return a, conv(a, head)
+
+
+def context_input_activations(symbols: np.ndarray, latent_scale: int = SCALE_ONE) -> np.ndarray:
+    """Fixed-point ``q / s`` of integer symbols at a latent scale (in 1/SCALE_ONE units):
+    ``clamp(floor(q · 2**ACT_BITS · SCALE_ONE / latent_scale), −ACT_MAX, ACT_MAX)``, an exact
+    integer division (at scale 1 it is ``q · 2**ACT_BITS``), as float64 integers."""
+    q = np.asarray(symbols).astype(np.int64)
+    a = (q * np.int64((1 << ACT_BITS) * SCALE_ONE)) // np.int64(latent_scale)
+    return np.clip(a, -ACT_MAX, ACT_MAX).astype(np.float64)
+
+
+def relu_rescale(acc: np.ndarray) -> np.ndarray:
+    """The next activation from an accumulator: ``clamp(floor((acc + 2**15) / 2**16), 0, ACT_MAX)``."""
+    return np.clip(np.floor((acc + (1 << (WEIGHT_BITS - 1))) / (1 << WEIGHT_BITS)), 0, ACT_MAX)
+
+
+def _fixed(weight: np.ndarray, bias: np.ndarray | None, **geometry) -> FixedPointLayer:
+    """A float layer in fixed point: weights ``round(w · 2**WEIGHT_BITS)``,
+    bias ``round(b · 2**(WEIGHT_BITS + ACT_BITS))``."""
+    b = np.zeros(weight.shape[0]) if bias is None else np.asarray(bias, np.float64)
+    return FixedPointLayer(weight=np.round(np.asarray(weight, np.float64) * (1 << WEIGHT_BITS)),
+                           bias=np.round(b * float(1 << (WEIGHT_BITS + ACT_BITS))), **geometry)
+
+
+def _bound(layer: FixedPointLayer) -> float:
+    """The largest accumulator magnitude a layer can reach from inputs within ``ACT_MAX``
+    (every partial sum is below it)."""
+    return float((np.abs(layer.weight).reshape(layer.weight.shape[0], -1).sum(1) * ACT_MAX + np.abs(layer.bias)).max())
+
+
+@dataclass(frozen=True)
+class FixedPointSliceContext:
+    """One slice's scale context in fixed point (format 3, :mod:`slimcodec.latents.channel`).
+
+    ``inner`` (3×3, earlier slices → hidden, with bias) reads the earlier slices' symbols as
+    :func:`context_input_activations`; ReLU and rescaling as in the trunk
+    (:func:`relu_rescale`); ``outer`` (3×3, hidden → slice, no bias) gives an accumulator in
+    the scale head's units, added to the head's accumulator of the slice as an integer.
+    """
+
+    inner: FixedPointLayer
+    outer: FixedPointLayer
+
+    @classmethod
+    def from_layers(cls, layers: list) -> FixedPointSliceContext:
+        """Quantize ``[Conv, ReLU, Conv (no bias)]`` (3×3, stride 1) to fixed point.
+
+        Its range is checked with the scale head it adds to (:meth:`FixedPointHyperSynthesis.check_exact`).
+
+        Raises:
+            ValueError: the layers are not of that shape.
+        """
+        from slimcodec.runtime.stage_layers import Conv, ReLU
+
+        if (len(layers) != 3 or not isinstance(layers[0], Conv) or not isinstance(layers[1], ReLU)
+                or not isinstance(layers[2], Conv) or layers[2].bias is not None
+                or any(c.stride != 1 for c in (layers[0], layers[2]))):
+            raise ValueError("a slice context is a convolution, ReLU, then a convolution without bias")
+        inner, _, outer = layers
+        return cls(_fixed(inner.weight, inner.bias, stride=1, padding=inner.padding),
+                   _fixed(outer.weight, None, stride=1, padding=outer.padding))
+
+    def run(self, symbols: np.ndarray, latent_scale: int = SCALE_ONE, conv=None) -> np.ndarray:
+        """The context accumulators ``[slice, h, w]`` (float64 integers) of the earlier slices'
+        symbols ``[k·slice, h, w]``."""
+        conv = conv or conv_exact_numpy
+        hidden = relu_rescale(conv(context_input_activations(symbols, latent_scale), self.inner))
+        return conv(hidden, self.outer)
 
 
 def conv_exact_numpy(a: np.ndarray, layer: FixedPointLayer, block_bytes: int = 64 << 20) -> np.ndarray:

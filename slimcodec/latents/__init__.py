@@ -3,7 +3,8 @@
 An architecture's latent-codec module owns everything that differs between architectures,
 so that the pipeline (:mod:`slimcodec.codec`), the weights files, the runtimes, effort,
 evaluation, export and training ask it instead of comparing names
-(:mod:`slimcodec.latents.factorized`, format 1.x; :mod:`slimcodec.latents.hyperprior`, 2.x):
+(:mod:`slimcodec.latents.factorized`, format 1.x; :mod:`slimcodec.latents.hyperprior`, 2.x;
+:mod:`slimcodec.latents.channel`, 3.x):
 
 - ``encode_payload(wts, y, width, units, timings) -> bytes`` and
   ``decode_payload(wts, words, width, grid, units, timings) -> Latents``: its payload;
@@ -75,6 +76,7 @@ class Architecture:
 ARCHITECTURES: dict[str, Architecture] = {a.name: a for a in (
     Architecture("slimcae-factorized", (1, 1), STRIDE, "slimcodec.latents.factorized"),
     Architecture("slimcae-hyperprior", (2, 0), HYPER_STRIDE, "slimcodec.latents.hyperprior"),
+    Architecture("slimcae-channel", (3, 0), HYPER_STRIDE, "slimcodec.latents.channel"),
 )}
 # the architecture of weights files and bundles that name none (0.1.0's): the first one
 UNNAMED = next(iter(ARCHITECTURES))

@@ -1,7 +1,7 @@
 """Model architectures (torch and compressai only; inference code never imports this package).
 
-``slimcodec.models.layers`` holds the width-sliced torch layers, ``factorized`` and
-``hyperprior`` the models. ``ARCHITECTURES`` maps the name a weights file records to the
+``slimcodec.models.layers`` holds the width-sliced torch layers, ``factorized``,
+``hyperprior`` and ``channel`` the models. ``ARCHITECTURES`` maps the name a weights file records to the
 class that builds it, as the registry of :mod:`slimcodec.latents` says (each latent
 codec's ``model_class``).
 """

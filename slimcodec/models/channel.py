@@ -21,6 +21,7 @@ from a hyperprior (:meth:`SlimCAEChannel.from_hyperprior`) starts as exactly tha
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import torch
@@ -32,6 +33,15 @@ from slimcodec.models.hyperprior import SlimCAEHyperprior, gaussian_likelihood, 
 
 SLICE_CHANNELS = 24
 CONTEXT_CHANNELS = 64
+
+
+def default_slice_channels(widths: Iterable[int]) -> int:
+    """:data:`SLICE_CHANNELS` when every width is a multiple of it, else the widths' greatest
+    common divisor (tiny test and vector models: widths 8 and 4 give slices of 4)."""
+    widths = [int(w) for w in widths]
+    if all(w % SLICE_CHANNELS == 0 for w in widths):
+        return SLICE_CHANNELS
+    return math.gcd(*widths)
 
 
 class SliceContext(nn.Module):
@@ -50,24 +60,62 @@ class SliceContext(nn.Module):
 class SlimCAEChannel(SlimCAEHyperprior):
     """SlimCAE whose latents are coded slice by slice, each conditioned on the ones before.
 
+    The slice size and the context width are read back off a state dict's shapes
+    (:meth:`from_state_dict`), so weights files and training states need not record them.
+
     Args:
         widths: channel counts the network can run at (multiples of ``slice_channels``).
-        slice_channels: channels per slice.
+        slice_channels: channels per slice (default :func:`default_slice_channels`).
         context_channels: hidden channels of each slice's context networks.
     """
 
-    def __init__(self, widths: Iterable[int] = PAPER_WIDTHS, slice_channels: int = SLICE_CHANNELS,
+    def __init__(self, widths: Iterable[int] = PAPER_WIDTHS, slice_channels: int | None = None,
                  context_channels: int = CONTEXT_CHANNELS):
         super().__init__(widths)
+        if slice_channels is None:
+            slice_channels = default_slice_channels(self.widths)
         if any(w % slice_channels for w in self.widths):
             raise ValueError(f"widths {self.widths} are not all multiples of the slice size {slice_channels}")
         self.slice_channels = slice_channels
+        self.context_channels = context_channels
         slices = self.widths[0] // slice_channels
         # index k - 1 holds slice k's networks (slice 0 has no earlier slices)
         self.scale_context = nn.ModuleList(
             [SliceContext(k * slice_channels, context_channels, slice_channels) for k in range(1, slices)])
         self.mean_context = nn.ModuleList(
             [SliceContext(k * slice_channels, context_channels, slice_channels) for k in range(1, slices)])
+
+    def config(self) -> dict:
+        """The constructor's arguments beyond the widths (see :meth:`SlimCAE.config`)."""
+        return {"slice_channels": self.slice_channels, "context_channels": self.context_channels}
+
+    @classmethod
+    def from_state_dict(cls, state_dict: dict) -> SlimCAEChannel:
+        """Build a model whose widths, slice size and context width are read off the state dict, and load it.
+
+        Slice 1's context networks read one slice (``inner``: ``[hidden, slice, 3, 3]``); a model
+        with one slice at its widest width has none, and its slice is that width.
+        """
+        prefix = "entropy_bottleneck."
+        widths = {int(k[len(prefix):].split(".")[0]) for k in state_dict if k.startswith(prefix)}
+        inner = state_dict.get("scale_context.0.inner.weight")
+        config = ({"slice_channels": max(widths)} if inner is None
+                  else {"slice_channels": int(inner.shape[1]), "context_channels": int(inner.shape[0])})
+        model = cls(widths, **config)
+        model.load_state_dict(state_dict)
+        return model
+
+    @torch.no_grad()
+    def context_layers(self, kind: str, k: int) -> list:
+        """Slice ``k``'s (k ≥ 1) ``"scale"`` or ``"mean"`` context network as stage layers
+        (:mod:`slimcodec.runtime.stage_layers`: Conv, ReLU, Conv without bias); the same at every width."""
+        from slimcodec.models.factorized import _conv_layer
+        from slimcodec.runtime.stage_layers import ReLU
+
+        net = (self.scale_context if kind == "scale" else self.mean_context)[k - 1]
+        c = self.slice_channels
+        return [_conv_layer(net.inner, net.inner.out_channels, k * c), ReLU(),
+                _conv_layer(net.outer, c, net.inner.out_channels)]
 
     def slices(self, width: int) -> int:
         """How many slices y has at ``width``."""

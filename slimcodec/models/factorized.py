@@ -216,12 +216,17 @@ class SlimCAE(nn.Module):
         them in float16, which turns the likelihood bound 1e-9 into 0: a training
         step then sees an infinite rate. Inference is unaffected.
         """
-        fresh = type(self)(self.widths).state_dict()
+        fresh = type(self)(self.widths, **self.config()).state_dict()
         constants = self.constant_names()
         with torch.no_grad():
             for name, buffer in self.state_dict(keep_vars=True).items():
                 if name in constants:
                     buffer.copy_(fresh[name])
+
+    def config(self) -> dict:
+        """The constructor's arguments beyond the widths: ``type(model)(model.widths, **model.config())``
+        builds a model of the same shapes (none here; the channel model has its slice size)."""
+        return {}
 
     def constant_names(self) -> set[str]:
         """State-dict names of the float buffers: constants of the architecture, never trained."""

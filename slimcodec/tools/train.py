@@ -1,4 +1,4 @@
-"""Train a SlimCAE (factorized or hyperprior): all widths every step, EMA, exact resume.
+"""Train a SlimCAE (factorized, hyperprior or channel): all widths every step, EMA, exact resume.
 
 The loss of one step is ``Σ_w λ_w · 255² · MSE_w + bpp_w`` over all widths on the same
 batch (pixels in [0, 1]; bpp counts y and, with the hyperprior, z), with mixed
@@ -16,6 +16,10 @@ Usage (one core, beside other work)::
 
 Without a checkpoint it warm-starts from the shipped factorized weights (the
 hyperprior keeps their transforms and GDNs and starts its hyper networks afresh).
+The channel-conditional model starts from a hyperprior's training state or weights
+(``--arch channel --init training/hyperprior-state.pt``) with every slice context zero
+(:meth:`SlimCAEChannel.from_hyperprior`), so it starts exactly as that hyperprior and
+continues its step count and λ.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import torch
 
 from slimcodec import latents
 from slimcodec.models import ARCHITECTURES, architecture_of
+from slimcodec.models.channel import SlimCAEChannel
 from slimcodec.models.factorized import PAPER_LAMBDAS, PAPER_WIDTHS, SlimCAE
 from slimcodec.models.hyperprior import SlimCAEHyperprior
 
@@ -237,9 +242,12 @@ def settle_quantiles(model: SlimCAE, max_steps: int = 6000, lr: float = 0.1, tol
 def build_model(args: argparse.Namespace) -> tuple[SlimCAE, dict]:
     """The model to start from when there is no checkpoint, and the meta it continues.
 
-    ``--init`` names shipped-style weights (the transforms a hyperprior starts from, or
-    the factorized model to continue) or a committed training state (see
-    :func:`save_state`), which continues its own step count and λ.
+    ``--init`` names shipped-style weights (the transforms a hyperprior starts from, the
+    hyperprior a channel model starts from, or the model to continue) or a committed
+    training state (see :func:`save_state`), which continues its own step count and λ; a
+    hyperprior's state starts a channel model (:meth:`SlimCAEChannel.from_hyperprior`).
+    ``--init none`` builds a fresh model (a channel model's slice size divides the widths:
+    :func:`slimcodec.models.channel.default_slice_channels`).
     """
     cls = ARCHITECTURES[ARCH_NAMES[args.arch]]
     if args.init == "none":
@@ -248,16 +256,24 @@ def build_model(args: argparse.Namespace) -> tuple[SlimCAE, dict]:
     if args.init != "shipped":
         state = torch.load(args.init, map_location="cpu", weights_only=True)
         if state.get("format") == STATE_FORMAT:
-            if state["architecture"] != ARCH_NAMES[args.arch]:
+            source = ARCHITECTURES.get(state["architecture"])
+            if source is not cls and not (cls is SlimCAEChannel and source is SlimCAEHyperprior):
                 raise SystemExit(f"{args.init} holds a {state['architecture']} model, not {ARCH_NAMES[args.arch]}")
-            model = cls(state["widths"])
+            model = source(state["widths"], **state.get("config", {}))
             model.load_state_dict({**model.state_dict(), **{k: v.float() for k, v in state["ema"].items()}})
             print(f"continuing the training state {args.init} (step {state['step']})", flush=True)
+            if source is not cls:
+                model = SlimCAEChannel.from_hyperprior(model)
+                print(f"as a {ARCH_NAMES[args.arch]} model with slices of {model.slice_channels} channels, "
+                      "every slice context zero", flush=True)
             return model, {"steps": state["step"], "lambdas": state["lambdas"]}
     init = load_weights(None if args.init == "shipped" else args.init)
     factorized = init.model
     factorized.restore_constants()
     print(f"warm start from weights {init.weights_id.hex()} (step {init.meta.get('steps', 0)})", flush=True)
+    if cls is SlimCAEChannel and type(factorized) is SlimCAEHyperprior:
+        return (SlimCAEChannel.from_hyperprior(factorized),
+                {"lambdas": init.meta.get("lambdas", {}), "init": init.weights_id.hex()})
     if cls is SlimCAEHyperprior:
         torch.manual_seed(args.seed)
         model = SlimCAEHyperprior.from_factorized(factorized)
@@ -280,7 +296,7 @@ def save_state(model: SlimCAE, ema: EMA, step: int, lambdas: dict[int, float], p
     constants = model.constant_names()
     state = {
         "format": STATE_FORMAT, "architecture": architecture_of(model),
-        "widths": list(model.widths), "step": step,
+        "widths": list(model.widths), "config": model.config(), "step": step,
         "lambdas": {str(w): l for w, l in lambdas.items()},
         "ema": {k: (v if k in constants else v.half()).cpu().contiguous() for k, v in ema.state.items()},
     }
@@ -372,7 +388,7 @@ class Trainer:
             ckpt = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
             if ckpt.get("format") != CHECKPOINT_FORMAT or ckpt["architecture"] != ARCH_NAMES[args.arch]:
                 raise SystemExit(f"{args.checkpoint} is not a {args.arch} training state")
-            model = ARCHITECTURES[ckpt["architecture"]](ckpt["widths"])
+            model = ARCHITECTURES[ckpt["architecture"]](ckpt["widths"], **ckpt.get("config", {}))
             model.load_state_dict(ckpt["model"])
             meta = {}
             print(f"resuming from {args.checkpoint} at step {ckpt['step']}", flush=True)
@@ -416,7 +432,8 @@ class Trainer:
         """Everything a resume needs, as plain tensors and values (loadable with weights_only)."""
         return {
             "format": CHECKPOINT_FORMAT, "architecture": ARCH_NAMES[self.args.arch],
-            "widths": list(self.model.widths), "model": self.model.state_dict_for_saving(),
+            "widths": list(self.model.widths), "config": self.model.config(),
+            "model": self.model.state_dict_for_saving(),
             "ema": self.ema.state, "optimizer": self.opt.state_dict(),
             "aux_optimizer": self.aux_opt.state_dict(), "step": self.step,
             "lambdas": {str(w): l for w, l in self.lambdas.items()},
@@ -433,7 +450,8 @@ class Trainer:
 
     def ema_model(self) -> SlimCAE:
         """A copy of the model carrying the EMA weights (for validation and export)."""
-        model = type(self.model)(self.model.widths).to(self.device).to(memory_format=torch.channels_last)
+        model = type(self.model)(self.model.widths, **self.model.config())
+        model = model.to(self.device).to(memory_format=torch.channels_last)
         model.load_state_dict(self.model.state_dict())
         self.ema.copy_to(model)
         return model
