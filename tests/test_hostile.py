@@ -1154,7 +1154,9 @@ def test_every_reader_gives_a_mutant_the_same_verdict(fuzz_seeds, tiny_weights, 
     paths = {id(tiny_weights): tiny_weights_path,
              id(load_weights(VECTORS / "v1.1" / "tiny-weights.pt")): VECTORS / "v1.1" / "tiny-weights.pt",
              id(load_weights(VECTORS / "v2.0" / "tiny-hyperprior-weights.pt")):
-                 VECTORS / "v2.0" / "tiny-hyperprior-weights.pt"}
+                 VECTORS / "v2.0" / "tiny-hyperprior-weights.pt",
+             id(load_weights(VECTORS / "v3.0" / "tiny-channel-weights.pt")):
+                 VECTORS / "v3.0" / "tiny-channel-weights.pt"}
     rng = random.Random(READER_SEED)
     outcomes: collections.Counter = collections.Counter()
     work = tmp_path / "work"
