@@ -1151,12 +1151,10 @@ def test_every_reader_gives_a_mutant_the_same_verdict(fuzz_seeds, tiny_weights, 
 
     from slimcodec.weights import load_weights
 
-    paths = {id(tiny_weights): tiny_weights_path,
-             id(load_weights(VECTORS / "v1.1" / "tiny-weights.pt")): VECTORS / "v1.1" / "tiny-weights.pt",
-             id(load_weights(VECTORS / "v2.0" / "tiny-hyperprior-weights.pt")):
-                 VECTORS / "v2.0" / "tiny-hyperprior-weights.pt",
-             id(load_weights(VECTORS / "v3.0" / "tiny-channel-weights.pt")):
-                 VECTORS / "v3.0" / "tiny-channel-weights.pt"}
+    # the weights file of each seed's weights, by weights id (the CLI reads files)
+    paths = {load_weights(p).weights_id: p for p in (
+        tiny_weights_path, VECTORS / "v1.1" / "tiny-weights.pt", VECTORS / "v2.0" / "tiny-hyperprior-weights.pt",
+        VECTORS / "v3.0" / "tiny-channel-weights.pt")}
     rng = random.Random(READER_SEED)
     outcomes: collections.Counter = collections.Counter()
     work = tmp_path / "work"
@@ -1171,7 +1169,7 @@ def test_every_reader_gives_a_mutant_the_same_verdict(fuzz_seeds, tiny_weights, 
             began = time.perf_counter()
             try:
                 verdicts = {"api": _api_verdict(data, seed.weights), "pillow": _pillow_verdict(path, seed.weights),
-                            "cli": _cli_verdict(path, paths[id(seed.weights)], work / "m.png")}
+                            "cli": _cli_verdict(path, paths[seed.weights.weights_id], work / "m.png")}
                 info = _info_verdict(path)
             except Exception as exc:  # MemoryError included: anything but a verdict is a finding
                 pytest.fail(f"mutant {index} ({kind} of {seed.name}, {data.hex()}): {type(exc).__name__}: {exc}")
