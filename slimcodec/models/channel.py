@@ -165,22 +165,10 @@ class SlimCAEChannel(SlimCAEHyperprior):
             decoded.append(q / latent_scale + mean)
         return torch.cat(decoded, 1), torch.cat(bits, 1)
 
-    def forward(self, x: Tensor, width: int) -> dict:
-        """Training pass with mixed quantization (see :class:`SlimCAEHyperprior`), slice by slice.
-
-        Returns:
-            dict: ``{"x_hat", "likelihoods": {"y", "z"}}``; in eval mode y's from rounded symbols.
-        """
-        self.check_width(width)
-        y = self.analysis(x, width)
-        bottleneck = self.entropy_bottleneck[str(width)]
-        with torch.autocast(device_type=y.device.type, enabled=False):
-            y = y.float()
-            z, _, mean_all, scale_all = self.hyper_prior(y, width)
-            _, z_likelihoods = bottleneck(z, training=self.training)
-            y_hat, y_bits = self.code_slices(y, mean_all, scale_all, noisy_rate=self.training)
-        x_hat = self.synthesis(y_hat, width)
-        return {"x_hat": x_hat, "likelihoods": {"y": torch.exp2(-y_bits), "z": z_likelihoods}}
+    def code_y(self, y: Tensor, mean: Tensor, scale: Tensor) -> tuple[Tensor, Tensor]:
+        """As :meth:`SlimCAEHyperprior.code_y`, slice by slice (the heads' μ and σ of every slice)."""
+        y_hat, y_bits = self.code_slices(y, mean, scale, noisy_rate=self.training)
+        return y_hat, torch.exp2(-y_bits)
 
     def latent_rd(self, y: Tensor, width: int, scale: float = 1.0, noisy_rate: bool = True) -> tuple[Tensor, Tensor]:
         """As :meth:`SlimCAEHyperprior.latent_rd`, with the slices' context."""

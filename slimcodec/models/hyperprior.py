@@ -181,14 +181,21 @@ class SlimCAEHyperprior(SlimCAE):
             y = y.float()
             z, _, mean, scale = self.hyper_prior(y, width)
             _, z_likelihoods = bottleneck(z, training=self.training)
-            if self.training:
-                y_noisy = y + torch.empty_like(y).uniform_(-0.5, 0.5)
-                y_likelihoods = gaussian_likelihood(y_noisy - mean, scale)
-            else:
-                y_likelihoods = gaussian_likelihood(torch.round(y - mean), scale)
-            y_hat = ste_round(y - mean) + mean
+            y_hat, y_likelihoods = self.code_y(y, mean, scale)
         x_hat = self.synthesis(y_hat, width)
         return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
+
+    def code_y(self, y: Tensor, mean: Tensor, scale: Tensor) -> tuple[Tensor, Tensor]:
+        """ŷ (rounded, straight-through) and y's likelihoods given the heads' μ and σ.
+
+        In training the likelihoods are of noisy latents, otherwise of the rounded symbols.
+        """
+        if self.training:
+            y_noisy = y + torch.empty_like(y).uniform_(-0.5, 0.5)
+            y_likelihoods = gaussian_likelihood(y_noisy - mean, scale)
+        else:
+            y_likelihoods = gaussian_likelihood(torch.round(y - mean), scale)
+        return ste_round(y - mean) + mean, y_likelihoods
 
     @torch.no_grad()
     def start_heads_at(self, y: Tensor, width: int, weight_gain: float = 0.1) -> None:
