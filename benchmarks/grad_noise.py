@@ -13,32 +13,19 @@ in a direction the next batch does not agree with.
 
 from __future__ import annotations
 
-import argparse
-
 import torch
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("state", help="a training state (train --save-state)")
-    p.add_argument("--batches", type=int, default=8)
-    p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--patch-size", type=int, default=256)
-    p.add_argument("--data", default="../shared/data/train")
-    p.add_argument("--threads", type=int, default=1)
+    from grad_precision import gradients, model_of_state, state_arguments
+
+    p = state_arguments(__doc__.split("\n\n")[0], batches=8)
     args = p.parse_args(argv)
 
-    from grad_precision import gradients
-
-    from slimcodec.models import ARCHITECTURES
     from slimcodec.tools.train import CropSampler, find_images, load_images
 
     torch.set_num_threads(args.threads)
-    state = torch.load(args.state, map_location="cpu", weights_only=True)
-    model = ARCHITECTURES[state["architecture"]](state["widths"])
-    model.load_state_dict({**model.state_dict(), **{k: v.float() for k, v in state["ema"].items()}})
-    model = model.to(memory_format=torch.channels_last).train()
-    lambdas = {int(w): float(v) for w, v in state["lambdas"].items()}
+    model, lambdas, step = model_of_state(args.state)
     images = load_images(find_images([args.data]), args.patch_size)
     sampler = CropSampler(images, args.patch_size, torch.Generator().manual_seed(2))
 
@@ -46,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     for b in range(args.batches):
         x = sampler.batch(args.batch_size).contiguous(memory_format=torch.channels_last)
         per_batch.append(gradients(model, x, lambdas, bf16=False, seed=b))
-    print(f"state step {state['step']}, {args.batches} batches of {args.batch_size}×{args.patch_size}², fp32")
+    print(f"state step {step}, {args.batches} batches of {args.batch_size}×{args.patch_size}², fp32")
     print("| module | cosine to the other batches' mean | B_noise (crops) |")
     print("|---|---|---|")
     n = args.batches

@@ -59,26 +59,38 @@ def gradients(model, x, lambdas, bf16: bool, seed: int) -> dict[str, torch.Tenso
     return {m: torch.cat(g) for m, g in parts.items()}
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def state_arguments(description: str, batches: int) -> argparse.ArgumentParser:
+    """The arguments of the gradient benchmarks: a training state, the batches, data and threads."""
+    p = argparse.ArgumentParser(description=description)
     p.add_argument("state", help="a training state (train --save-state)")
-    p.add_argument("--variant", choices=VARIANTS, default="bf16")
-    p.add_argument("--batches", type=int, default=3)
+    p.add_argument("--batches", type=int, default=batches)
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--patch-size", type=int, default=256)
     p.add_argument("--data", default="../shared/data/train")
     p.add_argument("--threads", type=int, default=1)
+    return p
+
+
+def model_of_state(path: str):
+    """The training model of a committed training state (its EMA weights), its λ and its step."""
+    from slimcodec.models import ARCHITECTURES
+
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model = ARCHITECTURES[state["architecture"]](state["widths"], **state.get("config", {}))
+    model.load_state_dict({**model.state_dict(), **{k: v.float() for k, v in state["ema"].items()}})
+    lambdas = {int(w): float(v) for w, v in state["lambdas"].items()}
+    return model.to(memory_format=torch.channels_last).train(), lambdas, state["step"]
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = state_arguments(__doc__.split("\n\n")[0], batches=3)
+    p.add_argument("--variant", choices=VARIANTS, default="bf16")
     args = p.parse_args(argv)
 
-    from slimcodec.models import ARCHITECTURES
     from slimcodec.tools.train import CropSampler, find_images, load_images
 
     torch.set_num_threads(args.threads)
-    state = torch.load(args.state, map_location="cpu", weights_only=True)
-    model = ARCHITECTURES[state["architecture"]](state["widths"])
-    model.load_state_dict({**model.state_dict(), **{k: v.float() for k, v in state["ema"].items()}})
-    model = model.to(memory_format=torch.channels_last).train()
-    lambdas = {int(w): float(v) for w, v in state["lambdas"].items()}
+    model, lambdas, step = model_of_state(args.state)
     images = load_images(find_images([args.data])[::7], args.patch_size)
     sampler = CropSampler(images, args.patch_size, torch.Generator().manual_seed(1))
 
@@ -96,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
             o = other[m]
             cosines.setdefault(m, []).append(float(g @ o / (g.norm() * o.norm() + 1e-30)))
             ratios.setdefault(m, []).append(float(o.norm() / (g.norm() + 1e-30)))
-    print(f"state step {state['step']}, {args.batches} batches of {args.batch_size}×{args.patch_size}², "
+    print(f"state step {step}, {args.batches} batches of {args.batch_size}×{args.patch_size}², "
           f"variant {args.variant} against fp32")
     print("| module | cosine | norm ratio |")
     print("|---|---|---|")
