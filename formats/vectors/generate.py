@@ -174,19 +174,27 @@ def main_hyperprior() -> int:
     import torch
 
     from slimcodec.models.hyperprior import SlimCAEHyperprior
-    from slimcodec.weights import load_weights, save_weights
+    from slimcodec.weights import save_weights
 
     HYPERPRIOR_DIR.mkdir(parents=True, exist_ok=True)
     path = HYPERPRIOR_DIR / "tiny-hyperprior-weights.pt"
     if not path.exists():
         torch.manual_seed(0)
         save_weights(SlimCAEHyperprior((8, 4)), path, meta={"purpose": "golden vectors"})
+    return write_vector_set(HYPERPRIOR_DIR, path, HYPERPRIOR_SCALED, "format 2")
+
+
+def write_vector_set(directory: Path, path: Path, scaled, label: str) -> int:
+    """Write the vectors of the weights at ``path`` (every source at every width, then ``scaled``)
+    into ``directory`` with their ``expected.json``."""
+    from slimcodec.weights import load_weights
+
     weights = load_weights(path)
-    settings = [(name, width, 4096) for name in sources() for width in weights.widths] + list(HYPERPRIOR_SCALED)
+    settings = [(name, width, 4096) for name in sources() for width in weights.widths] + list(scaled)
     expected = {"weights": path.name, "weights_id": weights.weights_id.hex(),
-                "vectors": write_vectors(HYPERPRIOR_DIR, weights, settings)}
-    (HYPERPRIOR_DIR / "expected.json").write_text(json.dumps(expected, indent=2) + "\n")
-    print(f"wrote {len(expected['vectors'])} format 2 vectors")
+                "vectors": write_vectors(directory, weights, settings)}
+    (directory / "expected.json").write_text(json.dumps(expected, indent=2) + "\n")
+    print(f"wrote {len(expected['vectors'])} {label} vectors")
     return 0
 
 
@@ -195,7 +203,7 @@ def main_channel() -> int:
     import torch
 
     from slimcodec.models.channel import SlimCAEChannel
-    from slimcodec.weights import load_weights, save_weights
+    from slimcodec.weights import save_weights
 
     CHANNEL_DIR.mkdir(parents=True, exist_ok=True)
     path = CHANNEL_DIR / "tiny-channel-weights.pt"
@@ -206,13 +214,7 @@ def main_channel() -> int:
             for net in [*model.scale_context, *model.mean_context]:
                 net.outer.weight.normal_(0.0, 0.3)
         save_weights(model, path, meta={"purpose": "golden vectors"})
-    weights = load_weights(path)
-    settings = [(name, width, 4096) for name in sources() for width in weights.widths] + list(CHANNEL_SCALED)
-    expected = {"weights": path.name, "weights_id": weights.weights_id.hex(),
-                "vectors": write_vectors(CHANNEL_DIR, weights, settings)}
-    (CHANNEL_DIR / "expected.json").write_text(json.dumps(expected, indent=2) + "\n")
-    print(f"wrote {len(expected['vectors'])} format 3 vectors")
-    return 0
+    return write_vector_set(CHANNEL_DIR, path, CHANNEL_SCALED, "format 3")
 
 
 def main_invalid_future() -> int:

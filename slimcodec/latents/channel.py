@@ -34,7 +34,6 @@ from slimcodec.entropy import SCALE_ONE, quantize
 from slimcodec.entropy.gaussian import ACT_BITS, FixedPointHyperSynthesis, FixedPointSliceContext
 from slimcodec.entropy.rangecoder import Decoder, Encoder, channel_indexes
 from slimcodec.entropy.tables import check_payload_holds, row_min_bits
-from slimcodec.latents import Latents
 from slimcodec.latents import hyperprior as _hyperprior
 from slimcodec.latents.hyperprior import Z_STEP, hyper_analysis
 from slimcodec.runtime.stage_layers import Conv, layers_from_arrays, layers_to_arrays
@@ -47,16 +46,8 @@ GRAPH_STAGES = _hyperprior.GRAPH_STAGES
 
 
 @dataclass(frozen=True)
-class ChannelLatents(Latents):
-    """y's symbols and ``y_hat`` (see :class:`slimcodec.latents.Latents`), z's symbols and y's table indexes.
-
-    Attributes:
-        z (np.ndarray): z's integer symbols (int32 ``[C, h/4, w/4]``).
-        indexes (np.ndarray): the Gaussian table of each of y's symbols (``[C, h, w]``).
-    """
-
-    z: np.ndarray
-    indexes: np.ndarray
+class ChannelLatents(_hyperprior.HyperpriorLatents):
+    """The hyperprior's fields (z's symbols, y's symbols, table indexes and ``y_hat``), coded slice by slice."""
 
 
 def contexts(wts: Weights) -> tuple[int, list, list]:
