@@ -330,3 +330,34 @@ def test_slim_encode_decode_and_info_with_channel_weights(channel_path, tmp_path
     out = slim("info", "a.slim").stdout
     assert "format version  3.0" in out and "architecture    slimcae-channel" in out
     assert "latent shape    8 x 4 x 4" in out
+
+
+
+def test_a_payload_holding_only_z_is_refused_after_one_tile_of_the_hyper_synthesis(channel_weights, monkeypatch):
+    """Issue 30's hyperprior bomb in format 3: a file whose payload holds z and nothing of y.
+    Slice 0's scales are checked tile by tile as the hyper-synthesis runs, before the contexts
+    or the rest of the image's hyper-synthesis."""
+    from slimcodec.entropy.gaussian import FixedPointHyperSynthesis
+    from slimcodec.formats.slimfile import SlimFile, write_slim
+
+    data = codec.encode(noise_image(256, 256, seed=5), 8, weights=channel_weights, scale=8.0)
+    slim, latents, _ = codec.decode_latents(data, weights=channel_weights)
+    assert latents.z.shape[1:] == (4, 4)
+    only_z = None
+    for keep in range(1, len(slim.payload) // 4):  # the shortest payload that holds z's symbols
+        candidate = write_slim(SlimFile(slim.header, slim.chunks, slim.payload[:4 * keep]))
+        try:
+            codec.decode(candidate, weights=channel_weights)
+        except SlimFormatError as exc:
+            if "image size" not in str(exc):
+                only_z = candidate
+                break
+    assert only_z is not None
+    ran = []
+    real = FixedPointHyperSynthesis.run
+    monkeypatch.setattr(FixedPointHyperSynthesis, "run",
+                        lambda self, z, conv=None: ran.append(z.shape[1:]) or real(self, z, conv))
+    monkeypatch.setattr(channel_codec, "HYPER_TILE", 1)  # 16 tiles of one z position
+    with pytest.raises(SlimFormatError, match="payload too short for its slices' scales"):
+        codec.decode(only_z, weights=channel_weights)
+    assert len(ran) == 1 and ran[0][0] * ran[0][1] < 16  # one tile (with its margin), not all of z

@@ -265,3 +265,23 @@ def test_transform_eps_sets_adams_epsilon_of_the_transforms_only(folders, tmp_pa
     assert transforms["eps"] == 1e-5 and densities["eps"] == 1e-8
     assert not any(n.startswith("entropy_bottleneck.") for n, p in trainer.model.named_parameters()
                    if any(p is q for q in transforms["params"]))
+
+
+@pytest.mark.parametrize("arch", ["hyperprior", "channel"])
+def test_entropy_only_trains_the_entropy_model_and_freezes_the_transforms_at_their_average(folders, tmp_path, arch):
+    from slimcodec.tools.train import is_transform
+
+    ckpt = tmp_path / "c.pt"
+    run(folders, ckpt, "--steps", 3, "--val", "", arch=arch)
+    before = state(ckpt)
+    run(folders, ckpt, "--steps", 6, "--val", "", "--entropy-only", arch=arch)
+    after = state(ckpt)
+    moved = {k for k, v in after["model"].items() if v.is_floating_point() and not torch.equal(v, before["model"][k])}
+    assert moved and not any(is_transform(k) for k in moved - set(before["ema"]))
+    for k, v in after["model"].items():
+        if is_transform(k) and k in before["ema"]:  # frozen at the EMA's values, which then stay put
+            assert torch.equal(v.float(), before["ema"][k]), k
+            torch.testing.assert_close(after["ema"][k], before["ema"][k], rtol=1e-6, atol=1e-7)
+    assert any(k.startswith(("h_s", "h_a")) for k in moved)
+    run(folders, ckpt, "--steps", 7, "--val", "", arch=arch)  # joint training resumes from it
+    assert state(ckpt)["step"] == 7

@@ -26,16 +26,17 @@ the seven scale contexts took 0.15 s and the seven mean contexts 0.14 s of a 1.1
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from slimcodec.entropy import SCALE_ONE, quantize
-from slimcodec.entropy.gaussian import ACT_BITS, FixedPointHyperSynthesis, FixedPointSliceContext
+from slimcodec.entropy.gaussian import FixedPointHyperSynthesis, FixedPointSliceContext
 from slimcodec.entropy.rangecoder import Decoder, Encoder, channel_indexes
 from slimcodec.entropy.tables import check_payload_holds, row_min_bits
 from slimcodec.latents import hyperprior as _hyperprior
-from slimcodec.latents.hyperprior import Z_STEP, hyper_analysis
+from slimcodec.latents.hyperprior import HYPER_TILE, Z_STEP, hyper_analysis, hyper_tiles
 from slimcodec.runtime.stage_layers import Conv, layers_from_arrays, layers_to_arrays
 from slimcodec.timings import Timings, timed
 from slimcodec.weights import Weights
@@ -106,14 +107,28 @@ def mean_context(layers: list, decoded: np.ndarray) -> np.ndarray:
 class _Slices:
     """The side information both coders compute slice after slice from z's symbols."""
 
-    def __init__(self, wts: Weights, q_z: np.ndarray, width: int, units: int):
+    def __init__(self, wts: Weights, q_z: np.ndarray, width: int, units: int,
+                 budget: Callable[[np.ndarray], None] | None = None, tile: int | None = None):
+        """Run the hyper-synthesis tile by tile (:func:`~slimcodec.latents.hyperprior.hyper_tiles`).
+
+        Args:
+            budget: called with each tile's slice-0 indexes (the only ones known before any
+                y symbol is read), as the hyperprior's decoder checks each tile's: a file
+                whose payload cannot hold slice 0 is refused after one tile of work.
+            tile: z positions per tile side (default :data:`HYPER_TILE`).
+        """
         self.wts, self.units = wts, units
         self.c, _, self.mean_layers = contexts(wts)
         self.count = width // self.c
         self.net = hyper_synthesis(wts, width)
-        trunk, self.scale_acc = self.net.run(q_z)
-        self.means = wts.run("hyper_mean", width, (trunk / (1 << ACT_BITS)).astype(np.float32))
-        shape = self.scale_acc.shape
+        shape = (width, Z_STEP * q_z.shape[1], Z_STEP * q_z.shape[2])
+        self.scale_acc = np.empty(shape, np.float64)
+        self.means = np.empty(shape, np.float32)
+        for (rows, cols), means, scale_acc in hyper_tiles(wts, self.net, q_z, width, tile or HYPER_TILE):
+            if budget is not None:
+                budget(wts.gaussian.indexes(scale_acc[: self.c], units))
+            self.scale_acc[:, rows, cols] = scale_acc
+            self.means[:, rows, cols] = means
         self.q = np.zeros(shape, np.int32)
         self.y_hat = np.zeros(shape, np.float32)
         self.indexes = np.zeros(shape, np.int32)
@@ -186,9 +201,15 @@ def decode_payload(wts: Weights, words: np.ndarray, width: int, grid: tuple[int,
         check_payload_holds(payload_bits, least, "image size")
         decoder = Decoder(words)
         q_z = decoder.decode(channel_indexes((width, *z_grid)), z_table)
-    with timed(timings, "hyper"):
-        slices = _Slices(wts, q_z, width, units)
     min_bits = row_min_bits(wts.gaussian.counts)
+    first = [least]
+
+    def budget(tile_indexes: np.ndarray) -> None:
+        first[0] += float(np.bincount(tile_indexes.reshape(-1), minlength=wts.gaussian.levels) @ min_bits)
+        check_payload_holds(payload_bits, first[0], "slices' scales")
+
+    with timed(timings, "hyper"):
+        slices = _Slices(wts, q_z, width, units, budget)
     for k in range(slices.count):
         with timed(timings, "hyper"):
             indexes, mean = slices.parameters(k)

@@ -16,7 +16,7 @@ choice of a table, so a decoder on any machine reads the same symbols.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -74,14 +74,33 @@ def hyper_analysis(wts: Weights, y: np.ndarray, width: int, tile: int | None = N
     return z
 
 
+def hyper_tiles(wts: Weights, hyper: FixedPointHyperSynthesis, q_z: np.ndarray, width: int,
+                tile: int = HYPER_TILE) -> Iterator[tuple[tuple[slice, slice], np.ndarray, np.ndarray]]:
+    """The hyper-synthesis of z's symbols, tile by tile: ``(box, means, scale accumulators)``.
+
+    Each tile is a core of ``tile`` z positions grown by :data:`HYPER_MARGIN` (clipped to the
+    grid); ``box`` is the core's rows and columns in y's grid, ``means`` (float32) and the
+    accumulators (float64 integers, :meth:`FixedPointHyperSynthesis.run`) are the core's. Only
+    one tile's activations exist at a time, and the accumulators are exact integers, identical
+    to a run over the whole of z.
+    """
+    _, zh, zw = q_z.shape
+    for core, outer in geometry.tiles(zh, zw, tile, HYPER_MARGIN):
+        (t, b, l, r), (ot, ob, ol, orr) = core, outer
+        trunk, scale_acc = hyper.run(q_z[:, ot:ob, ol:orr])
+        rows = slice(Z_STEP * (t - ot), Z_STEP * (b - ot))
+        cols = slice(Z_STEP * (l - ol), Z_STEP * (r - ol))
+        means = wts.run("hyper_mean", width, (trunk / (1 << ACT_BITS)).astype(np.float32))
+        del trunk
+        box = (slice(Z_STEP * t, Z_STEP * b), slice(Z_STEP * l, Z_STEP * r))
+        yield box, means[:, rows, cols], scale_acc[:, rows, cols]
+
+
 def side_information(wts: Weights, q_z: np.ndarray, width: int, units: int,
                      budget: Callable[[np.ndarray], None] | None = None,
                      tile: int = HYPER_TILE) -> tuple[np.ndarray, np.ndarray]:
-    """y's table indexes (exact, int32) and means (float32), both ``[C, 4h, 4w]``, from z's symbols.
-
-    The hyper-synthesis runs tile by tile over z (cores of ``tile`` positions grown by
-    :data:`HYPER_MARGIN`, clipped to the grid), so only one tile's activations (float64)
-    exist at a time; the indexes are exact integers, identical to a run on the whole of z.
+    """y's table indexes (exact, int32) and means (float32), both ``[C, 4h, 4w]``, from z's symbols
+    (the hyper-synthesis runs tile by tile: :func:`hyper_tiles`).
 
     Args:
         budget: called with each tile's indexes as soon as they are known; a decoder
@@ -93,19 +112,12 @@ def side_information(wts: Weights, q_z: np.ndarray, width: int, units: int,
     channels, zh, zw = q_z.shape
     indexes = np.empty((channels, Z_STEP * zh, Z_STEP * zw), dtype=np.int32)
     means = np.empty(indexes.shape, dtype=np.float32)
-    hyper = hyper_synthesis(wts, width)
-    for core, outer in geometry.tiles(zh, zw, tile, HYPER_MARGIN):
-        (t, b, l, r), (ot, ob, ol, orr) = core, outer
-        trunk, scale_acc = hyper.run(q_z[:, ot:ob, ol:orr])
-        rows = slice(Z_STEP * (t - ot), Z_STEP * (b - ot))
-        cols = slice(Z_STEP * (l - ol), Z_STEP * (r - ol))
-        tile_indexes = wts.gaussian.indexes(scale_acc[:, rows, cols], units)
-        del scale_acc
+    for (rows, cols), tile_means, scale_acc in hyper_tiles(wts, hyper_synthesis(wts, width), q_z, width, tile):
+        tile_indexes = wts.gaussian.indexes(scale_acc, units)
         if budget is not None:
             budget(tile_indexes)
-        indexes[:, Z_STEP * t : Z_STEP * b, Z_STEP * l : Z_STEP * r] = tile_indexes
-        tile_means = wts.run("hyper_mean", width, (trunk / (1 << ACT_BITS)).astype(np.float32))
-        means[:, Z_STEP * t : Z_STEP * b, Z_STEP * l : Z_STEP * r] = tile_means[:, rows, cols]
+        indexes[:, rows, cols] = tile_indexes
+        means[:, rows, cols] = tile_means
     return indexes, means
 
 

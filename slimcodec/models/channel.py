@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from slimcodec.models.factorized import PAPER_WIDTHS, factorized_bits
+from slimcodec.models.factorized import PAPER_WIDTHS
 from slimcodec.models.hyperprior import SlimCAEHyperprior, gaussian_likelihood, hidden_width, ste_round
 
 SLICE_CHANNELS = 24
@@ -170,16 +170,10 @@ class SlimCAEChannel(SlimCAEHyperprior):
         y_hat, y_bits = self.code_slices(y, mean, scale, noisy_rate=self.training)
         return y_hat, torch.exp2(-y_bits)
 
-    def latent_rd(self, y: Tensor, width: int, scale: float = 1.0, noisy_rate: bool = True) -> tuple[Tensor, Tensor]:
-        """As :meth:`SlimCAEHyperprior.latent_rd`, with the slices' context."""
-        with torch.autocast(device_type=y.device.type, enabled=False):
-            y = y.float()
-            z, z_hat, mean_all, scale_all = self.hyper_prior(y, width)
-            z_rated = z + torch.empty_like(z).uniform_(-0.5, 0.5) if noisy_rate else z_hat
-            z_bits = factorized_bits(self.entropy_bottleneck[str(width)], z_rated)
-            y_hat, y_bits = self.code_slices(y, mean_all, scale_all, scale, noisy_rate)
-            spread = z_bits.sum() / y_bits.numel()
-        return self.synthesis(y_hat, width), y_bits + spread
+    def code_y_at_scale(self, y: Tensor, mean: Tensor, scale_raw: Tensor, scale: float,
+                        noisy_rate: bool) -> tuple[Tensor, Tensor]:
+        """As :meth:`SlimCAEHyperprior.code_y_at_scale`, slice by slice."""
+        return self.code_slices(y, mean, scale_raw, scale, noisy_rate)
 
     @classmethod
     def from_hyperprior(cls, hyperprior: SlimCAEHyperprior, **kwargs) -> SlimCAEChannel:

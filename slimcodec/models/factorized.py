@@ -155,19 +155,28 @@ class SlimCAE(nn.Module):
     def latent_rd(self, y: Tensor, width: int, scale: float = 1.0, noisy_rate: bool = True) -> tuple[Tensor, Tensor]:
         """The decoder's view of free latents ``y``, for refining them at encode time.
 
-        Mixed quantization as in training: the synthesis sees ``y`` on the file's grid
-        (``round(s·(y − median))/s + median``, straight-through), the rate sees ``y``
-        plus uniform noise of one bin (``1/s``).
+        Mixed quantization as in training (:meth:`code_latents`), then the synthesis.
 
         Returns:
             (x_hat, bits): the reconstruction and the estimated bits of each latent.
+        """
+        y_hat, bits = self.code_latents(y, width, scale, noisy_rate)
+        return self.synthesis(y_hat, width), bits
+
+    def code_latents(self, y: Tensor, width: int, scale: float = 1.0,
+                     noisy_rate: bool = True) -> tuple[Tensor, Tensor]:
+        """ŷ and the estimated bits of each latent: the entropy model's whole part of a pass.
+
+        The synthesis sees ``y`` on the file's grid (``round(s·(y − median))/s + median``,
+        straight-through); the rate sees ``y`` plus uniform noise of one bin (``1/s``), or the
+        rounded values with ``noisy_rate=False``. Rate-only training (``train --entropy-only``)
+        uses the bits alone.
         """
         bottleneck = self.entropy_bottleneck[str(width)]
         medians = bottleneck._get_medians().detach()
         y_hat = y + (torch.round((y - medians) * scale) / scale + medians - y).detach()
         rated = y + torch.empty_like(y).uniform_(-0.5 / scale, 0.5 / scale) if noisy_rate else y_hat
-        bits = factorized_bits(bottleneck, rated, 0.5 / scale)
-        return self.synthesis(y_hat, width), bits
+        return y_hat, factorized_bits(bottleneck, rated, 0.5 / scale)
 
     @torch.no_grad()
     def stage_layers(self, stage: str, width: int) -> list:

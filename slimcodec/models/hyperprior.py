@@ -116,8 +116,9 @@ class SlimCAEHyperprior(SlimCAE):
         mean, scale = self.hyper_synthesis(z_hat, width)
         return z, z_hat, mean, scale
 
-    def latent_rd(self, y: Tensor, width: int, scale: float = 1.0, noisy_rate: bool = True) -> tuple[Tensor, Tensor]:
-        """As :meth:`SlimCAE.latent_rd`; z is ``h_a(y)`` (as the encoder computes it) and its bits
+    def code_latents(self, y: Tensor, width: int, scale: float = 1.0,
+                     noisy_rate: bool = True) -> tuple[Tensor, Tensor]:
+        """As :meth:`SlimCAE.code_latents`; z is ``h_a(y)`` (as the encoder computes it) and its bits
         are spread over y's positions, so ``bits.sum()`` is the whole payload's estimate."""
         from slimcodec.models.factorized import factorized_bits
 
@@ -127,15 +128,20 @@ class SlimCAEHyperprior(SlimCAE):
             z, z_hat, mean, scale_raw = self.hyper_prior(y, width)
             z_rated = z + torch.empty_like(z).uniform_(-0.5, 0.5) if noisy_rate else z_hat
             z_bits = factorized_bits(self.entropy_bottleneck[str(width)], z_rated)
-            centred = y - mean
-            y_hat = y + (torch.round(centred * scale) / scale + mean - y).detach()
-            if noisy_rate:
-                rated = (centred + torch.empty_like(y).uniform_(-0.5 / scale, 0.5 / scale)) * scale
-            else:
-                rated = ste_round(centred * scale)
-            y_bits = -torch.log2(gaussian_likelihood(rated, scale_raw * scale))
+            y_hat, y_bits = self.code_y_at_scale(y, mean, scale_raw, scale, noisy_rate)
             spread = z_bits.sum() / y_bits.numel()
-        return self.synthesis(y_hat, width), y_bits + spread
+        return y_hat, y_bits + spread
+
+    def code_y_at_scale(self, y: Tensor, mean: Tensor, scale_raw: Tensor, scale: float,
+                        noisy_rate: bool) -> tuple[Tensor, Tensor]:
+        """ŷ on a grid ``scale`` times finer than the unit one, and the bits of each y element."""
+        centred = y - mean
+        y_hat = y + (torch.round(centred * scale) / scale + mean - y).detach()
+        if noisy_rate:
+            rated = (centred + torch.empty_like(y).uniform_(-0.5 / scale, 0.5 / scale)) * scale
+        else:
+            rated = ste_round(centred * scale)
+        return y_hat, -torch.log2(gaussian_likelihood(rated, scale_raw * scale))
 
     @torch.no_grad()
     def stage_layers(self, stage: str, width: int) -> list:

@@ -306,6 +306,25 @@ def save_state(model: SlimCAE, ema: EMA, step: int, lambdas: dict[int, float], p
     os.replace(tmp, path)
 
 
+TRANSFORMS = ("g_a", "g_s", "gdn", "igdn")
+
+
+def is_transform(name: str) -> bool:
+    """Whether a parameter belongs to the image transforms (g_a, g_s and their GDNs), which
+    ``--entropy-only`` freezes."""
+    return name.split(".")[0] in TRANSFORMS
+
+
+def rate_terms(model: SlimCAE, x: torch.Tensor, width: int) -> torch.Tensor:
+    """Estimated bpp of one width on batch ``x`` with the transforms frozen: y is computed
+    without a graph, so a step costs the analysis' forward pass and the entropy model."""
+    n, _, h, w = x.shape
+    with torch.no_grad():
+        y = model.analysis(x, width)
+    _, bits = model.code_latents(y, width)
+    return bits.sum() / (n * h * w)
+
+
 def module_of(name: str) -> str:
     """The module a parameter is reported under in diagnostics (``g_s.0``, ``igdn.1``, ``h_s_mean``)."""
     parts = name.split(".")
@@ -419,6 +438,8 @@ class Trainer:
                 self.lambdas = {int(k): float(v) for k, v in ckpt["lambdas"].items()}
             self.gen.set_state(ckpt["sampler_rng"])
             torch.set_rng_state(ckpt["torch_rng"])
+        if args.entropy_only:
+            self.freeze_transforms_at_their_average()
         self.sampler = CropSampler(load_images(find_images(args.data), args.patch_size), args.patch_size, self.gen)
         self.val_images = load_images(find_images([args.val]), 64) if args.val else []
         self.multiple = latents.architecture(architecture_of(self.model)).padding_multiple
@@ -427,6 +448,16 @@ class Trainer:
         self.t0 = time.time()
         self._window: dict[int, list[float]] = {w: [0.0, 0.0] for w in self.model.widths}
         self._window_t, self._window_n = time.time(), 0
+
+    def freeze_transforms_at_their_average(self) -> None:
+        """``--entropy-only``: the transforms take their EMA values (what validation and export
+        use; the raw ones would pull the average towards themselves while frozen) and get no
+        gradient, so Adam skips them and its state stays loadable by (and from) joint training."""
+        transforms = {k: v for k, v in self.ema.state.items() if is_transform(k)}
+        current = self.model.state_dict()
+        self.model.load_state_dict({**current, **{k: v.to(current[k].dtype) for k, v in transforms.items()}})
+        for name, param in self.model.named_parameters():
+            param.requires_grad_(not is_transform(name))
 
     def state(self) -> dict:
         """Everything a resume needs, as plain tensors and values (loadable with weights_only)."""
@@ -473,6 +504,11 @@ class Trainer:
         loss = 0.0
         terms = {}
         for width in self.model.widths:
+            if args.entropy_only:  # the distortion does not depend on the entropy model
+                bpp = rate_terms(self.model, x, width)
+                loss = loss + bpp
+                terms[width] = (math.nan, bpp.item())
+                continue
             mse, bpp = rd_terms(self.model, x, width, self.bf16)
             loss = loss + self.lambdas[width] * 255**2 * mse + bpp
             terms[width] = (mse.item(), bpp.item())
@@ -513,7 +549,7 @@ class Trainer:
             return
         n = self._window_n
         rate = n / (time.time() - self._window_t)
-        parts = [f"w{w}: {b / n:.3f}bpp {10 * math.log10(1 / max(m / n, 1e-10)):.2f}dB"
+        parts = [f"w{w}: {b / n:.3f}bpp" + ("" if math.isnan(m) else f" {10 * math.log10(1 / max(m / n, 1e-10)):.2f}dB")
                  for w, (m, b) in self._window.items()]
         print(f"step {self.step} {rate:.2f} it/s lr {lr:.2e} loss {loss:.3f} aux {aux_loss:.1f} | "
               + " | ".join(parts), flush=True)
@@ -595,6 +631,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--curve", type=Path, help="append each validation (JSON lines) here")
     p.add_argument("--time-limit-min", type=float, default=0, help="stop (and checkpoint) after this many minutes")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--entropy-only", action="store_true",
+                   help="train only the entropy model (hyper networks, slice contexts, densities) on the rate, "
+                        "with g_a and g_s frozen: several times the steps per second of a joint step")
     return p.parse_args(argv)
 
 
