@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Train the hyperprior on a lent GPU in one command, from the committed training state, and
-# bring the new state back through $OUT (split in pieces under the 16 MiB per-file limit).
-#   device run, carry [".gpu"]:  bash scripts/gpu-train.sh
-# Environment: MINUTES (default 8), DEVICE (cuda), BATCH (16), INIT (the committed state),
-# PYTHON (python3), SKIP_INSTALL=1 to use an environment that already has slimcodec.
+# Train the channel-conditional model on a lent GPU in one command, from the committed training
+# state, and bring the new state back through $OUT (split in pieces under the 16 MiB per-file limit).
+#   device run, carry [".gpu"]:  bash scripts/gpu-train.sh            (joint training)
+#                                bash scripts/gpu-train.sh --entropy-only
+# Environment: MINUTES (default 8), DEVICE (cuda), BATCH (16), ARCH (channel), INIT (the committed
+# state of ARCH), PYTHON (python3), SKIP_INSTALL=1 to use an environment that already has slimcodec.
 # Extra arguments go to python -m slimcodec.tools.train. Back here:
 #   cat state.pt.part-* > ~/ckpt/gpu-state.pt, then train with --init ~/ckpt/gpu-state.pt
 #   (and without the older CPU checkpoint, which would take precedence).
@@ -17,8 +18,9 @@ if [ -z "${SKIP_INSTALL:-}" ]; then
     export PYTHONPATH=/tmp/site
 fi
 export PYTHONUNBUFFERED=1
-"$PYTHON" -m slimcodec.tools.train --arch hyperprior --device "${DEVICE:-cuda}" --no-bf16 \
-    --data "${DATA:-.gpu/data}" --val "" --init "${INIT:-training/hyperprior-state.pt}" \
+ARCH=${ARCH:-channel}
+"$PYTHON" -m slimcodec.tools.train --arch "$ARCH" --device "${DEVICE:-cuda}" --no-bf16 \
+    --data "${DATA:-.gpu/data}" --val "" --init "${INIT:-training/$ARCH-state.pt}" \
     --checkpoint "${CHECKPOINT:-/tmp/gpu-checkpoint.pt}" --batch-size "${BATCH:-16}" \
     --time-limit-min "${MINUTES:-8}" --save-state "$OUT/state.pt" "$@" 2>&1 | tee "$OUT/train.log"
 split -b 15m -d "$OUT/state.pt" "$OUT/state.pt.part-"

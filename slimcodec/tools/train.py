@@ -152,7 +152,7 @@ class EMA:
         d = min(self.decay, (1 + step) / (10 + step))
         for k, v in model.state_dict().items():
             if k in self.state:
-                self.state[k].mul_(d).add_(v.detach().float(), alpha=1 - d)
+                self.state[k].lerp_(v.detach().float(), 1 - d)  # exact where v equals the average (frozen)
 
     def copy_to(self, model: torch.nn.Module) -> None:
         model.load_state_dict({**model.state_dict(), **self.state})
@@ -371,7 +371,7 @@ class Diagnostics:
         total = math.sqrt(sum(before["grads"].values()))
         record = {
             "step": step, "loss": loss, "grad_norm": total,
-            "terms": {str(w): {"mse": t[0], "bpp": t[1]} for w, t in terms.items()},
+            "terms": {str(w): {"mse": None if math.isnan(t[0]) else t[0], "bpp": t[1]} for w, t in terms.items()},
             "modules": {m: {"grad": math.sqrt(g), "update_ratio": math.sqrt(upd[m] / max(norm[m], 1e-30))}
                         for m, g in before["grads"].items()},
         }
@@ -634,7 +634,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--entropy-only", action="store_true",
                    help="train only the entropy model (hyper networks, slice contexts, densities) on the rate, "
                         "with g_a and g_s frozen: several times the steps per second of a joint step")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.entropy_only and args.vr_weight:
+        p.error("--entropy-only trains the rate alone; --vr-weight adds a distortion term")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
