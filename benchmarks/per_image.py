@@ -55,7 +55,8 @@ def compare(old: dict, new: dict) -> tuple[list[dict], dict]:
                                    b[image][w]["psnr"] - a[image][w]["psnr"]) for w in widths}})
 
     def summary(results):
-        return {int(s["setting"]): {"bpp": s["bpp"], "psnr": s["psnr"]} for s in results["summary"] if s["codec"] == SLIM}
+        return {int(s["setting"]): {"bpp": s["bpp"], "psnr": s["psnr"]}
+                for s in results["summary"] if s["codec"] == SLIM}
 
     whole = {"image": "all (mean bpp, mean PSNR)", "bd_rate": bd_rate_of(summary(old), summary(new)), "delta": {}}
     return rows, whole
@@ -67,7 +68,8 @@ def markdown(rows: list[dict], whole: dict) -> str:
     lines = [head, "|" + " --- |" * (2 + len(widths))]
     for r in [*rows, whole]:
         bd = "–" if r["bd_rate"] is None else f"{r['bd_rate']:+.1f} %"
-        cells = [f"{r['delta'][w][0] * 100:+.1f} % / {r['delta'][w][1]:+.2f}" if w in r["delta"] else "" for w in widths]
+        cells = [f"{r['delta'][w][0] * 100:+.1f} % / {r['delta'][w][1]:+.2f}" if w in r["delta"] else ""
+                 for w in widths]
         lines.append(f"| {r['image']} | {bd} | " + " | ".join(cells) + " |")
     better = sum(1 for r in rows if r["bd_rate"] is not None and r["bd_rate"] < 0)
     lines.append("")

@@ -1,9 +1,9 @@
 """Quality 0..100: one number for the network width and the latent scale, as ``cwebp -q``.
 
 A quality names a point on the weights' measured rate curve: with the shipped weights,
-quality ``q`` aims at ``0.656 · 2^((q − 75) / 24.71)`` bits per pixel on average over Kodak,
-so the rate doubles about every 25 qualities, ``75`` is width 144 at scale 1 (the default of
-``slim encode`` and :func:`slimcodec.encode`), 90 is width 192 at scale 0.94 and 100 width 192
+quality ``q`` aims at ``0.618 · 2^((q − 75) / 24.12)`` bits per pixel on average over Kodak,
+so the rate doubles about every 24 qualities, ``75`` is width 144 at scale 1 (the default of
+``slim encode`` and :func:`slimcodec.encode`), 90 is width 192 at scale 0.95 and 100 width 192
 at scale 1.5. Each quality is coded by the narrowest width whose scale-1 rate reaches it,
 scaled down to it (a wider width scaled down is on average as good as or better than the
 narrower one at that rate, docs/continuous-rd.md). The mapping is monotonic: a higher
@@ -37,9 +37,18 @@ DEFAULT_QUALITY = 75  # width 144 at scale 1 with the shipped weights: the encod
 
 Anchor = tuple[int, int, float]  # (quality, width, scale)
 
-#: Anchors per weights id (hex), from ``benchmarks/quality_table.py fit`` on the 24 Kodak
-#: images (mean bpp per width and scale, real file sizes): docs/quality.md.
+#: Anchors per weights id (hex), from ``benchmarks/quality_table.py fit`` on Kodak (mean bpp per
+#: width and scale, real file sizes; 0.3.0's on the first 12 images, the others' on all 24): docs/quality.md.
 TABLES: dict[str, tuple[Anchor, ...]] = {
+    "ff679a0b61397849": (
+        (0, 48, 0.4045), (5, 48, 0.4827), (10, 48, 0.5849), (15, 48, 0.718), (20, 48, 0.8952),
+        (22, 48, 0.9843),
+        (23, 72, 0.5439), (25, 72, 0.5818), (30, 72, 0.6929), (35, 72, 0.8379), (39, 72, 0.9893),
+        (40, 96, 0.5594), (45, 96, 0.6598), (50, 96, 0.7877), (55, 96, 0.9558), (56, 96, 0.9958),
+        (57, 144, 0.548), (60, 144, 0.599), (65, 144, 0.7006), (70, 144, 0.8303), (75, 144, 1.0),
+        (76, 192, 0.5562), (80, 192, 0.6392), (85, 192, 0.7713), (90, 192, 0.9454), (95, 192, 1.1794),
+        (100, 192, 1.5),
+    ),
     "0582bc6c9c4e7286": (
         (0, 48, 0.4487), (5, 48, 0.535), (10, 48, 0.6472), (15, 48, 0.7941), (20, 48, 0.991),
         (21, 72, 0.5147), (25, 72, 0.587), (30, 72, 0.6998), (35, 72, 0.8465), (39, 72, 0.9976),

@@ -105,12 +105,15 @@ def test_the_shipped_factorized_file_loads_as_the_factorized_architecture():
     assert shipped.weights_id.hex() == "df9f17e387a8f20d"
 
 
-def test_the_default_weights_are_the_shipped_hyperprior():
+def test_the_default_weights_are_the_shipped_channel_model_with_slices_of_24():
+    from slimcodec.latents.channel import contexts
     from slimcodec.weights import load_weights
 
     default = load_weights()
-    assert default.architecture == "slimcae-hyperprior" and default.gaussian is not None
+    assert default.architecture == "slimcae-channel" and default.gaussian is not None
     assert default.widths == (192, 144, 96, 72, 48)
+    slice_channels, scale, mean = contexts(default)
+    assert slice_channels == 24 and len(scale) == len(mean) == 7
 
 
 def test_a_file_decodes_with_the_shipped_weights_its_header_names(tmp_path, monkeypatch):
