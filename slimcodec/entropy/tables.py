@@ -63,6 +63,30 @@ def check_payload_holds(payload_bits: int, least_bits: float, what: str) -> None
                               f"its symbols need at least {least_bits:.0f})")
 
 
+
+class PayloadBudget:
+    """The fewest bits a payload must hold, grown as its symbols' rows become known.
+
+    A decoder that learns the rows of its symbols piece by piece (a hyper-synthesis tile, a
+    slice) adds each piece with :meth:`add` before it decodes or computes more, so a payload
+    too short for what it declares is refused after at most one piece of work.
+    """
+
+    def __init__(self, payload_bits: int, least_bits: float, counts: np.ndarray, what: str):
+        """``least_bits``: what the payload must hold already; ``counts``: the rows' counts."""
+        self.payload_bits, self.least_bits, self.what = payload_bits, least_bits, what
+        self.row_bits = row_min_bits(counts)
+
+    def add(self, indexes: np.ndarray) -> None:
+        """Count symbols coded with rows ``indexes``.
+
+        Raises:
+            SlimFormatError: the payload is too short for every symbol counted so far.
+        """
+        per_row = np.bincount(np.asarray(indexes).reshape(-1), minlength=len(self.row_bits))
+        self.least_bits += float(per_row @ self.row_bits)
+        check_payload_holds(self.payload_bits, self.least_bits, self.what)
+
 @dataclass(frozen=True)
 class EntropyTable:
     """Per-channel discrete distributions of one width's latents.

@@ -26,17 +26,16 @@ the seven scale contexts took 0.15 s and the seven mean contexts 0.14 s of a 1.1
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from slimcodec.entropy import SCALE_ONE, quantize
 from slimcodec.entropy.gaussian import FixedPointHyperSynthesis, FixedPointSliceContext
-from slimcodec.entropy.rangecoder import Decoder, Encoder, channel_indexes
-from slimcodec.entropy.tables import check_payload_holds, row_min_bits
+from slimcodec.entropy.rangecoder import Encoder, channel_indexes
+from slimcodec.entropy.tables import PayloadBudget
 from slimcodec.latents import hyperprior as _hyperprior
-from slimcodec.latents.hyperprior import HYPER_TILE, Z_STEP, hyper_analysis, hyper_tiles
+from slimcodec.latents.hyperprior import HYPER_TILE, Z_STEP, hyper_analysis, hyper_tiles, read_z
 from slimcodec.runtime.stage_layers import Conv, layers_from_arrays, layers_to_arrays
 from slimcodec.timings import Timings, timed
 from slimcodec.weights import Weights
@@ -108,13 +107,15 @@ class _Slices:
     """The side information both coders compute slice after slice from z's symbols."""
 
     def __init__(self, wts: Weights, q_z: np.ndarray, width: int, units: int,
-                 budget: Callable[[np.ndarray], None] | None = None, tile: int | None = None):
-        """Run the hyper-synthesis tile by tile (:func:`~slimcodec.latents.hyperprior.hyper_tiles`).
+                 budget: PayloadBudget | None = None, tile: int | None = None):
+        """Run the hyper-synthesis tile by tile (:func:`~slimcodec.latents.hyperprior.hyper_tiles`),
+        which also gives slice 0's indexes (it has no context).
 
         Args:
-            budget: called with each tile's slice-0 indexes (the only ones known before any
-                y symbol is read), as the hyperprior's decoder checks each tile's: a file
-                whose payload cannot hold slice 0 is refused after one tile of work.
+            budget: given each tile's slice-0 indexes (the only ones known before any y
+                symbol is read) before its means are computed, as the hyperprior's decoder
+                checks each tile's: a file whose payload cannot hold slice 0 is refused after
+                one tile of work.
             tile: z positions per tile side (default :data:`HYPER_TILE`).
         """
         self.wts, self.units = wts, units
@@ -124,23 +125,26 @@ class _Slices:
         shape = (width, Z_STEP * q_z.shape[1], Z_STEP * q_z.shape[2])
         self.scale_acc = np.empty(shape, np.float64)
         self.means = np.empty(shape, np.float32)
-        for (rows, cols), means, scale_acc in hyper_tiles(wts, self.net, q_z, width, tile or HYPER_TILE):
+        self.indexes = np.zeros(shape, np.int32)
+        for (rows, cols), scale_acc, means in hyper_tiles(wts, self.net, q_z, width, tile or HYPER_TILE):
+            first = wts.gaussian.indexes(scale_acc[: self.c], units)
             if budget is not None:
-                budget(wts.gaussian.indexes(scale_acc[: self.c], units))
+                budget.add(first)
+            self.indexes[: self.c, rows, cols] = first
             self.scale_acc[:, rows, cols] = scale_acc
-            self.means[:, rows, cols] = means
+            self.means[:, rows, cols] = means()
         self.q = np.zeros(shape, np.int32)
         self.y_hat = np.zeros(shape, np.float32)
-        self.indexes = np.zeros(shape, np.int32)
 
     def parameters(self, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Slice ``k``'s table indexes (exact) and means (float32), from the slices before it."""
+        """Slice ``k``'s table indexes (exact) and means (float32), from the slices before it
+        (slice 0's indexes are the tiled pass's)."""
         c, part = self.c, slice(k * self.c, (k + 1) * self.c)
-        acc, mean = self.scale_acc[part], self.means[part]
+        mean = self.means[part]
         if k:
-            acc = acc + self.net.contexts[k - 1].run(self.q[: k * c], self.units)
+            acc = self.scale_acc[part] + self.net.contexts[k - 1].run(self.q[: k * c], self.units)
             mean = mean + mean_context(self.mean_layers[k - 1], self.y_hat[: k * c])
-        self.indexes[part] = self.wts.gaussian.indexes(acc, self.units)
+            self.indexes[part] = self.wts.gaussian.indexes(acc, self.units)
         return self.indexes[part], mean
 
     def keep(self, k: int, q: np.ndarray, mean: np.ndarray) -> None:
@@ -193,29 +197,18 @@ def decode_payload(wts: Weights, words: np.ndarray, width: int, grid: tuple[int,
         SlimFormatError: the words are not exactly such a payload (or too short for its
             symbols: checked for z before z is decoded, and for each slice before it is).
     """
-    z_table = wts.tables[width]
-    payload_bits = 32 * words.size
-    z_grid = (grid[0] // Z_STEP, grid[1] // Z_STEP)
     with timed(timings, "entropy"):
-        least = z_grid[0] * z_grid[1] * float(row_min_bits(z_table.counts).sum())
-        check_payload_holds(payload_bits, least, "image size")
-        decoder = Decoder(words)
-        q_z = decoder.decode(channel_indexes((width, *z_grid)), z_table)
-    min_bits = row_min_bits(wts.gaussian.counts)
-    first = [least]
-
-    def budget(tile_indexes: np.ndarray) -> None:
-        first[0] += float(np.bincount(tile_indexes.reshape(-1), minlength=wts.gaussian.levels) @ min_bits)
-        check_payload_holds(payload_bits, first[0], "slices' scales")
-
+        decoder, q_z, z_bits = read_z(wts, words, width, grid)
+    # slice 0 is checked tile by tile as the hyper-synthesis runs, then every slice before it is read
+    first = PayloadBudget(32 * words.size, z_bits, wts.gaussian.counts, "slices' scales")
     with timed(timings, "hyper"):
-        slices = _Slices(wts, q_z, width, units, budget)
+        slices = _Slices(wts, q_z, width, units, first)
+    budget = PayloadBudget(32 * words.size, z_bits, wts.gaussian.counts, "slices' scales")
     for k in range(slices.count):
         with timed(timings, "hyper"):
             indexes, mean = slices.parameters(k)
         with timed(timings, "entropy"):
-            least += float(np.bincount(indexes.reshape(-1), minlength=wts.gaussian.levels) @ min_bits)
-            check_payload_holds(payload_bits, least, "slices' scales")
+            budget.add(indexes)
             slices.keep(k, decoder.decode(indexes, wts.gaussian), mean)
     with timed(timings, "entropy"):
         decoder.finish()

@@ -25,7 +25,7 @@ from slimcodec import geometry
 from slimcodec.entropy import SCALE_ONE, quantize
 from slimcodec.entropy.gaussian import ACT_BITS, FixedPointHyperSynthesis, GaussianTables
 from slimcodec.entropy.rangecoder import Decoder, Encoder, channel_indexes
-from slimcodec.entropy.tables import check_payload_holds, information_bits, row_min_bits
+from slimcodec.entropy.tables import PayloadBudget, check_payload_holds, information_bits, row_min_bits
 from slimcodec.geometry import HYPER_STRIDE, STRIDE, TILE_LATENTS
 from slimcodec.latents import Latents
 from slimcodec.runtime.stage_layers import layers_from_arrays, layers_to_arrays
@@ -74,15 +74,16 @@ def hyper_analysis(wts: Weights, y: np.ndarray, width: int, tile: int | None = N
     return z
 
 
-def hyper_tiles(wts: Weights, hyper: FixedPointHyperSynthesis, q_z: np.ndarray, width: int,
-                tile: int = HYPER_TILE) -> Iterator[tuple[tuple[slice, slice], np.ndarray, np.ndarray]]:
-    """The hyper-synthesis of z's symbols, tile by tile: ``(box, means, scale accumulators)``.
+def hyper_tiles(wts: Weights, hyper: FixedPointHyperSynthesis, q_z: np.ndarray, width: int, tile: int = HYPER_TILE
+                ) -> Iterator[tuple[tuple[slice, slice], np.ndarray, Callable[[], np.ndarray]]]:
+    """The hyper-synthesis of z's symbols, tile by tile: ``(box, scale accumulators, means)``.
 
     Each tile is a core of ``tile`` z positions grown by :data:`HYPER_MARGIN` (clipped to the
-    grid); ``box`` is the core's rows and columns in y's grid, ``means`` (float32) and the
-    accumulators (float64 integers, :meth:`FixedPointHyperSynthesis.run`) are the core's. Only
-    one tile's activations exist at a time, and the accumulators are exact integers, identical
-    to a run over the whole of z.
+    grid); ``box`` is the core's rows and columns in y's grid, the accumulators (float64
+    integers, :meth:`FixedPointHyperSynthesis.run`) are the core's, and ``means()`` runs the
+    mean head and gives the core's means (float32), so a decoder can check what the
+    accumulators imply before that work. Only one tile's activations exist at a time, and the
+    accumulators are exact integers, identical to a run over the whole of z.
     """
     _, zh, zw = q_z.shape
     for core, outer in geometry.tiles(zh, zw, tile, HYPER_MARGIN):
@@ -90,34 +91,36 @@ def hyper_tiles(wts: Weights, hyper: FixedPointHyperSynthesis, q_z: np.ndarray, 
         trunk, scale_acc = hyper.run(q_z[:, ot:ob, ol:orr])
         rows = slice(Z_STEP * (t - ot), Z_STEP * (b - ot))
         cols = slice(Z_STEP * (l - ol), Z_STEP * (r - ol))
-        means = wts.run("hyper_mean", width, (trunk / (1 << ACT_BITS)).astype(np.float32))
-        del trunk
+
+        def means(trunk=trunk, rows=rows, cols=cols) -> np.ndarray:
+            return wts.run("hyper_mean", width, (trunk / (1 << ACT_BITS)).astype(np.float32))[:, rows, cols]
+
         box = (slice(Z_STEP * t, Z_STEP * b), slice(Z_STEP * l, Z_STEP * r))
-        yield box, means[:, rows, cols], scale_acc[:, rows, cols]
+        yield box, scale_acc[:, rows, cols], means
 
 
 def side_information(wts: Weights, q_z: np.ndarray, width: int, units: int,
-                     budget: Callable[[np.ndarray], None] | None = None,
+                     budget: PayloadBudget | None = None,
                      tile: int = HYPER_TILE) -> tuple[np.ndarray, np.ndarray]:
     """y's table indexes (exact, int32) and means (float32), both ``[C, 4h, 4w]``, from z's symbols
     (the hyper-synthesis runs tile by tile: :func:`hyper_tiles`).
 
     Args:
-        budget: called with each tile's indexes as soon as they are known; a decoder
-            raises there when the payload cannot hold the symbols they imply, so a file
-            that declares more than its bytes can describe is refused after at most one
-            tile of work beyond what those bytes pay for.
+        budget: given each tile's indexes as soon as they are known, before its means are
+            computed; a decoder's refuses there a payload that cannot hold the symbols they
+            imply, so a file that declares more than its bytes can describe is refused after
+            at most one tile of work beyond what those bytes pay for.
         tile: z positions per tile side (tests use small tiles).
     """
     channels, zh, zw = q_z.shape
     indexes = np.empty((channels, Z_STEP * zh, Z_STEP * zw), dtype=np.int32)
     means = np.empty(indexes.shape, dtype=np.float32)
-    for (rows, cols), tile_means, scale_acc in hyper_tiles(wts, hyper_synthesis(wts, width), q_z, width, tile):
+    for (rows, cols), scale_acc, tile_means in hyper_tiles(wts, hyper_synthesis(wts, width), q_z, width, tile):
         tile_indexes = wts.gaussian.indexes(scale_acc, units)
         if budget is not None:
-            budget(tile_indexes)
+            budget.add(tile_indexes)
         indexes[:, rows, cols] = tile_indexes
-        means[:, rows, cols] = tile_means
+        means[:, rows, cols] = tile_means()
     return indexes, means
 
 
@@ -149,6 +152,23 @@ def encode_payload(wts: Weights, y: np.ndarray, width: int, units: int = SCALE_O
         return encoder.words().tobytes()
 
 
+def read_z(wts: Weights, words: np.ndarray, width: int, grid: tuple[int, int]) -> tuple[Decoder, np.ndarray, float]:
+    """Start reading a payload (formats 2 and 3): z's symbols, after checking the payload can hold them.
+
+    Returns:
+        (the decoder, positioned after z; z's symbols; the fewest bits z's symbols take).
+
+    Raises:
+        SlimFormatError: the payload is too short for z, or corrupt.
+    """
+    z_table = wts.tables[width]
+    z_grid = (grid[0] // Z_STEP, grid[1] // Z_STEP)
+    z_bits = z_grid[0] * z_grid[1] * float(row_min_bits(z_table.counts).sum())
+    check_payload_holds(32 * words.size, z_bits, "image size")
+    decoder = Decoder(words)
+    return decoder, decoder.decode(channel_indexes((width, *z_grid)), z_table), z_bits
+
+
 def decode_payload(wts: Weights, words: np.ndarray, width: int, grid: tuple[int, int],
                    units: int = SCALE_ONE, timings: Timings | None = None) -> HyperpriorLatents:
     """Read a payload: the ``z``, ``y`` and ``indexes`` symbols and the latents ``y_hat``.
@@ -160,22 +180,10 @@ def decode_payload(wts: Weights, words: np.ndarray, width: int, grid: tuple[int,
     Raises:
         SlimFormatError: the words are not exactly such a payload.
     """
-    z_table = wts.tables[width]
-    payload_bits = 32 * words.size
-    z_grid = (grid[0] // Z_STEP, grid[1] // Z_STEP)
     with timed(timings, "entropy"):
-        z_bits = z_grid[0] * z_grid[1] * float(row_min_bits(z_table.counts).sum())
-        check_payload_holds(payload_bits, z_bits, "image size")
-        decoder = Decoder(words)
-        q_z = decoder.decode(channel_indexes((width, *z_grid)), z_table)
-    y_rows_bits = row_min_bits(wts.gaussian.counts)
-    least = [z_bits]
-
-    def budget(tile_indexes: np.ndarray) -> None:
-        # z and y share the stream: what the payload must hold grows with every tile's indexes
-        least[0] += float(np.bincount(tile_indexes.reshape(-1), minlength=wts.gaussian.levels) @ y_rows_bits)
-        check_payload_holds(payload_bits, least[0], "hyperprior's scales")
-
+        decoder, q_z, z_bits = read_z(wts, words, width, grid)
+    # z and y share the stream: what the payload must hold grows with every tile's indexes
+    budget = PayloadBudget(32 * words.size, z_bits, wts.gaussian.counts, "hyperprior's scales")
     with timed(timings, "hyper"):
         indexes, means = side_information(wts, q_z, width, units, budget)
     with timed(timings, "entropy"):
