@@ -73,9 +73,7 @@ EXTRA_SECTIONS = (
      "python benchmarks/cli_speed.py --sizes kodak,24mp --runs 5 --threads 1 --pin 1 "
      "--markdown docs/results/cli-speed.md"),
     ("Encoder effort", "effort.md",
-     "python benchmarks/effort_rd.py --threads 1 --images kodim01,kodim08,kodim19 --scales 1 "
-     "--anchor-scales 0.8,1,1.25,1.4,1.6,2 --reuse docs/results/effort.json --json docs/results/effort.json "
-     "--markdown docs/results/effort.md"),
+     "slim eval --effort 9 in two halves, benchmarks/merge_evals.py and benchmarks/effort_rd.py, as below"),
 )
 
 

@@ -350,7 +350,7 @@ def encode_one(job: Job) -> Result:
         pixels = image.width * image.height
         prepared = prepare(image)
     del image, source
-    with image_bar(pixels if job.progress else 0, f"encoding {job.src.name}") as bar:
+    with image_bar(pixels if job.progress else 0, f"encoding {job.src.name}", slow=job.effort > 1) as bar:
         data, lines = _encode_image(job, prepared, weights, bar)
     # what the conversion changed (16-bit reduced, CMYK converted, ...): one line each
     lines = [f"note: {text}" for text in prepared.notes] + lines

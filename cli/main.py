@@ -819,12 +819,14 @@ Exit codes:
               help="Add published Kodak curves (CompressAI) to the plots and BD table [default: none].")
 @click.option("--threads", type=click.IntRange(min=1), metavar="N",
               help="torch threads [default: torch's default, one per core]; 1 is faster on a busy machine.")
+@click.option("-e", "--effort", type=click.IntRange(1, 9), metavar="1..9",
+              help="slimcodec's encoder effort (see slim encode --help) [default: 1].")
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
 @common_options
 @click.pass_context
 def eval_command(ctx: click.Context, folder: Path, output: str | None, widths: list[int] | None, peers: str | None,
                  weights: Path | None, limit: int | None, published: str | None, threads: int | None,
-                 no_plots: bool) -> None:
+                 effort: int | None, no_plots: bool) -> None:
     """Measure rate and quality on a folder of images, against peer codecs.
 
     Every image is coded for real at every width (and by every peer at each
@@ -835,7 +837,8 @@ def eval_command(ctx: click.Context, folder: Path, output: str | None, widths: l
     from slimcodec.tools import evaluate
 
     ctx.exit(evaluate.evaluate(folder, output, widths=widths, peers=peers, weights=weights, limit=limit,
-                               published=published, threads=threads, plots=not no_plots, quiet=quiet))
+                               published=published, threads=threads, plots=not no_plots, quiet=quiet,
+                               effort=effort))
 
 
 _BENCH_EPILOG = """\b

@@ -1,5 +1,5 @@
 """Progress bars on stderr, drawn with click's progress bar: one for a batch (files done), one
-for a single large image (tiles done).
+for a single large image (tiles done) or an encode above effort 1 (refinement steps done).
 
 A bar is shown only when stderr is a terminal and ``--quiet`` is not given; lines
 printed while it is shown (one per file) appear above it, and it is erased at the
@@ -71,9 +71,10 @@ def batch_bar(files: int, action: str, quiet: bool) -> Bar | None:
 
 
 @contextmanager
-def image_bar(pixels: int, label: str) -> Iterator[Bar | None]:
-    """The bar of one image while it is converted, if one is shown (large image, terminal)."""
-    stream = terminal() if pixels >= PROGRESS_MIN_PIXELS else None
+def image_bar(pixels: int, label: str, slow: bool = False) -> Iterator[Bar | None]:
+    """The bar of one image while it is converted, if one is shown (a terminal, and a large
+    image or ``slow`` work: an encode above effort 1 takes seconds to minutes at any size)."""
+    stream = terminal() if pixels and (pixels >= PROGRESS_MIN_PIXELS or slow) else None
     bar = Bar(stream, 1, label) if stream else None
     try:
         yield bar

@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Iterable
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
 
 from slimcodec import geometry
-from slimcodec.effort import check_effort, refine  # torch only once refine runs
+from slimcodec.effort import check_effort, refine, refine_steps  # torch only once refine runs
 from slimcodec.entropy import SCALE_ONE, scale_units
 from slimcodec.errors import ConversionWarning, SlimFormatError, WeightsMismatchError
 from slimcodec.formats.slimfile import (
@@ -172,13 +173,14 @@ def make_header(wts: Weights, width_px: int, height_px: int, color: ColorType, w
 
 
 def encode_payload(wts: Weights, y: np.ndarray, width: int, units: int = SCALE_ONE,
-                   timings: Timings | None = None) -> bytes:
+                   timings: Timings | None = None, z: np.ndarray | None = None) -> bytes:
     """The payload bytes of latents ``y`` (from :func:`analyze`) at a latent scale.
 
     ``timings`` (for benchmarks, :mod:`slimcodec.timings`) receives the seconds of
-    ``"entropy"`` (and, with the hyperprior, of its networks: ``"hyper"``).
+    ``"entropy"`` (and, with the hyperprior, of its networks: ``"hyper"``). ``z``: hyper-latents
+    to send instead of ``h_a(y)`` (:class:`CodedLatents`).
     """
-    return architecture(wts.architecture).codec.encode_payload(wts, y, width, units, timings)
+    return architecture(wts.architecture).codec.encode_payload(wts, y, width, units, timings, z)
 
 
 def decode_payload(slim: SlimFile, wts: Weights, timings: Timings | None = None) -> Latents:
@@ -194,7 +196,7 @@ def decode_payload(slim: SlimFile, wts: Weights, timings: Timings | None = None)
 
 
 def encode_latents(pixels: PixelData, y: np.ndarray, width: int, units: int, wts: Weights,
-                   metadata: Metadata = True, timings: Timings | None = None) -> bytes:
+                   metadata: Metadata = True, timings: Timings | None = None, z: np.ndarray | None = None) -> bytes:
     """Quantize the latents ``y`` of ``pixels`` (from :func:`analyze`) at a latent scale and
     write the .slim file. Rate control calls this for many scales on one analysis.
 
@@ -203,29 +205,39 @@ def encode_latents(pixels: PixelData, y: np.ndarray, width: int, units: int, wts
         metadata: the metadata kept (:func:`slimcodec.imageio.metadata_kinds`).
         timings: receives the seconds of ``"container"`` and of the payload's stages
             (:func:`encode_payload`).
+        z: hyper-latents to send instead of ``h_a(y)`` (:class:`CodedLatents`).
     """
     with timed(timings, "container"):
         h, w = pixels.rgb.shape[:2]
         color = ColorType.GRAY if pixels.gray else ColorType.RGB
         header = make_header(wts, w, h, color, width, units)
         chunks = _chunks(keep_metadata(pixels, metadata))
-    payload = encode_payload(wts, y, width, units, timings)
+    payload = encode_payload(wts, y, width, units, timings, z)
     with timed(timings, "container"):
         return write_slim(SlimFile(header, chunks, payload))
 
 
+class CodedLatents(NamedTuple):
+    """What an encode sends: the latents ``y`` and, where an encoder refined them, the
+    hyper-latents ``z`` (None: ``h_a(y)``, computed when the payload is written)."""
+
+    y: np.ndarray
+    z: np.ndarray | None = None
+
+
 def latents_for(wts: Weights, rgb: np.ndarray, width: int, scale: float = 1.0, effort: int = 1,
-                progress: Progress | None = None, timings: Timings | None = None) -> np.ndarray:
+                progress: Progress | None = None, timings: Timings | None = None) -> CodedLatents:
     """The latents an encode at ``effort`` sends: the analysis, refined above effort 1 (:mod:`slimcodec.effort`).
 
+    ``progress`` is called once per analysis tile, then once per refinement step.
     ``timings`` receives the seconds of ``"analysis"`` (and ``"refine"`` above effort 1).
     """
     with timed(timings, "analysis"):
         y = analyze(wts, rgb, width, progress=progress)
     if effort == 1:
-        return y
+        return CodedLatents(y)
     with timed(timings, "refine"):
-        return refine(wts, rgb, y, width, scale, effort)
+        return CodedLatents(*refine(wts, rgb, y, width, scale, effort, progress=progress))
 
 
 def resolve_setting(wts: Weights, width: int | None = None, scale: float | None = None,
@@ -250,18 +262,20 @@ def encode_pixels(pixels: PixelData, width: int | None = None, *, scale: float |
                   effort: int = 1, progress: Progress | None = None, timings: Timings | None = None) -> bytes:
     """Encode prepared pixels (see :func:`slimcodec.imageio.prepare`) to .slim bytes.
 
-    ``progress(done, total)`` (optional) is called as the work advances: once per
-    analysis tile, then once for the entropy coding. ``timings`` (optional) receives
-    the seconds of each stage (:mod:`slimcodec.timings`).
+    ``progress(done, total)`` (optional) is called as the work advances: once per analysis
+    tile, once per refinement step (effort above 1), then once for the entropy coding.
+    ``timings`` (optional) receives the seconds of each stage (:mod:`slimcodec.timings`).
     """
     wts = resolve_weights(weights)
     width, scale = resolve_setting(wts, width, scale, quality)
     wts.check_width(width)
     check_effort(effort)
     units = scale_units(scale)
-    steps = _Steps(progress, tile_count(pixels.rgb.shape[0], pixels.rgb.shape[1], wts) + 1)
-    y = latents_for(wts, pixels.rgb, width, units / SCALE_ONE, effort, progress=steps.advance, timings=timings)
-    data = encode_latents(pixels, y, width, units, wts, metadata, timings)
+    height, width_px = pixels.rgb.shape[:2]
+    grid = geometry.latent_grid(height, width_px, padding_multiple(wts))
+    steps = _Steps(progress, tile_count(height, width_px, wts) + refine_steps(grid, effort) + 1)
+    coded = latents_for(wts, pixels.rgb, width, units / SCALE_ONE, effort, progress=steps.advance, timings=timings)
+    data = encode_latents(pixels, coded.y, width, units, wts, metadata, timings, coded.z)
     steps.advance()
     return data
 

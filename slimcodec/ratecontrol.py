@@ -285,7 +285,7 @@ def choose_setting(image, *, target_bpp: float | None = None, target_bytes: int 
     top_units = scale_units(MAX_AUTO_SCALE) if scales else SCALE_ONE
     low_units = MIN_LATENT_SCALE if scales else SCALE_ONE
 
-    latents: dict[int, np.ndarray] = {}
+    latents: dict[int, codec.CodedLatents] = {}
     data_of: dict[Trial, bytes] = {}
     trials: dict[tuple[int, int], Trial] = {}
 
@@ -293,7 +293,7 @@ def choose_setting(image, *, target_bpp: float | None = None, target_bytes: int 
         if (width, units) not in trials:
             if width not in latents:
                 latents[width] = codec.latents_for(wts, pixels.rgb, width, effort=effort)
-            data = codec.encode_latents(pixels, latents[width], width, units, wts)
+            data = codec.encode_latents(pixels, latents[width].y, width, units, wts, z=latents[width].z)
             quality = None
             if target.kind == "psnr":
                 decoded = codec.decode(data, weights=wts)

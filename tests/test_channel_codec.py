@@ -290,24 +290,30 @@ def test_rate_control_and_eval_work_on_a_channel_file(channel_weights):
     assert result["num_bytes"] > 0 and 0 < result["est_bpp"] <= result["bpp"]
 
 
-def test_effort_refines_what_the_channel_model_codes(channel_weights):
+def test_effort_refines_what_the_channel_model_codes_y_and_z(channel_weights):
     from slimcodec import effort
 
     image = noise_image(64, 64, seed=6)
     rgb = prepare(image).rgb
     y = codec.analyze(channel_weights, rgb, 8)
-    refined = effort.refine(channel_weights, rgb, y, 8, 1.0, 3)
+    refined, z = effort.refine(channel_weights, rgb, y, 8, 1.0, 5)
     assert refined.shape == y.shape and not np.array_equal(refined, y)
+    start_z = channel_weights.model.hyper_analysis(torch.from_numpy(y)[None], 8)[0].detach().numpy()
+    assert z.shape == start_z.shape and not np.array_equal(z, start_z)
 
-    def objective(latents):
+    def objective(latents, hyper=None):
         lam = effort._lambda(channel_weights, 8) * 255**2
-        x_hat, bits = channel_codec.exact_rd(channel_weights.model, torch.from_numpy(latents)[None], 8, 1.0)
+        x_hat, bits = channel_codec.exact_rd(channel_weights.model, torch.from_numpy(latents)[None], 8, 1.0,
+                                             None if hyper is None else torch.from_numpy(hyper)[None])
         x = torch.from_numpy(rgb.astype(np.float32) / 255).permute(2, 0, 1)[None]
         return float(lam * torch.mean((x_hat - x) ** 2) + bits.sum() / (64 * 64))
 
-    assert objective(refined) <= objective(y)
-    data = codec.encode(image, 8, weights=channel_weights, effort=3)
+    assert objective(refined, z) < objective(y)
+    data = codec.encode(image, 8, weights=channel_weights, effort=5)
+    plain = codec.encode(image, 8, weights=channel_weights)
     assert codec.decode(data, weights=channel_weights).size == (64, 64)
+    # the file carries the refined z: its size is the refined objective's, not h_a(refined y)'s
+    assert data != plain
 
 
 def test_slim_encode_decode_and_info_with_channel_weights(channel_path, tmp_path, monkeypatch):

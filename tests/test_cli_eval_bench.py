@@ -58,14 +58,15 @@ def calls(monkeypatch):
 
 def test_eval_calls_evaluate_with_typed_arguments(calls):
     slim(["eval", "pics", "-o", "rep", "--widths", "192,48", "--peers", "none", "--limit", 2,
-          "--published", "kodak", "--threads", 1, "--no-plots", "--weights", "w.pt", "--quiet"], exit_code=1)
+          "--published", "kodak", "--threads", 1, "--no-plots", "--weights", "w.pt", "--quiet", "--effort", 3],
+         exit_code=1)
     assert calls[-1] == ("evaluate", (Path("pics"), "rep"),
                          {"widths": [192, 48], "peers": "none", "weights": Path("w.pt"), "limit": 2,
-                          "published": "kodak", "threads": 1, "plots": False, "quiet": True})
+                          "published": "kodak", "threads": 1, "plots": False, "quiet": True, "effort": 3})
     slim(["eval", "pics"], exit_code=1)
     assert calls[-1] == ("evaluate", (Path("pics"), None),  # None: the tool's own defaults apply
                          {"widths": None, "peers": None, "weights": None, "limit": None, "published": None,
-                          "threads": None, "plots": True, "quiet": False})
+                          "threads": None, "plots": True, "quiet": False, "effort": None})
     slim(["eval", "pics", "--widths", "192,x"], exit_code=2)  # checked by click, before the tool runs
     assert len(calls) == 2
 

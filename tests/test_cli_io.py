@@ -224,6 +224,19 @@ def test_a_large_single_image_shows_a_progress_bar_on_a_terminal_only(png, tiny_
     assert "\r" not in result.stderr
 
 
+def test_an_encode_above_effort_one_shows_its_refinement_steps_on_a_terminal(png, tiny_weights_path, monkeypatch):
+    from slimcodec import effort
+    from slimcodec.cli import progress
+
+    screen = Terminal()
+    monkeypatch.setattr(progress, "terminal", lambda: screen)  # a small image: no bar at effort 1
+    slim(["encode", png, "-w", 8, "--weights", tiny_weights_path, "-o", "plain.slim"])
+    assert screen.getvalue() == ""
+    slim(["encode", png, "-w", 8, "--weights", tiny_weights_path, "--effort", "3", "-o", "refined.slim"])
+    total = 1 + effort.STEPS[3] + 1  # one analysis tile, the steps, the entropy coding
+    assert "encoding photo.png" in screen.getvalue() and f"{total}/{total}" in screen.getvalue()
+
+
 def test_a_batch_shows_a_progress_bar_with_each_file_line_above_it(workdir, tiny_weights_path, monkeypatch):
     from slimcodec.cli import progress
 

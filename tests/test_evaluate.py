@@ -150,6 +150,18 @@ class TestMain:
         assert result["bd"] == [] and result["files"] == {}
         assert list(tmp_path.iterdir()) == []
 
+    def test_an_effort_is_used_for_every_slim_point_and_recorded(self, image_dir, tiny_weights, monkeypatch):
+        from slimcodec import codec
+
+        seen = []
+        encode = codec.encode_pixels
+        monkeypatch.setattr(codec, "encode_pixels", lambda *a, **k: seen.append(k["effort"]) or encode(*a, **k))
+        result = E.run_eval(image_dir, [4], [], None, tiny_weights, limit=1, progress=None, effort=2)
+        assert seen == [2] and result["meta"]["effort"] == 2
+        assert "effort 2" in result["meta"]["codec_labels"]["slimcodec"]
+        with pytest.raises(ValueError, match="effort must be an integer"):
+            E.run_eval(image_dir, [4], [], None, tiny_weights, limit=1, progress=None, effort=10)
+
 
 class TestInformationBits:
     def test_counts_table_bits_and_escapes(self):

@@ -212,7 +212,7 @@ def scripted(monkeypatch):
     sizes = dict(BASE_BYTES)
     quality_of: dict[bytes, float] = {}
 
-    def fake_encode_latents(pixels, y, width, units, wts, metadata=True):
+    def fake_encode_latents(pixels, y, width, units, wts, metadata=True, timings=None, z=None):
         encoded.append((width, units))
         scale = units / 4096
         quality = BASE_DB[width] + (4 if scale < 1 else 1) * np.log2(scale)

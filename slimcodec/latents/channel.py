@@ -35,7 +35,7 @@ from slimcodec.entropy.gaussian import FixedPointHyperSynthesis, FixedPointSlice
 from slimcodec.entropy.rangecoder import Encoder, channel_indexes
 from slimcodec.entropy.tables import PayloadBudget
 from slimcodec.latents import hyperprior as _hyperprior
-from slimcodec.latents.hyperprior import HYPER_TILE, Z_STEP, hyper_analysis, hyper_tiles, read_z
+from slimcodec.latents.hyperprior import HYPER_TILE, Z_STEP, check_z, hyper_analysis, hyper_tiles, read_z
 from slimcodec.runtime.stage_layers import Conv, layers_from_arrays, layers_to_arrays
 from slimcodec.timings import Timings, timed
 from slimcodec.weights import Weights
@@ -157,15 +157,16 @@ class _Slices:
 
 
 def encode_payload(wts: Weights, y: np.ndarray, width: int, units: int = SCALE_ONE,
-                   timings: Timings | None = None) -> bytes:
+                   timings: Timings | None = None, z: np.ndarray | None = None) -> bytes:
     """The payload words (little-endian bytes) of latents ``y`` at a latent scale.
 
     ``timings``, when given, receives the seconds spent in ``"hyper"`` (the hyper networks and
-    the slices' contexts) and ``"entropy"`` (quantization and range coding).
+    the slices' contexts) and ``"entropy"`` (quantization and range coding). ``z`` replaces
+    ``h_a(y)`` (an encoder's refined hyper-latents, :mod:`slimcodec.effort`).
     """
     z_table = wts.tables[width]
     with timed(timings, "hyper"):
-        z = hyper_analysis(wts, y, width)
+        z = hyper_analysis(wts, y, width) if z is None else check_z(z, y)
     with timed(timings, "entropy"):
         q_z = quantize(z, z_table)
         encoder = Encoder()
@@ -220,13 +221,14 @@ def payload_bits(latents: ChannelLatents, wts: Weights, width: int) -> float:
     return _hyperprior.payload_bits(latents, wts, width)
 
 
-def exact_rd(model, y, width: int, scale: float):
-    """Reconstruction and bits of latents ``y`` (a torch tensor) with true rounding (no noise):
-    what the file would cost (:mod:`slimcodec.effort`); z's bits are spread over y's positions."""
-    import torch
+def exact_rd(model, y, width: int, scale: float, z=None):
+    """As the hyperprior's (:func:`slimcodec.latents.hyperprior.exact_rd`), slice by slice."""
+    return _hyperprior.exact_rd(model, y, width, scale, z)
 
-    with torch.no_grad():
-        return model.latent_rd(y, width, scale, noisy_rate=False)
+
+def hyper_latents(model, y, width: int):
+    """As the hyperprior's (:func:`slimcodec.latents.hyperprior.hyper_latents`)."""
+    return _hyperprior.hyper_latents(model, y, width)
 
 
 def torch_stages(model) -> dict:

@@ -27,8 +27,12 @@ class FactorizedLatents(Latents):
     """y's symbols and ``y_hat`` (see :class:`slimcodec.latents.Latents`)."""
 
 
-def encode_payload(wts, y: np.ndarray, width: int, units: int = SCALE_ONE, timings: Timings | None = None) -> bytes:
-    """The payload bytes of latents ``y`` at a latent scale; ``timings`` receives ``"entropy"``."""
+def encode_payload(wts, y: np.ndarray, width: int, units: int = SCALE_ONE, timings: Timings | None = None,
+                   z: None = None) -> bytes:
+    """The payload bytes of latents ``y`` at a latent scale; ``timings`` receives ``"entropy"``.
+    There are no hyper-latents (``z`` must be None)."""
+    if z is not None:
+        raise ValueError("the factorized model has no hyper-latents")
     with timed(timings, "entropy"):
         table = wts.table(width, units)
         return encode_symbols(quantize(y, table, units), table).tobytes()
@@ -54,18 +58,18 @@ def payload_bits(latents: FactorizedLatents, wts, width: int) -> float:
     return information_bits(latents.y, wts.tables[width])
 
 
-def exact_rd(model, y, width: int, scale: float):
+def exact_rd(model, y, width: int, scale: float, z=None):
     """Reconstruction and bits of latents ``y`` (a torch tensor) with true rounding (no noise):
-    what the file would cost (:mod:`slimcodec.effort`)."""
+    what the file would cost (:mod:`slimcodec.effort`); ``z`` must be None."""
     import torch
 
-    from slimcodec.models.factorized import factorized_bits
-
     with torch.no_grad():
-        bottleneck = model.entropy_bottleneck[str(width)]
-        medians = bottleneck._get_medians()
-        y_hat = torch.round((y - medians) * scale) / scale + medians
-        return model.synthesis(y_hat, width), factorized_bits(bottleneck, y_hat, 0.5 / scale)
+        return model.latent_rd(y, width, scale, noisy_rate=False, z=z)
+
+
+def hyper_latents(model, y, width: int):
+    """The hyper-latents an encoder starts from for latents ``y`` (torch): none here."""
+    return None
 
 
 def torch_stages(model) -> dict:

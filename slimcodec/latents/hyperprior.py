@@ -125,15 +125,16 @@ def side_information(wts: Weights, q_z: np.ndarray, width: int, units: int,
 
 
 def encode_payload(wts: Weights, y: np.ndarray, width: int, units: int = SCALE_ONE,
-                   timings: Timings | None = None) -> bytes:
+                   timings: Timings | None = None, z: np.ndarray | None = None) -> bytes:
     """The payload words (little-endian bytes) of latents ``y`` at a latent scale.
 
     ``timings``, when given, receives the seconds spent in ``"hyper"`` (the hyper networks)
     and ``"entropy"`` (quantization and range coding); see :mod:`slimcodec.timings`.
+    ``z`` (float32 ``[C, h/4, w/4]``) replaces ``h_a(y)``: an encoder's refined hyper-latents.
     """
     z_table = wts.tables[width]
     with timed(timings, "hyper"):
-        z = hyper_analysis(wts, y, width)
+        z = hyper_analysis(wts, y, width) if z is None else check_z(z, y)
     with timed(timings, "entropy"):
         q_z = quantize(z, z_table)
     with timed(timings, "hyper"):
@@ -150,6 +151,14 @@ def encode_payload(wts: Weights, y: np.ndarray, width: int, units: int = SCALE_O
         encoder.encode(q_z, channel_indexes(q_z.shape), z_table)
         encoder.encode(q_y, indexes, wts.gaussian)
         return encoder.words().tobytes()
+
+
+def check_z(z: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``z`` if it has the shape ``h_a(y)`` has, else ``ValueError``."""
+    want = (y.shape[0], y.shape[1] // Z_STEP, y.shape[2] // Z_STEP)
+    if z.shape != want:
+        raise ValueError(f"z must be shaped {want} for these latents, got {z.shape}")
+    return z
 
 
 def read_z(wts: Weights, words: np.ndarray, width: int, grid: tuple[int, int]) -> tuple[Decoder, np.ndarray, float]:
@@ -220,24 +229,22 @@ def payload_bits(latents: HyperpriorLatents, wts: Weights, width: int) -> float:
     return bits + information_bits(latents.y, wts.gaussian, latents.indexes)
 
 
-def exact_rd(model, y, width: int, scale: float):
+def exact_rd(model, y, width: int, scale: float, z=None):
     """Reconstruction and bits of latents ``y`` (a torch tensor) with true rounding (no noise):
-    what the file would cost (:mod:`slimcodec.effort`); z's bits are spread over y's positions."""
+    what the file would cost (:mod:`slimcodec.effort`); z (``h_a(y)`` unless given) has its bits
+    spread over y's positions."""
     import torch
 
-    from slimcodec.models.factorized import factorized_bits
-    from slimcodec.models.hyperprior import gaussian_likelihood
+    with torch.no_grad():
+        return model.latent_rd(y, width, scale, noisy_rate=False, z=z)
+
+
+def hyper_latents(model, y, width: int):
+    """The hyper-latents an encoder starts from for latents ``y`` (torch, no graph): ``h_a(y)``."""
+    import torch
 
     with torch.no_grad():
-        bottleneck = model.entropy_bottleneck[str(width)]
-        z = model.hyper_analysis(y, width)
-        medians = model.z_medians(width)
-        z_hat = torch.round(z - medians) + medians
-        mean, scale_raw = model.hyper_synthesis(z_hat, width)
-        q = torch.round((y - mean) * scale)
-        bits = -torch.log2(gaussian_likelihood(q, scale_raw * scale))
-        bits = bits + factorized_bits(bottleneck, z_hat).sum() / bits.numel()
-        return model.synthesis(q / scale + mean, width), bits
+        return model.hyper_analysis(y, width)
 
 
 def torch_stages(model) -> dict:

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from slimcodec.models.factorized import PAPER_WIDTHS
+from slimcodec.models.factorized import PAPER_WIDTHS, Rounding
 from slimcodec.models.hyperprior import SlimCAEHyperprior, gaussian_likelihood, hidden_width, ste_round
 
 SLICE_CHANNELS = 24
@@ -144,12 +144,12 @@ class SlimCAEChannel(SlimCAEHyperprior):
         return mean, scale
 
     def code_slices(self, y: Tensor, mean_all: Tensor, scale_all: Tensor, latent_scale: float = 1.0,
-                    noisy_rate: bool = True) -> tuple[Tensor, Tensor]:
+                    noisy_rate: bool = True, rounding: Rounding = ste_round) -> tuple[Tensor, Tensor]:
         """ŷ (straight-through) and the bits of each y element, slice after slice.
 
         The rate of slice k sees ``y − μ_k`` plus uniform noise of one bin (or rounded, with
         ``noisy_rate=False``); the context of later slices sees the rounded symbols, as the
-        decoder will.
+        decoder will. ``rounding`` is straight-through unless an encoder's search relaxes it.
         """
         c = self.slice_channels
         symbols: list[Tensor] = []
@@ -158,7 +158,7 @@ class SlimCAEChannel(SlimCAEHyperprior):
         for k in range(y.shape[1] // c):
             mean, scale = self.slice_parameters(k, mean_all, scale_all, symbols, decoded, latent_scale)
             centred = (y[:, k * c:(k + 1) * c] - mean) * latent_scale
-            q = ste_round(centred)
+            q = rounding(centred)
             rated = centred + torch.empty_like(centred).uniform_(-0.5, 0.5) if noisy_rate else q
             bits.append(-torch.log2(gaussian_likelihood(rated, scale * latent_scale)))
             symbols.append(q)
@@ -171,9 +171,9 @@ class SlimCAEChannel(SlimCAEHyperprior):
         return y_hat, torch.exp2(-y_bits)
 
     def code_y_at_scale(self, y: Tensor, mean: Tensor, scale_raw: Tensor, scale: float,
-                        noisy_rate: bool) -> tuple[Tensor, Tensor]:
+                        noisy_rate: bool, rounding: Rounding = ste_round) -> tuple[Tensor, Tensor]:
         """As :meth:`SlimCAEHyperprior.code_y_at_scale`, slice by slice."""
-        return self.code_slices(y, mean, scale_raw, scale, noisy_rate)
+        return self.code_slices(y, mean, scale_raw, scale, noisy_rate, rounding)
 
     @classmethod
     def from_hyperprior(cls, hyperprior: SlimCAEHyperprior, **kwargs) -> SlimCAEChannel:

@@ -14,7 +14,7 @@ At width ``w`` all hidden layers and the latent ``y`` have ``w`` channels.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 from compressai.entropy_models import EntropyBottleneck
@@ -31,6 +31,8 @@ PAPER_LAMBDAS = {w: lam / 255**2 for w, lam in zip(PAPER_WIDTHS, (2048, 1024, 51
 # rebuilt by update() and never saved (the weights file holds our own tables).
 _CDF_BUFFERS = ("._offset", "._quantized_cdf", "._cdf_length")
 DOWNSAMPLING = STRIDE  # total stride of the analysis transform (slimcodec.geometry)
+# a differentiable stand-in for rounding (straight-through, or an encoder's soft rounding)
+Rounding = Callable[[Tensor], Tensor]
 
 
 def _per_width(widths: Iterable[int], make) -> nn.ModuleDict:
@@ -152,7 +154,8 @@ class SlimCAE(nn.Module):
 
     STAGES: tuple[str, ...] = ("analysis", "synthesis")
 
-    def latent_rd(self, y: Tensor, width: int, scale: float = 1.0, noisy_rate: bool = True) -> tuple[Tensor, Tensor]:
+    def latent_rd(self, y: Tensor, width: int, scale: float = 1.0, noisy_rate: bool = True,
+                  rounding: Rounding | None = None, z: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """The decoder's view of free latents ``y``, for refining them at encode time.
 
         Mixed quantization as in training (:meth:`code_latents`), then the synthesis.
@@ -160,20 +163,30 @@ class SlimCAE(nn.Module):
         Returns:
             (x_hat, bits): the reconstruction and the estimated bits of each latent.
         """
-        y_hat, bits = self.code_latents(y, width, scale, noisy_rate)
+        y_hat, bits = self.code_latents(y, width, scale, noisy_rate, rounding, z)
         return self.synthesis(y_hat, width), bits
 
-    def code_latents(self, y: Tensor, width: int, scale: float = 1.0,
-                     noisy_rate: bool = True) -> tuple[Tensor, Tensor]:
+    def code_latents(self, y: Tensor, width: int, scale: float = 1.0, noisy_rate: bool = True,
+                     rounding: Rounding | None = None, z: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """ŷ and the estimated bits of each latent: the entropy model's whole part of a pass.
 
         The synthesis sees ``y`` on the file's grid (``round(s·(y − median))/s + median``,
         straight-through); the rate sees ``y`` plus uniform noise of one bin (``1/s``), or the
         rounded values with ``noisy_rate=False``. Rate-only training (``train --entropy-only``)
         uses the bits alone.
+
+        Args:
+            rounding: replaces the straight-through rounding, for both the synthesis and the
+                rate (an encoder's relaxed search, :mod:`slimcodec.effort`); needs ``noisy_rate=False``.
+            z: hyper-latents to use instead of ``h_a(y)`` (models with a hyperprior only).
         """
+        if z is not None:
+            raise ValueError("the factorized model has no hyper-latents")
         bottleneck = self.entropy_bottleneck[str(width)]
         medians = bottleneck._get_medians().detach()
+        if rounding is not None:
+            y_hat = rounding((y - medians) * scale) / scale + medians
+            return y_hat, factorized_bits(bottleneck, y_hat, 0.5 / scale)
         y_hat = y + (torch.round((y - medians) * scale) / scale + medians - y).detach()
         rated = y + torch.empty_like(y).uniform_(-0.5 / scale, 0.5 / scale) if noisy_rate else y_hat
         return y_hat, factorized_bits(bottleneck, rated, 0.5 / scale)

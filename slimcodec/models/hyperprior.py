@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from slimcodec.geometry import HYPER_STRIDE
-from slimcodec.models.factorized import PAPER_WIDTHS, SlimCAE
+from slimcodec.models.factorized import PAPER_WIDTHS, Rounding, SlimCAE
 from slimcodec.models.layers import SlimConv2d, SlimConvTranspose2d
 
 SCALE_BOUND = 0.11  # smallest σ (CompressAI's GaussianConditional default)
@@ -108,39 +108,43 @@ class SlimCAEHyperprior(SlimCAE):
 
     STAGES = SlimCAE.STAGES + ("hyper_analysis", "hyper_mean")
 
-    def hyper_prior(self, y: Tensor, width: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """z = h_a(y), its quantized ẑ (straight-through, offset by the medians), and h_s(ẑ)'s μ and σ."""
-        z = self.hyper_analysis(y, width)
+    def hyper_prior(self, y: Tensor, width: int, z: Tensor | None = None,
+                    rounding: Rounding = ste_round) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """z = h_a(y) (or the given ``z``), its quantized ẑ (``rounding``, offset by the medians),
+        and h_s(ẑ)'s μ and σ."""
+        if z is None:
+            z = self.hyper_analysis(y, width)
         medians = self.z_medians(width)
-        z_hat = ste_round(z - medians) + medians
+        z_hat = rounding(z - medians) + medians
         mean, scale = self.hyper_synthesis(z_hat, width)
         return z, z_hat, mean, scale
 
-    def code_latents(self, y: Tensor, width: int, scale: float = 1.0,
-                     noisy_rate: bool = True) -> tuple[Tensor, Tensor]:
-        """As :meth:`SlimCAE.code_latents`; z is ``h_a(y)`` (as the encoder computes it) and its bits
-        are spread over y's positions, so ``bits.sum()`` is the whole payload's estimate."""
+    def code_latents(self, y: Tensor, width: int, scale: float = 1.0, noisy_rate: bool = True,
+                     rounding: Rounding | None = None, z: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """As :meth:`SlimCAE.code_latents`; z is ``h_a(y)`` (as the encoder computes it) unless
+        given, and its bits are spread over y's positions, so ``bits.sum()`` is the whole
+        payload's estimate. ``rounding`` quantizes z and y alike."""
         from slimcodec.models.factorized import factorized_bits
 
+        if rounding is not None and noisy_rate:
+            raise ValueError("a rounding stand-in is for rounded rates (noisy_rate=False)")
         # fp32 under bf16 autocast too, as in forward()
         with torch.autocast(device_type=y.device.type, enabled=False):
             y = y.float()
-            z, z_hat, mean, scale_raw = self.hyper_prior(y, width)
+            z, z_hat, mean, scale_raw = self.hyper_prior(y, width, z, rounding or ste_round)
             z_rated = z + torch.empty_like(z).uniform_(-0.5, 0.5) if noisy_rate else z_hat
             z_bits = factorized_bits(self.entropy_bottleneck[str(width)], z_rated)
-            y_hat, y_bits = self.code_y_at_scale(y, mean, scale_raw, scale, noisy_rate)
+            y_hat, y_bits = self.code_y_at_scale(y, mean, scale_raw, scale, noisy_rate, rounding or ste_round)
             spread = z_bits.sum() / y_bits.numel()
         return y_hat, y_bits + spread
 
     def code_y_at_scale(self, y: Tensor, mean: Tensor, scale_raw: Tensor, scale: float,
-                        noisy_rate: bool) -> tuple[Tensor, Tensor]:
+                        noisy_rate: bool, rounding: Rounding = ste_round) -> tuple[Tensor, Tensor]:
         """ŷ on a grid ``scale`` times finer than the unit one, and the bits of each y element."""
         centred = y - mean
-        y_hat = y + (torch.round(centred * scale) / scale + mean - y).detach()
-        if noisy_rate:
-            rated = (centred + torch.empty_like(y).uniform_(-0.5 / scale, 0.5 / scale)) * scale
-        else:
-            rated = ste_round(centred * scale)
+        q = rounding(centred * scale)
+        y_hat = q / scale + mean
+        rated = (centred + torch.empty_like(y).uniform_(-0.5 / scale, 0.5 / scale)) * scale if noisy_rate else q
         return y_hat, -torch.log2(gaussian_likelihood(rated, scale_raw * scale))
 
     @torch.no_grad()

@@ -90,8 +90,8 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def measure_slim(wts, pixels, width: int) -> dict:
-    """Code prepared pixels at ``width`` and measure the result.
+def measure_slim(wts, pixels, width: int, effort: int = 1) -> dict:
+    """Code prepared pixels at ``width`` (and encoder ``effort``) and measure the result.
 
     Returns:
         dict: ``num_bytes, bpp, est_bpp, psnr, ms_ssim, enc_time_s, dec_time_s``.
@@ -101,7 +101,7 @@ def measure_slim(wts, pixels, width: int) -> dict:
 
     h, w = pixels.rgb.shape[:2]
     t0 = time.perf_counter()
-    data = encode_pixels(pixels, width, weights=wts, metadata=False)
+    data = encode_pixels(pixels, width, weights=wts, metadata=False, effort=effort)
     t1 = time.perf_counter()
     slim, latents, _ = decode_latents(data, weights=wts)  # what decode() does, keeping the symbols
     decoded = np.asarray(decode_image(slim, latents, wts).convert("RGB"))
@@ -316,7 +316,8 @@ def format_markdown(result: dict, plot_prefix: str = "", heading: str = "##") ->
     n = meta["num_images"]
     lines = [f"{heading} {meta['dataset']} ({n} image{'' if n == 1 else 's'})", ""]
     lines += [f"Images: {', '.join(meta['images'])}.", ""]
-    lines += [f"Weights `{meta['weights_id']}`; widths {', '.join(map(str, meta['widths']))}. "
+    effort = f"; encoder effort {meta['effort']}" if meta.get("effort", 1) > 1 else ""
+    lines += [f"Weights `{meta['weights_id']}`; widths {', '.join(map(str, meta['widths']))}{effort}. "
               "bpp from real file sizes; PSNR and MS-SSIM on 8-bit RGB, mean over images.", ""]
     if result["bd"]:
         lines += [f"{heading}# BD-rate of slimcodec against each codec", "",
@@ -389,7 +390,8 @@ class _Progress:
 
 def run_eval(folder: str | os.PathLike, widths: Iterable[int] | None = None, peers=None,
              out_dir: str | os.PathLike | None = None, weights=None, *, limit: int | None = None,
-             plots: bool = True, published: dict | None = None, progress: TextIO | None = sys.stderr) -> dict:
+             plots: bool = True, published: dict | None = None, progress: TextIO | None = sys.stderr,
+             effort: int = 1) -> dict:
     """Evaluate slimcodec (and peers) on the images of ``folder``.
 
     Args:
@@ -404,6 +406,7 @@ def run_eval(folder: str | os.PathLike, widths: Iterable[int] | None = None, pee
         plots (bool): draw RD plots (needs matplotlib).
         published (dict | None): published curves to compare with, e.g. :data:`PUBLISHED_KODAK`.
         progress (TextIO | None): where progress lines go (``None``: silent).
+        effort (int): slimcodec's encoder effort (1 to 9, :mod:`slimcodec.effort`).
 
     Returns:
         dict: ``meta``, ``points``, ``summary``, ``bd``, ``failures``, ``skipped_peers``,
@@ -412,10 +415,12 @@ def run_eval(folder: str | os.PathLike, widths: Iterable[int] | None = None, pee
     Raises:
         ValueError: an unknown width or peer name, or a folder without images.
     """
+    from slimcodec.effort import check_effort
     from slimcodec.imageio import open_image, prepare
     from slimcodec.tools import peers as P
     from slimcodec.weights import resolve_weights
 
+    check_effort(effort)
     wts = resolve_weights(weights)
     widths = list(wts.widths if widths is None else widths)
     for w in widths:
@@ -449,7 +454,8 @@ def run_eval(folder: str | os.PathLike, widths: Iterable[int] | None = None, pee
         num_failed = 0
         for codec, setting, peer in jobs:
             try:
-                m = measure_slim(wts, pixels, int(setting)) if peer is None else measure_peer(peer, pixels.rgb, setting)
+                m = (measure_slim(wts, pixels, int(setting), effort) if peer is None
+                     else measure_peer(peer, pixels.rgb, setting))
             except Exception as exc:
                 num_failed += 1
                 failures.append({"image": path.name, "codec": codec, "setting": setting,
@@ -461,7 +467,8 @@ def run_eval(folder: str | os.PathLike, widths: Iterable[int] | None = None, pee
         report.step(f"{path.name} {w}x{h}: {len(jobs) - num_failed} points{note}{notes} "
                     f"in {time.perf_counter() - t0:.1f} s")
     summary = summarize(points)
-    labels = {SLIM: f"slimcodec {__version__} (SlimCAE)", **{p.name: p.label for p in runnable}}
+    effort_note = f", effort {effort}" if effort > 1 else ""
+    labels = {SLIM: f"slimcodec {__version__} (SlimCAE{effort_note})", **{p.name: p.label for p in runnable}}
     meta = {
         "dataset": Path(folder).resolve().name,
         "folder": str(folder),
@@ -469,6 +476,7 @@ def run_eval(folder: str | os.PathLike, widths: Iterable[int] | None = None, pee
         "image_sizes": sizes,
         "num_images": len(images),
         "widths": widths,
+        "effort": effort,
         "weights_id": wts.weights_id.hex(),
         "weights_meta": {k: v for k, v in wts.meta.items() if isinstance(v, (int, float, str, bool))},
         "peers": {p.name: {"label": p.label, "knob": p.knob, "settings": list(p.settings)} for p in runnable},
@@ -509,13 +517,14 @@ def use_threads(threads: int) -> None:
 def evaluate(folder: str | os.PathLike, output: str | os.PathLike | None = None, *,
              widths: Iterable[int] | None = None, peers: str | Iterable[str] | None = None, weights=None,
              limit: int | None = None, published: str | None = None, threads: int | None = None,
-             plots: bool = True, quiet: bool = False) -> int:
+             plots: bool = True, quiet: bool = False, effort: int | None = None) -> int:
     """Evaluate a folder into a report folder, as ``slim eval`` does; return the exit code.
 
     Args:
         folder (path-like): folder of images.
         output (path-like | None): the report folder [default: ``eval-<folder name>`` here].
         widths, peers, weights, limit, plots: as for :func:`run_eval`.
+        effort (int | None): as for :func:`run_eval` [default: 1].
         published (str | None): ``"kodak"`` adds the published Kodak curves; ``"none"`` or
             ``None`` none.
         threads (int | None): torch and runtime threads [default: one per core].
@@ -533,7 +542,8 @@ def evaluate(folder: str | os.PathLike, output: str | os.PathLike | None = None,
         if threads is not None:
             use_threads(threads)
         result = run_eval(folder, widths, peers, out, weights, limit=limit, plots=plots,
-                          published=PUBLISHED.get(published), progress=None if quiet else sys.stderr)
+                          published=PUBLISHED.get(published), progress=None if quiet else sys.stderr,
+                          effort=1 if effort is None else effort)
     except (ValueError, NotADirectoryError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -590,6 +600,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="add published Kodak curves (CompressAI) to plots and BD table")
     parser.add_argument("--threads", type=int,
                         help="torch threads (default: torch's, one per core); 1 is faster on a busy machine")
+    parser.add_argument("--effort", type=int, help="slimcodec's encoder effort, 1 to 9 (default: 1)")
     parser.add_argument("--no-plots", dest="plots", action="store_false", help="skip the PNG plots")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     return parser
