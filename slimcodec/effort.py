@@ -12,8 +12,8 @@ The search rounds softly (Yang, Marino and Mandt 2020, "Improving inference for 
 compression": SGA, here its expectation, without the Gumbel noise): a latent ``v`` counts as
 ``⌊v⌋ + p`` with ``p = σ((atanh(r) − atanh(1 − r))/τ²)``, ``r = v − ⌊v⌋``, for the synthesis and
 the rate alike; τ is annealed from :data:`TAU_START` to :data:`TAU_END`, so the relaxed objective
-becomes the true one as the search ends. Straight-through rounding, what training uses, found
-nothing for the channel model (docs/results.md, "Encoder effort").
+becomes the true one as the search ends. The straight-through search it replaced (what training
+uses) found far less for the channel model (docs/results.md, "Encoder effort").
 
 Refinement needs torch (``pip install "slimcodec[train]"``). Large images are refined
 tile by tile (the core of each tile, with the synthesis margin around it as context), so
