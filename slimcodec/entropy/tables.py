@@ -63,7 +63,6 @@ def check_payload_holds(payload_bits: int, least_bits: float, what: str) -> None
                               f"its symbols need at least {least_bits:.0f})")
 
 
-
 class PayloadBudget:
     """The fewest bits a payload must hold, grown as its symbols' rows become known.
 
@@ -86,6 +85,7 @@ class PayloadBudget:
         per_row = np.bincount(np.asarray(indexes).reshape(-1), minlength=len(self.row_bits))
         self.least_bits += float(per_row @ self.row_bits)
         check_payload_holds(self.payload_bits, self.least_bits, self.what)
+
 
 @dataclass(frozen=True)
 class EntropyTable:

@@ -200,16 +200,16 @@ def decode_payload(wts: Weights, words: np.ndarray, width: int, grid: tuple[int,
     """
     with timed(timings, "entropy"):
         decoder, q_z, z_bits = read_z(wts, words, width, grid)
-    # slice 0 is checked tile by tile as the hyper-synthesis runs, then every slice before it is read
-    first = PayloadBudget(32 * words.size, z_bits, wts.gaussian.counts, "slices' scales")
-    with timed(timings, "hyper"):
-        slices = _Slices(wts, q_z, width, units, first)
+    # slice 0 is counted tile by tile as the hyper-synthesis runs, every later slice before it is read
     budget = PayloadBudget(32 * words.size, z_bits, wts.gaussian.counts, "slices' scales")
+    with timed(timings, "hyper"):
+        slices = _Slices(wts, q_z, width, units, budget)
     for k in range(slices.count):
         with timed(timings, "hyper"):
             indexes, mean = slices.parameters(k)
         with timed(timings, "entropy"):
-            budget.add(indexes)
+            if k:
+                budget.add(indexes)
             slices.keep(k, decoder.decode(indexes, wts.gaussian), mean)
     with timed(timings, "entropy"):
         decoder.finish()

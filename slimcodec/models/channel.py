@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from slimcodec.models.factorized import PAPER_WIDTHS, Rounding
-from slimcodec.models.hyperprior import SlimCAEHyperprior, gaussian_likelihood, hidden_width, ste_round
+from slimcodec.models.factorized import PAPER_WIDTHS, Rounding, ste_round
+from slimcodec.models.hyperprior import SlimCAEHyperprior, gaussian_likelihood, hidden_width
 
 SLICE_CHANNELS = 24
 CONTEXT_CHANNELS = 64

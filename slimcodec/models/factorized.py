@@ -35,6 +35,18 @@ DOWNSAMPLING = STRIDE  # total stride of the analysis transform (slimcodec.geome
 Rounding = Callable[[Tensor], Tensor]
 
 
+def ste_round(x: Tensor) -> Tensor:
+    """Round with a straight-through (identity) gradient."""
+    return x + (torch.round(x) - x).detach()
+
+
+def check_rounding(rounding: Rounding, noisy_rate: bool) -> None:
+    """Raise ``ValueError`` for a rounding stand-in other than :func:`ste_round` with a noisy rate:
+    an encoder's relaxed search rates what it rounds."""
+    if noisy_rate and rounding is not ste_round:
+        raise ValueError("a rounding stand-in is for rounded rates (noisy_rate=False)")
+
+
 def _per_width(widths: Iterable[int], make) -> nn.ModuleDict:
     return nn.ModuleDict({str(w): make(w) for w in widths})
 
@@ -155,7 +167,7 @@ class SlimCAE(nn.Module):
     STAGES: tuple[str, ...] = ("analysis", "synthesis")
 
     def latent_rd(self, y: Tensor, width: int, scale: float = 1.0, noisy_rate: bool = True,
-                  rounding: Rounding | None = None, z: Tensor | None = None) -> tuple[Tensor, Tensor]:
+                  rounding: Rounding = ste_round, z: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """The decoder's view of free latents ``y``, for refining them at encode time.
 
         Mixed quantization as in training (:meth:`code_latents`), then the synthesis.
@@ -167,7 +179,7 @@ class SlimCAE(nn.Module):
         return self.synthesis(y_hat, width), bits
 
     def code_latents(self, y: Tensor, width: int, scale: float = 1.0, noisy_rate: bool = True,
-                     rounding: Rounding | None = None, z: Tensor | None = None) -> tuple[Tensor, Tensor]:
+                     rounding: Rounding = ste_round, z: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """ŷ and the estimated bits of each latent: the entropy model's whole part of a pass.
 
         The synthesis sees ``y`` on the file's grid (``round(s·(y − median))/s + median``,
@@ -182,12 +194,10 @@ class SlimCAE(nn.Module):
         """
         if z is not None:
             raise ValueError("the factorized model has no hyper-latents")
+        check_rounding(rounding, noisy_rate)
         bottleneck = self.entropy_bottleneck[str(width)]
         medians = bottleneck._get_medians().detach()
-        if rounding is not None:
-            y_hat = rounding((y - medians) * scale) / scale + medians
-            return y_hat, factorized_bits(bottleneck, y_hat, 0.5 / scale)
-        y_hat = y + (torch.round((y - medians) * scale) / scale + medians - y).detach()
+        y_hat = rounding((y - medians) * scale) / scale + medians
         rated = y + torch.empty_like(y).uniform_(-0.5 / scale, 0.5 / scale) if noisy_rate else y_hat
         return y_hat, factorized_bits(bottleneck, rated, 0.5 / scale)
 

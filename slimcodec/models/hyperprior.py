@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from slimcodec.geometry import HYPER_STRIDE
-from slimcodec.models.factorized import PAPER_WIDTHS, Rounding, SlimCAE
+from slimcodec.models.factorized import PAPER_WIDTHS, Rounding, SlimCAE, check_rounding, ste_round
 from slimcodec.models.layers import SlimConv2d, SlimConvTranspose2d
 
 SCALE_BOUND = 0.11  # smallest σ (CompressAI's GaussianConditional default)
@@ -41,11 +41,6 @@ DOWNSAMPLING = HYPER_STRIDE  # z is at 1/64 of the image side (slimcodec.geometr
 def hidden_width(width: int) -> int:
     """Channels between h_s's second deconvolution and its heads (CompressAI: 3/2 of M)."""
     return width * 3 // 2
-
-
-def ste_round(x: Tensor) -> Tensor:
-    """Round with a straight-through (identity) gradient."""
-    return x + (torch.round(x) - x).detach()
 
 
 def gaussian_likelihood(values: Tensor, scales: Tensor) -> Tensor:
@@ -120,21 +115,20 @@ class SlimCAEHyperprior(SlimCAE):
         return z, z_hat, mean, scale
 
     def code_latents(self, y: Tensor, width: int, scale: float = 1.0, noisy_rate: bool = True,
-                     rounding: Rounding | None = None, z: Tensor | None = None) -> tuple[Tensor, Tensor]:
+                     rounding: Rounding = ste_round, z: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """As :meth:`SlimCAE.code_latents`; z is ``h_a(y)`` (as the encoder computes it) unless
         given, and its bits are spread over y's positions, so ``bits.sum()`` is the whole
         payload's estimate. ``rounding`` quantizes z and y alike."""
         from slimcodec.models.factorized import factorized_bits
 
-        if rounding is not None and noisy_rate:
-            raise ValueError("a rounding stand-in is for rounded rates (noisy_rate=False)")
+        check_rounding(rounding, noisy_rate)
         # fp32 under bf16 autocast too, as in forward()
         with torch.autocast(device_type=y.device.type, enabled=False):
             y = y.float()
-            z, z_hat, mean, scale_raw = self.hyper_prior(y, width, z, rounding or ste_round)
+            z, z_hat, mean, scale_raw = self.hyper_prior(y, width, z, rounding)
             z_rated = z + torch.empty_like(z).uniform_(-0.5, 0.5) if noisy_rate else z_hat
             z_bits = factorized_bits(self.entropy_bottleneck[str(width)], z_rated)
-            y_hat, y_bits = self.code_y_at_scale(y, mean, scale_raw, scale, noisy_rate, rounding or ste_round)
+            y_hat, y_bits = self.code_y_at_scale(y, mean, scale_raw, scale, noisy_rate, rounding)
             spread = z_bits.sum() / y_bits.numel()
         return y_hat, y_bits + spread
 
