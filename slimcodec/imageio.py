@@ -232,6 +232,8 @@ def _open_and_load(source, path, reopen) -> Image.Image:
         image.load()
         if image.format == "PNG" and (problem := png_data_problem(source)):
             raise UnsupportedImageError(f"cannot read image ({problem})")
+        if image.format in ("JPEG", "MPO") and (problem := jpeg_data_problem(source)):
+            raise UnsupportedImageError(f"cannot read image ({problem})")
     except UnsupportedImageError as exc:
         image.close()
         raise UnsupportedImageError(f"{path}: {exc}") from None
@@ -299,6 +301,45 @@ def png_data_problem(source: str | os.PathLike | bytes) -> str | None:
     if expected is None or got >= expected:
         return None
     return f"image data ends early: {got} of its {expected} bytes"
+
+
+# libjpeg's warnings that mean the scan's data is damaged or missing (the others, such as an
+# unknown JFIF revision, do not change the pixels)
+_JPEG_DAMAGE = ("corrupt jpeg data", "premature end")
+
+
+def jpeg_data_problem(source: str | os.PathLike | bytes) -> str | None:
+    """Why a JPEG's scan data is damaged or cut short, or ``None`` when libjpeg reads it cleanly.
+
+    libjpeg only warns about a scan that ends early (a cut file with an end marker appended)
+    or holds corrupt bytes, and Pillow loads such a file without a word, the missing blocks
+    grey. libjpeg-turbo (simplejpeg) decodes the scan again here at 1/8 scale, in strict mode,
+    which raises on those warnings. A file it cannot decode even leniently (a CMYK or 12-bit
+    JPEG) is left to Pillow's verdict.
+    """
+    import simplejpeg
+
+    if isinstance(source, bytes):
+        data = source
+    else:
+        with open(source, "rb") as f:
+            data = f.read()
+
+    def decode(strict: bool) -> None:
+        simplejpeg.decode_jpeg(data, colorspace="GRAY", strict=strict, min_height=1, min_width=1)
+
+    try:
+        decode(strict=True)
+        return None
+    except ValueError as exc:
+        message = " ".join(str(exc).split())
+    if not any(key in message.lower() for key in _JPEG_DAMAGE):
+        return None
+    try:
+        decode(strict=False)
+    except ValueError:
+        return None  # not a JPEG libjpeg-turbo decodes: Pillow, which did, has the last word
+    return message
 
 
 def frame_count(image: Image.Image) -> int:

@@ -38,8 +38,17 @@ DEFAULT_QUALITY = 75  # width 144 at scale 1 with the shipped weights: the encod
 Anchor = tuple[int, int, float]  # (quality, width, scale)
 
 #: Anchors per weights id (hex), from ``benchmarks/quality_table.py fit`` on Kodak (mean bpp per
-#: width and scale, real file sizes; 0.3.0's on the first 12 images, the others' on all 24): docs/quality.md.
+#: width and scale, real file sizes; 0.3.x's on the first 12 images, the others' on all 24): docs/quality.md.
 TABLES: dict[str, tuple[Anchor, ...]] = {
+    "e51e6f1e1ba987b4": (
+        (0, 48, 0.4402), (5, 48, 0.5226), (10, 48, 0.6289), (15, 48, 0.7685), (20, 48, 0.9537),
+        (21, 48, 0.9977),
+        (22, 72, 0.5291), (25, 72, 0.5842), (30, 72, 0.6966), (35, 72, 0.8419), (39, 72, 0.9926),
+        (40, 96, 0.5542), (45, 96, 0.6544), (50, 96, 0.7829), (55, 96, 0.9514), (56, 96, 0.9906),
+        (57, 144, 0.5455), (60, 144, 0.5968), (65, 144, 0.6992), (70, 144, 0.8298), (75, 144, 1.0),
+        (76, 192, 0.5536), (80, 192, 0.6369), (85, 192, 0.7702), (90, 192, 0.9453), (95, 192, 1.1796),
+        (100, 192, 1.5),
+    ),
     "ff679a0b61397849": (
         (0, 48, 0.4045), (5, 48, 0.4827), (10, 48, 0.5849), (15, 48, 0.718), (20, 48, 0.8952),
         (22, 48, 0.9843),

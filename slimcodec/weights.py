@@ -235,7 +235,7 @@ def load_weights_bytes(data: bytes, device: str = "cpu") -> Weights:
 
 # The weights new files are encoded with. Every shipped file stays in the package: a file
 # decodes with the shipped weights its header names (CHANGELOG lists which ids each release decodes).
-DEFAULT_WEIGHTS_ID = "ff679a0b61397849"
+DEFAULT_WEIGHTS_ID = "e51e6f1e1ba987b4"
 
 
 def shipped_weights_path(weights_id: bytes | str, backend: str | None = None) -> Path | None:

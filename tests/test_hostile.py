@@ -942,6 +942,48 @@ def test_complete_pngs_pass_the_image_data_check(tmp_path):
     assert png_data_problem(png_with_rows(13, 9, 9, interlaced=True)) is not None
 
 
+def _jpeg(progressive: bool = False, mode: str = "RGB") -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    image = Image.fromarray(np.random.default_rng(1).integers(0, 256, (64, 48, 3), dtype=np.uint8)).convert(mode)
+    image.save(buf, format="JPEG", quality=90, progressive=progressive)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("progressive", [False, True], ids=["baseline", "progressive"])
+def test_a_jpeg_cut_mid_scan_with_an_end_marker_appended_is_refused(progressive, tiny_weights_path, tmp_path):
+    """Issue 30 (5): libjpeg only warns about a scan that ends early, and Pillow loaded it grey with exit 0."""
+    data = _jpeg(progressive)
+    src = tmp_path / "cut.jpg"
+    src.write_bytes(data[: len(data) // 2] + b"\xff\xd9")
+    with Image.open(src) as image:
+        image.load()  # Pillow itself says nothing
+    result = slim(["encode", src, "-o", tmp_path / "out.slim", "--weights", tiny_weights_path, "-w", 8],
+                  exit_code=1)
+    assert one_error_line(result, "encode") == (f"error: cannot encode {src}: cannot read image (Corrupt JPEG "
+                                                f"data: premature end of data segment)")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.jpg"]
+
+
+def test_a_jpeg_with_corrupt_scan_bytes_is_refused():
+    from slimcodec.imageio import UnsupportedImageError, open_image
+
+    data = bytearray(_jpeg())
+    for i in range(len(data) // 2, len(data) // 2 + 120, 7):
+        data[i] ^= 0x5A
+    with pytest.raises(UnsupportedImageError, match="^<stdin>: cannot read image \\(Corrupt JPEG data"):
+        open_image(bytes(data))
+
+
+def test_whole_jpegs_pass_the_scan_check():
+    from slimcodec.imageio import jpeg_data_problem
+
+    for progressive in (False, True):
+        for mode in ("RGB", "L", "CMYK"):
+            assert jpeg_data_problem(_jpeg(progressive, mode)) is None, (progressive, mode)
+
+
 def _truncated_in(fmt: str) -> bytes:
     import io
 
