@@ -43,9 +43,9 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
     import torch.nn.functional as F
+    from capacity_probe import eval_crops
     from torch import nn
 
-    from capacity_probe import eval_crops
     from slimcodec.models import ARCHITECTURES
     from slimcodec.models.layers import SlimConv2d
     from slimcodec.tools.train import CropSampler, find_images, load_images

@@ -16,7 +16,7 @@ choice of a table, so a decoder on any machine reads the same symbols.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +26,7 @@ from slimcodec.entropy import SCALE_ONE, quantize
 from slimcodec.entropy.gaussian import ACT_BITS, FixedPointHyperSynthesis, GaussianTables
 from slimcodec.entropy.rangecoder import Decoder, Encoder, channel_indexes
 from slimcodec.entropy.tables import PayloadBudget, check_payload_holds, information_bits, row_min_bits
+from slimcodec.errors import SlimError
 from slimcodec.geometry import HYPER_STRIDE, STRIDE, TILE_LATENTS
 from slimcodec.latents import Latents
 from slimcodec.runtime.stage_layers import layers_from_arrays, layers_to_arrays
@@ -286,7 +287,34 @@ def bundle_arrays(wts: Weights) -> dict:
 
 def bundle_extras(arrays: dict, widths) -> dict:
     """The :class:`~slimcodec.weights.Weights` fields of :func:`bundle_arrays`."""
-    gaussian = GaussianTables.from_arrays({k.removeprefix("gaussian."): v for k, v in arrays.items()
+    gaussian = GaussianTables.from_arrays({k.removeprefix("gaussian."): arrays[k] for k in arrays
                                            if k.startswith("gaussian.")})
-    hyper = {w: (layers_from_arrays(f"hyper_scale.{w}", arrays), arrays[f"zmedians.{w}"]) for w in widths}
-    return {"gaussian": gaussian, "extras": {"hyper_layers": hyper}}
+    for w in widths:
+        if f"hyper_scale.{w}.0.kind" not in arrays or f"zmedians.{w}" not in arrays:
+            raise KeyError(f"hyper_scale.{w}")
+    return {"gaussian": gaussian, "extras": {"hyper_layers": _HyperLayers(arrays, tuple(widths))}}
+
+
+class _HyperLayers(Mapping):
+    """Per width, h_s's float layers and z's medians from a bundle's arrays, read when first
+    asked for (a decode needs one width's)."""
+
+    def __init__(self, arrays: Mapping, widths: tuple[int, ...]) -> None:
+        self._arrays, self._widths, self._built = arrays, widths, {}
+
+    def __getitem__(self, width: int) -> tuple[list, np.ndarray]:
+        if width not in self._widths:
+            raise KeyError(width)
+        if width not in self._built:
+            try:
+                self._built[width] = (layers_from_arrays(f"hyper_scale.{width}", self._arrays),
+                                      np.asarray(self._arrays[f"zmedians.{width}"]))
+            except (KeyError, ValueError, TypeError) as exc:
+                raise SlimError(f"runtime bundle is damaged ({type(exc).__name__}: {exc})") from exc
+        return self._built[width]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._widths)
+
+    def __len__(self) -> int:
+        return len(self._widths)

@@ -53,7 +53,7 @@ class Bundle:
     architecture: str
     widths: tuple[int, ...]
     stages: tuple[str, ...]
-    arrays: dict[str, np.ndarray]
+    arrays: Mapping[str, np.ndarray]  # read_bundle's are read when first asked for
     graphs: Mapping[tuple[str, int], bytes]
     meta: dict = field(default_factory=dict)
 
@@ -144,26 +144,80 @@ def leading_block_views(arrays: Mapping[str, np.ndarray]) -> tuple[dict[str, np.
     return stored, views
 
 
-def _resolve_views(views: object, stored: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The arrays a manifest's ``views`` name, sliced from the stored ones.
+def _npy_shape(npz: zipfile.ZipFile, name: str) -> tuple[int, ...]:
+    """The shape of array ``name`` of an ``.npz`` archive, from its ``.npy`` header alone."""
+    with npz.open(name + ".npy") as f:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, _, _ = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, _, _ = np.lib.format.read_array_header_2_0(f)
+        else:
+            raise ValueError(f"{name}: unsupported .npy version {version}")
+    return tuple(shape)
+
+
+class _Arrays(Mapping):
+    """A bundle's arrays, each read (and its CRC checked) when first asked for, views sliced
+    from their stored source: a decode needs one width's few of the bundle's hundreds.
 
     Raises:
-        ValueError: a view that is not a leading block of a stored array.
+        ValueError: (on creation) an array that is not ours, or a view that is not a leading
+            block of a stored array.
     """
-    if not isinstance(views, dict):
-        raise ValueError("views is not a mapping")
-    out = {}
-    for name, view in views.items():
-        if name in stored or not isinstance(view, list) or len(view) != 2:
-            raise ValueError(f"bad view {name!r}")
-        source, shape = view
-        if source not in stored or not isinstance(shape, list):
-            raise ValueError(f"view {name!r} has no stored source")
-        full = stored[source].shape
-        if len(shape) != len(full) or not all(type(n) is int and 0 <= n <= m for n, m in zip(shape, full)):
-            raise ValueError(f"view {name!r} is not a block of {source}")
-        out[name] = _leading_block(stored[source], tuple(shape))
-    return out
+
+    def __init__(self, data: bytes, views: object) -> None:
+        self._npz = zipfile.ZipFile(io.BytesIO(data))
+        self._stored = set()
+        for info in self._npz.infolist():
+            if not info.filename.endswith(".npy") or info.file_size > MAX_MEMBER_BYTES:
+                raise ValueError(f"{info.filename} is not an array of ours")
+            self._stored.add(info.filename.removesuffix(".npy"))
+        self._views = self._checked(views)
+        self._names = sorted(self._stored | set(self._views))
+        self._loaded: dict[str, np.ndarray] = {}
+
+    def _checked(self, views: object) -> dict[str, tuple[str, tuple[int, ...]]]:
+        if not isinstance(views, dict):
+            raise ValueError("views is not a mapping")
+        out, shapes = {}, {}
+        for name, view in views.items():
+            if name in self._stored or not isinstance(view, list) or len(view) != 2:
+                raise ValueError(f"bad view {name!r}")
+            source, shape = view
+            if source not in self._stored or not isinstance(shape, list):
+                raise ValueError(f"view {name!r} has no stored source")
+            if source not in shapes:
+                shapes[source] = _npy_shape(self._npz, source)
+            full = shapes[source]
+            if len(shape) != len(full) or not all(type(n) is int and 0 <= n <= m for n, m in zip(shape, full)):
+                raise ValueError(f"view {name!r} is not a block of {source}")
+            out[name] = (source, tuple(shape))
+        return out
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self._loaded:
+            if name in self._views:
+                source, shape = self._views[name]
+                self._loaded[name] = _leading_block(self[source], shape)
+            elif name in self._stored:
+                try:
+                    with self._npz.open(name + ".npy") as f:
+                        self._loaded[name] = np.lib.format.read_array(f, allow_pickle=False)
+                except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+                    raise SlimError(f"runtime bundle is damaged ({type(exc).__name__}: {exc})") from exc
+            else:
+                raise KeyError(name)
+        return self._loaded[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._stored or name in self._views
 
 
 def write_bundle(bundle: Bundle) -> bytes:
@@ -212,9 +266,7 @@ def read_bundle(data: bytes) -> Bundle:
                 raise SlimError("not a slimcodec runtime bundle")
             if manifest.get("format_version") not in READABLE_VERSIONS:
                 raise SlimError(f"unsupported runtime bundle version {manifest.get('format_version')}")
-            with np.load(io.BytesIO(member(ARRAYS)), allow_pickle=False) as npz:
-                arrays = {k: npz[k] for k in npz.files}
-            arrays.update(_resolve_views(manifest.get("views") or {}, arrays))
+            arrays = _Arrays(member(ARRAYS), manifest.get("views") or {})
             widths = tuple(int(w) for w in manifest["widths"])
             stages = tuple(str(s) for s in manifest["stages"])
             for s in stages:

@@ -101,14 +101,14 @@ def layers_from_arrays(prefix: str, arrays: dict[str, np.ndarray]) -> list[Layer
         kind = int(_scalar(arrays[f"{key}.kind"], f"{key}.kind"))
         if kind in (0, 1):
             stride, padding, output_padding = (int(v) for v in arrays[f"{key}.geometry"])
-            weight = arrays[f"{key}.weight"].astype(np.float32)
-            bias = arrays[f"{key}.bias"].astype(np.float32) if f"{key}.bias" in arrays else None
+            weight = np.asarray(arrays[f"{key}.weight"], np.float32)
+            bias = np.asarray(arrays[f"{key}.bias"], np.float32) if f"{key}.bias" in arrays else None
             if weight.ndim != 4:
                 raise ValueError(f"{key}: a kernel must have 4 dimensions")
             layer = (Conv(weight, bias, stride, padding) if kind == 0
                      else ConvTranspose(weight, bias, stride, padding, output_padding))
         elif kind == 2:
-            layer = GDN(arrays[f"{key}.beta"].astype(np.float32), arrays[f"{key}.gamma"].astype(np.float32),
+            layer = GDN(np.asarray(arrays[f"{key}.beta"], np.float32), np.asarray(arrays[f"{key}.gamma"], np.float32),
                         bool(_scalar(arrays[f"{key}.inverse"], f"{key}.inverse")))
         elif kind == 3:
             layer = ReLU()
