@@ -20,6 +20,7 @@ from slimcodec.imageio import prepare
 from slimcodec.latents import channel as channel_codec
 from slimcodec.latents import hyperprior as hyperprior_codec
 from slimcodec.models.channel import SlimCAEChannel
+from slimcodec.runtime.stage_layers import Conv, ReLU
 from slimcodec.weights import load_weights, save_weights
 
 WIDTHS = (8, 4)  # slices of 4: two at width 8, one at width 4
@@ -135,6 +136,45 @@ def test_decoded_symbols_are_the_encoded_ones(channel_weights, scale):
     # every slice's symbols are round(s·(y − μ_k)): the decoded values lie within half a bin of y
     assert np.abs(latents.y_hat - y).max() <= 0.5 / scale + 1e-5
     assert len(np.unique(latents.indexes[4:])) >= 3
+
+
+def test_contexts_run_in_bands_give_the_whole_images_indexes_and_means(channel_weights, monkeypatch):
+    """A slice's scale context runs in bands of rows (memory); bands of one row and of the whole
+    image must give the same indexes, and conv_float padding each band the same means."""
+    image = noise_image(96, 208, seed=3)  # y is 16 rows: bands of 1, 5 (a short last one) and 32
+    data = codec.encode(image, 8, weights=channel_weights)
+    decoded = {}
+    for band in (1, 5, 32):
+        monkeypatch.setattr(channel_codec, "CONTEXT_BAND", band)
+        _, latents, _ = codec.decode_latents(data, weights=channel_weights)
+        decoded[band] = latents
+        assert codec.encode(image, 8, weights=channel_weights) == data
+    for band in (1, 5):
+        for field in ("y", "indexes", "y_hat"):
+            assert np.array_equal(decoded[band][field], decoded[32][field]), (band, field)
+
+
+def test_a_scale_context_in_bands_of_rows_gives_the_whole_images_accumulators():
+    rng = np.random.default_rng(2)
+    layers = [Conv(rng.normal(0, 0.5, (6, 8, 3, 3)).astype(np.float32), rng.normal(0, 0.5, 6).astype(np.float32),
+                   1, 1), ReLU(), Conv(rng.normal(0, 0.5, (4, 6, 3, 3)).astype(np.float32), None, 1, 1)]
+    context = FixedPointSliceContext.from_layers(layers)
+    symbols = rng.integers(-6, 7, (8, 13, 9))
+    whole = context.run(symbols)
+    for band in (1, 2, 5, 13):
+        rows = [channel_codec.context_rows(context, symbols, SCALE_ONE, r0, min(13, r0 + band))
+                for r0 in range(0, 13, band)]
+        assert np.array_equal(np.concatenate(rows, 1), whole), band
+
+
+def test_conv_float_pads_each_band_as_the_whole_input():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(5, 11, 7)).astype(np.float32)
+    layer = Conv(rng.normal(size=(4, 5, 3, 3)).astype(np.float32), rng.normal(size=4).astype(np.float32), 1, 1)
+    whole = torch.nn.functional.conv2d(torch.from_numpy(x)[None], torch.from_numpy(layer.weight),
+                                       torch.from_numpy(layer.bias), padding=1)[0].numpy()
+    for block_bytes in (1, 4 * 45 * 7 * 3, 32 << 20):  # bands of one row, three rows, everything
+        assert np.allclose(channel_codec.conv_float(x, layer, block_bytes), whole, atol=1e-5)
 
 
 def test_the_scale_context_reads_q_over_s_in_exact_integers():
