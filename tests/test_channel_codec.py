@@ -381,31 +381,54 @@ def test_slim_encode_decode_and_info_with_channel_weights(channel_path, tmp_path
 
 
 
-def test_a_payload_holding_only_z_is_refused_after_one_tile_of_the_hyper_synthesis(channel_weights, monkeypatch):
-    """Issue 30's hyperprior bomb in format 3: a file whose payload holds z and nothing of y.
-    Slice 0's scales are checked tile by tile as the hyper-synthesis runs, before the contexts
-    or the rest of the image's hyper-synthesis."""
-    from slimcodec.entropy.gaussian import FixedPointHyperSynthesis
+def _only_z(channel_weights) -> bytes:
+    """Issue 30's hyperprior bomb in format 3: a file whose payload holds z and nothing of y."""
     from slimcodec.formats.slimfile import SlimFile, write_slim
 
     data = codec.encode(noise_image(256, 256, seed=5), 8, weights=channel_weights, scale=8.0)
     slim, latents, _ = codec.decode_latents(data, weights=channel_weights)
     assert latents.z.shape[1:] == (4, 4)
-    only_z = None
     for keep in range(1, len(slim.payload) // 4):  # the shortest payload that holds z's symbols
         candidate = write_slim(SlimFile(slim.header, slim.chunks, slim.payload[:4 * keep]))
         try:
             codec.decode(candidate, weights=channel_weights)
         except SlimFormatError as exc:
             if "image size" not in str(exc):
-                only_z = candidate
-                break
-    assert only_z is not None
+                return candidate
+    raise AssertionError("no payload holds z alone")
+
+
+def test_a_payload_holding_only_z_is_refused_after_one_tile_of_the_hyper_synthesis(channel_weights, monkeypatch):
+    """Slice 0's scales are checked tile by tile as the hyper-synthesis runs, before the contexts
+    or the rest of the image's hyper-synthesis."""
+    from slimcodec.entropy.gaussian import FixedPointHyperSynthesis
+
+    only_z = _only_z(channel_weights)
     ran = []
     real = FixedPointHyperSynthesis.run
     monkeypatch.setattr(FixedPointHyperSynthesis, "run",
-                        lambda self, z, conv=None: ran.append(z.shape[1:]) or real(self, z, conv))
+                        lambda self, z, conv=None, **kw: ran.append(z.shape[1:]) or real(self, z, conv, **kw))
     monkeypatch.setattr(channel_codec, "HYPER_TILE", 1)  # 16 tiles of one z position
     with pytest.raises(SlimFormatError, match="payload too short for its slices' scales"):
         codec.decode(only_z, weights=channel_weights)
     assert len(ran) == 1 and ran[0][0] * ran[0][1] < 16  # one tile (with its margin), not all of z
+
+
+def test_a_large_image_is_checked_for_slice_zero_before_its_side_information_is_allocated(channel_weights,
+                                                                                         monkeypatch):
+    """The 10000x10000 format-3 bomb filled 1.06 GB of side information tile by tile before the
+    tiled budget refused it; above PRECHECK_ELEMENTS a first pass checks slice 0 keeping nothing."""
+    only_z = _only_z(channel_weights)
+    monkeypatch.setattr(channel_codec, "PRECHECK_ELEMENTS", 0)  # this small file counts as large
+    monkeypatch.setattr(channel_codec._Slices, "__init__", lambda *a, **k: pytest.fail("allocated the side info"))
+    with pytest.raises(SlimFormatError, match="payload too short for its slices' scales"):
+        codec.decode(only_z, weights=channel_weights)
+
+
+def test_the_slice_zero_check_passes_every_valid_file(channel_weights, monkeypatch):
+    image = noise_image(96, 80, seed=4)
+    data = codec.encode(image, 8, weights=channel_weights)
+    expected = codec.decode_latents(data, weights=channel_weights)[1]
+    monkeypatch.setattr(channel_codec, "PRECHECK_ELEMENTS", 0)
+    got = codec.decode_latents(data, weights=channel_weights)[1]
+    assert np.array_equal(got.y, expected.y) and np.array_equal(got.y_hat, expected.y_hat)

@@ -21,7 +21,7 @@ thresholds in the same units.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 import numpy as np
@@ -238,13 +238,14 @@ class FixedPointHyperSynthesis:
         a = z_symbols.astype(np.int64) * (1 << ACT_BITS) + self.z_offsets[:, None, None]
         return np.clip(a, -ACT_MAX, ACT_MAX).astype(np.float64)
 
-    def run(self, z_symbols: np.ndarray, conv=None) -> tuple[np.ndarray, np.ndarray]:
+    def run(self, z_symbols: np.ndarray, conv=None, head_channels: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Trunk activations (fixed point, float64 integers) and the scale accumulators.
 
         Args:
             z_symbols: int ``[C, h, w]``.
             conv: the exact convolution to use (default :func:`conv_exact_numpy`); any
                 function computing exact integer sums gives identical results.
+            head_channels: compute only the first this many channels' accumulators (all by default).
 
         Returns:
             (trunk ``[C', 4h, 4w]``, scale accumulators ``[C, 4h, 4w]``), both float64 integers.
@@ -255,6 +256,8 @@ class FixedPointHyperSynthesis:
         for layer in trunk:
             acc = conv(a, layer)
             a = np.clip(np.floor((acc + (1 << (WEIGHT_BITS - 1))) / (1 << WEIGHT_BITS)), 0, ACT_MAX)
+        if head_channels is not None:
+            head = replace(head, weight=head.weight[:head_channels], bias=head.bias[:head_channels])
         return a, conv(a, head)
 
 

@@ -231,9 +231,15 @@ def decode_payload(wts: Weights, words: np.ndarray, width: int, grid: tuple[int,
     """
     with timed(timings, "entropy"):
         decoder, q_z, z_bits = read_z(wts, words, width, grid)
-    # slice 0 is counted tile by tile as the hyper-synthesis runs, every later slice before it is read
-    budget = PayloadBudget(32 * words.size, z_bits, wts.gaussian.counts, "slices' scales")
+
+    def new_budget() -> PayloadBudget:
+        return PayloadBudget(32 * words.size, z_bits, wts.gaussian.counts, "slices' scales")
+
     with timed(timings, "hyper"):
+        if width * grid[0] * grid[1] > PRECHECK_ELEMENTS:
+            check_slice_zero(wts, q_z, width, units, new_budget())
+        # slice 0 is counted tile by tile as the hyper-synthesis runs, every later slice before it is read
+        budget = new_budget()
         slices = _Slices(wts, q_z, width, units, budget)
     for k in range(slices.count):
         with timed(timings, "hyper"):
@@ -245,6 +251,28 @@ def decode_payload(wts: Weights, words: np.ndarray, width: int, grid: tuple[int,
     with timed(timings, "entropy"):
         decoder.finish()
     return ChannelLatents(z=q_z, y=slices.q, indexes=slices.indexes.astype(np.int32), y_hat=slices.y_hat)
+
+
+# y elements (16 MiB of float32) above which a decoder checks slice 0's scales over the whole
+# image before it allocates the whole image's side information
+PRECHECK_ELEMENTS = 1 << 22
+
+
+def check_slice_zero(wts: Weights, q_z: np.ndarray, width: int, units: int, budget: PayloadBudget) -> None:
+    """Refuse a payload too short for slice 0 before anything image-sized is kept.
+
+    A first pass of the hyper-synthesis computes only slice 0's scale accumulators (the trunk
+    and an eighth of the head at width 192), tile by tile, keeping nothing: a 64 KB file that
+    declared 10000×10000 at width 192 with a valid z and no y cost 1.06 GB of side information
+    filled tile by tile before the tiled budget of :class:`_Slices` refused it. Large images pay
+    for this pass (about half the hyper-synthesis again); small ones skip it.
+
+    Raises:
+        SlimFormatError: the payload cannot hold slice 0's symbols.
+    """
+    c = contexts(wts)[0]
+    for _, scale_acc, _ in hyper_tiles(wts, hyper_synthesis(wts, width), q_z, width, HYPER_TILE, head_channels=c):
+        budget.add(wts.gaussian.indexes(scale_acc, units))
 
 
 def payload_bits(latents: ChannelLatents, wts: Weights, width: int) -> float:

@@ -75,7 +75,8 @@ def hyper_analysis(wts: Weights, y: np.ndarray, width: int, tile: int | None = N
     return z
 
 
-def hyper_tiles(wts: Weights, hyper: FixedPointHyperSynthesis, q_z: np.ndarray, width: int, tile: int = HYPER_TILE
+def hyper_tiles(wts: Weights, hyper: FixedPointHyperSynthesis, q_z: np.ndarray, width: int, tile: int = HYPER_TILE,
+                head_channels: int | None = None
                 ) -> Iterator[tuple[tuple[slice, slice], np.ndarray, Callable[[], np.ndarray]]]:
     """The hyper-synthesis of z's symbols, tile by tile: ``(box, scale accumulators, means)``.
 
@@ -85,11 +86,12 @@ def hyper_tiles(wts: Weights, hyper: FixedPointHyperSynthesis, q_z: np.ndarray, 
     mean head and gives the core's means (float32), so a decoder can check what the
     accumulators imply before that work. Only one tile's activations exist at a time, and the
     accumulators are exact integers, identical to a run over the whole of z.
+    ``head_channels`` limits the accumulators to the first channels (a cheaper pass).
     """
     _, zh, zw = q_z.shape
     for core, outer in geometry.tiles(zh, zw, tile, HYPER_MARGIN):
         (t, b, l, r), (ot, ob, ol, orr) = core, outer
-        trunk, scale_acc = hyper.run(q_z[:, ot:ob, ol:orr])
+        trunk, scale_acc = hyper.run(q_z[:, ot:ob, ol:orr], head_channels=head_channels)
         rows = slice(Z_STEP * (t - ot), Z_STEP * (b - ot))
         cols = slice(Z_STEP * (l - ol), Z_STEP * (r - ol))
 
