@@ -102,3 +102,21 @@ def test_busy_cores_is_a_share_of_this_machines_cores():
 
     busy = busy_cores(0.05)
     assert busy is None or 0 <= busy <= os.cpu_count()
+
+
+def test_the_whole_process_benchmark_runs_as_a_smoke_test():
+    """benchmarks/cli_speed.py (issue 32's table) on the repository's sample, slim alone: one
+    counted encode and decode as fresh processes, and a table row for slim."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, str(root / "benchmarks" / "cli_speed.py"), "--sizes", "sample",
+                           "--runs", "1", "--peers", "none", "--width", "48"],
+                          capture_output=True, text=True, cwd=root, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| sample (")]
+    assert len(rows) == 1 and "| slim w48 |" in rows[0], proc.stdout
+    cells = [c.strip() for c in rows[0].split("|")[1:-1]]
+    assert float(cells[3].removesuffix(" s")) > 0 and float(cells[5].removesuffix(" s")) > 0
