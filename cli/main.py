@@ -656,11 +656,17 @@ def decode(ctx: click.Context, sources: tuple[str, ...], out: str | None, fmt: s
     output = DecodeOutput(pillow_format if fmt is not None or planned.stdout else None,
                           _write_options(pillow_format, quality, lossless, background))
     _use_threads(threads)
-    wts = _load_weights(ctx, weights)
+    # without --weights each file loads the shipped weights it names: the default ones are not
+    # loaded for files that name others (a 0.2.0 file costs 0.2.0's weights only)
+    if weights is not None:
+        wts = _load_weights(ctx, weights)
     if _options(ctx).verbose:
-        which = (f"weights {weights} (id" if weights is not None
-                 else "weights: the shipped ones each file names (default")
-        click.echo(f"{which} {wts.weights_id.hex()}, {wts.transforms.name} backend)", err=True)
+        from slimcodec.runtime import chosen_backend
+        from slimcodec.weights import DEFAULT_WEIGHTS_ID
+
+        which = (f"weights {weights} (id {wts.weights_id.hex()}" if weights is not None
+                 else f"weights: the shipped ones each file names (default {DEFAULT_WEIGHTS_ID}")
+        click.echo(f"{which}, {chosen_backend()} backend)", err=True)
     weights_path = str(weights.resolve()) if weights is not None else None
     _run(ctx, "decode", planned, lambda src, dst: Job(src, dst, weights_path, force, write=output),
          decode_one, num_workers, weights_path, existing, "no .slim files found", scheduler)

@@ -214,8 +214,7 @@ class FixedPointHyperSynthesis:
 
         def fixed(weight: np.ndarray, bias: np.ndarray | None, **geometry) -> FixedPointLayer:
             b = np.zeros(weight.shape[0]) if bias is None else np.asarray(bias, np.float64)
-            return FixedPointLayer(weight=np.round(np.asarray(weight, np.float64) * (1 << WEIGHT_BITS)),
-                                   bias=np.round(b * acc_units), **geometry)
+            return FixedPointLayer(weight=_fixed_weight(weight), bias=np.round(b * acc_units), **geometry)
 
         convs = [layer for layer in layers if not isinstance(layer, ReLU)]
         *trunk, head = convs
@@ -275,12 +274,19 @@ def relu_rescale(acc: np.ndarray) -> np.ndarray:
     return np.clip(np.floor((acc + (1 << (WEIGHT_BITS - 1))) / (1 << WEIGHT_BITS)), 0, ACT_MAX)
 
 
+def _fixed_weight(weight: np.ndarray) -> np.ndarray:
+    """``round(w · 2**WEIGHT_BITS)`` as a contiguous float64 array, made in place (one copy of the kernel)."""
+    fixed = np.array(weight, dtype=np.float64, order="C")
+    fixed *= 1 << WEIGHT_BITS
+    return np.round(fixed, out=fixed)
+
+
 def _fixed(weight: np.ndarray, bias: np.ndarray | None, **geometry) -> FixedPointLayer:
     """A float layer in fixed point: weights ``round(w · 2**WEIGHT_BITS)``,
     bias ``round(b · 2**(WEIGHT_BITS + ACT_BITS))``."""
     b = np.zeros(weight.shape[0]) if bias is None else np.asarray(bias, np.float64)
-    return FixedPointLayer(weight=np.round(np.asarray(weight, np.float64) * (1 << WEIGHT_BITS)),
-                           bias=np.round(b * float(1 << (WEIGHT_BITS + ACT_BITS))), **geometry)
+    return FixedPointLayer(weight=_fixed_weight(weight), bias=np.round(b * float(1 << (WEIGHT_BITS + ACT_BITS))),
+                           **geometry)
 
 
 def _bound(layer: FixedPointLayer) -> float:
@@ -329,7 +335,7 @@ class FixedPointSliceContext:
         return conv(hidden, self.outer)
 
 
-def conv_exact_numpy(a: np.ndarray, layer: FixedPointLayer, block_bytes: int = 64 << 20) -> np.ndarray:
+def conv_exact_numpy(a: np.ndarray, layer: FixedPointLayer, block_bytes: int = 16 << 20) -> np.ndarray:
     """``layer`` applied to ``a`` ``[C, H, W]`` by float64 matrix products (exact on integers).
 
     Each input position is multiplied by the whole kernel in one matrix product and the
