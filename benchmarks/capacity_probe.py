@@ -36,6 +36,26 @@ def eval_crops(folder: Path, count: int = 6):
     return torch.stack(crops)
 
 
+def report(row: dict, log) -> None:
+    """Print an evaluation row as JSON, and append it to ``log`` (an open file) if given."""
+    print(json.dumps(row), flush=True)
+    if log:
+        log.write(json.dumps(row) + "\n")
+        log.flush()
+
+
+def ema_model(state: Path):
+    """The model of a committed training state, with its EMA weights (float32)."""
+    import torch
+
+    from slimcodec.models import ARCHITECTURES
+
+    st = torch.load(state, map_location="cpu", weights_only=True)
+    model = ARCHITECTURES[st["architecture"]](st["widths"], **st.get("config", {}))
+    model.load_state_dict({**model.state_dict(), **{k: v.float() for k, v in st["ema"].items()}})
+    return model
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("state", type=Path, help="a committed training state (training/*-state.pt)")
@@ -47,14 +67,11 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
 
-    from slimcodec.models import ARCHITECTURES
     from slimcodec.tools.train import TRANSFORMS, CropSampler, find_images, load_images
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    st = torch.load(a.state, map_location="cpu", weights_only=True)
-    model = ARCHITECTURES[st["architecture"]](st["widths"], **st.get("config", {}))
-    model.load_state_dict({**model.state_dict(), **{k: v.float() for k, v in st["ema"].items()}})
+    model = ema_model(a.state)
     x_val = eval_crops(DATA / "eval2")
 
     def psnr(x_hat) -> float:
@@ -73,10 +90,7 @@ def main(argv: list[str] | None = None) -> None:
                 row = {"step": step, "unquantized_db": psnr(model.synthesis(y, a.width)),
                        "rounded_db": psnr(model.synthesis(torch.round(y), a.width)),
                        "train_db": float(np.mean(window)) if window else None, "seconds": time.time() - start}
-            print(json.dumps(row), flush=True)
-            if log:
-                log.write(json.dumps(row) + "\n")
-                log.flush()
+            report(row, log)
             window = []
         if step == a.steps:
             break

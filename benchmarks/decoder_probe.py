@@ -21,7 +21,6 @@ without touching the bitstream's symbols (docs/training.md, "Eleventh session").
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -43,18 +42,15 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
     import torch.nn.functional as F
-    from capacity_probe import eval_crops
+    from capacity_probe import ema_model, eval_crops, report
     from torch import nn
 
-    from slimcodec.models import ARCHITECTURES
     from slimcodec.models.layers import SlimConv2d
     from slimcodec.tools.train import CropSampler, find_images, load_images
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    st = torch.load(a.state, map_location="cpu", weights_only=True)
-    model = ARCHITECTURES[st["architecture"]](st["widths"], **st.get("config", {}))
-    model.load_state_dict({**model.state_dict(), **{k: v.float() for k, v in st["ema"].items()}})
+    model = ema_model(a.state)
     model.eval()
     widths = model.widths
     n = widths[0]
@@ -102,10 +98,7 @@ def main(argv: list[str] | None = None) -> None:
                         for w in widths}
             row = {"arm": a.arm, "step": step, "psnr": psnr,
                    "train_db": float(np.mean(window)) if window else None, "seconds": round(time.time() - start, 1)}
-            print(json.dumps(row), flush=True)
-            if log:
-                log.write(json.dumps(row) + "\n")
-                log.flush()
+            report(row, log)
             window = []
         if step == a.steps:
             break

@@ -917,15 +917,19 @@ def png_with_rows(width: int, height: int, rows: int, interlaced: bool = False) 
 
 def test_a_png_whose_image_data_ends_early_is_refused_not_encoded_with_black_rows(tiny_weights_path, tmp_path):
     """Issue 30 (5): a PNG whose IDAT held 10 of its 64 rows encoded with exit 0, the rest black."""
-    src = tmp_path / "short.png"
-    src.write_bytes(png_with_rows(64, 64, 10))
+    _refused_though_pillow_loads_it(tmp_path / "short.png", png_with_rows(64, 64, 10),
+                                    "image data ends early: 1930 of its 12352 bytes", tiny_weights_path)
+
+
+def _refused_though_pillow_loads_it(src, data: bytes, reason: str, weights_path) -> None:
+    """``slim encode`` of ``data`` (which Pillow loads without a word) fails with one line giving
+    ``reason``, exit 1, and leaves no output."""
+    src.write_bytes(data)
     with Image.open(src) as image:
         image.load()  # Pillow itself says nothing
-    result = slim(["encode", src, "-o", tmp_path / "out.slim", "--weights", tiny_weights_path, "-w", 8],
-                  exit_code=1)
-    assert one_error_line(result, "encode") == (f"error: cannot encode {src}: cannot read image (image data "
-                                                f"ends early: 1930 of its 12352 bytes)")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["short.png"]
+    result = slim(["encode", src, "-o", src.parent / "out.slim", "--weights", weights_path, "-w", 8], exit_code=1)
+    assert one_error_line(result, "encode") == f"error: cannot encode {src}: cannot read image ({reason})"
+    assert sorted(p.name for p in src.parent.iterdir()) == [src.name]
 
 
 def test_complete_pngs_pass_the_image_data_check(tmp_path):
@@ -955,15 +959,8 @@ def _jpeg(progressive: bool = False, mode: str = "RGB") -> bytes:
 def test_a_jpeg_cut_mid_scan_with_an_end_marker_appended_is_refused(progressive, tiny_weights_path, tmp_path):
     """Issue 30 (5): libjpeg only warns about a scan that ends early, and Pillow loaded it grey with exit 0."""
     data = _jpeg(progressive)
-    src = tmp_path / "cut.jpg"
-    src.write_bytes(data[: len(data) // 2] + b"\xff\xd9")
-    with Image.open(src) as image:
-        image.load()  # Pillow itself says nothing
-    result = slim(["encode", src, "-o", tmp_path / "out.slim", "--weights", tiny_weights_path, "-w", 8],
-                  exit_code=1)
-    assert one_error_line(result, "encode") == (f"error: cannot encode {src}: cannot read image (Corrupt JPEG "
-                                                f"data: premature end of data segment)")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.jpg"]
+    _refused_though_pillow_loads_it(tmp_path / "cut.jpg", data[: len(data) // 2] + b"\xff\xd9",
+                                    "Corrupt JPEG data: premature end of data segment", tiny_weights_path)
 
 
 def test_a_jpeg_with_corrupt_scan_bytes_is_refused():
