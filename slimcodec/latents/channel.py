@@ -250,7 +250,9 @@ def decode_payload(wts: Weights, words: np.ndarray, width: int, grid: tuple[int,
             slices.keep(k, decoder.decode(indexes, wts.gaussian), mean)
     with timed(timings, "entropy"):
         decoder.finish()
-    return ChannelLatents(z=q_z, y=slices.q, indexes=slices.indexes.astype(np.int32), y_hat=slices.y_hat)
+    symbols, y_hat, indexes = slices.q, slices.y_hat, slices.indexes
+    del slices  # its accumulators and means go before the indexes are widened
+    return ChannelLatents(z=q_z, y=symbols, indexes=indexes.astype(np.int32), y_hat=y_hat)
 
 
 # y elements (16 MiB of float32) above which a decoder checks slice 0's scales over the whole
