@@ -70,8 +70,8 @@ def inline_links(markdown: str) -> str:
 
 EXTRA_SECTIONS = (
     ("Whole-process speed against peers", "cli-speed.md",
-     "python benchmarks/cli_speed.py --sizes kodak,24mp --runs 5 --threads 1 --pin 1 "
-     "--markdown docs/results/cli-speed.md"),
+     "python benchmarks/cli_speed.py --sizes kodak,24mp --runs 3 --threads 1 --pin 1, then --threads 2, "
+     "as below"),
     ("Encoder effort", "effort.md",
      "slim eval --effort 9 in two halves, benchmarks/merge_evals.py and benchmarks/effort_rd.py, as below"),
 )

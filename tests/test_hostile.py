@@ -865,9 +865,9 @@ def test_a_hyperprior_bomb_is_refused_before_the_hyper_synthesis_runs_over_the_w
     ran = []
     real = FixedPointHyperSynthesis.run
 
-    def counting(self, z_symbols, conv=None):
+    def counting(self, z_symbols, conv=None, **kwargs):
         ran.append(z_symbols.shape[1] * z_symbols.shape[2])
-        return real(self, z_symbols, conv)
+        return real(self, z_symbols, conv, **kwargs)
 
     monkeypatch.setattr(FixedPointHyperSynthesis, "run", counting)
     monkeypatch.setattr(codec, "synthesize", lambda *a, **k: pytest.fail("synthesized a refused file"))
