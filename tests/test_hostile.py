@@ -1222,3 +1222,26 @@ def test_every_reader_gives_a_mutant_the_same_verdict(fuzz_seeds, tiny_weights, 
     with capsys.disabled():
         print(f"\nreaders fuzz: {READER_MUTANTS} mutants (seed {READER_SEED}) in {time.perf_counter() - start:.1f} s,"
               f" 4 readers each; {dict(outcomes.most_common(8))}")
+
+
+def test_decoding_an_older_releases_file_loads_only_the_weights_it_names(tmp_path, monkeypatch):
+    """Issue 30: `slim decode` loaded the default weights before every file, beside the ones the file
+    names (340 MB for the width-192 hyperprior bomb, most of it the second bundle)."""
+    import shutil
+
+    from slimcodec import weights as weights_module
+
+    loaded = []
+    real = weights_module.load_weights_bytes
+    def recording(data, *args, **kwargs):
+        wts = real(data, *args, **kwargs)
+        loaded.append(wts.weights_id.hex())
+        return wts
+
+    monkeypatch.setattr(weights_module, "load_weights_bytes", recording)
+    weights_module._load_cached.cache_clear()
+    src = tmp_path / "old.slim"
+    shutil.copy(Path(__file__).parent / "released" / "0.2.0-0582bc6c9c4e7286-w96.slim", src)
+    slim(["decode", src, "-o", tmp_path / "old.png"])
+    weights_module._load_cached.cache_clear()
+    assert set(loaded) == {"0582bc6c9c4e7286"}, loaded
