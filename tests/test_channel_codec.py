@@ -416,7 +416,7 @@ def test_a_payload_holding_only_z_is_refused_after_one_tile_of_the_hyper_synthes
 
 def test_a_large_image_is_checked_for_slice_zero_before_its_side_information_is_allocated(channel_weights,
                                                                                          monkeypatch):
-    """The 10000x10000 format-3 bomb filled 1.06 GB of side information tile by tile before the
+    """The 10000x10000 format-3 bomb filled 1.04 GiB of side information tile by tile before the
     tiled budget refused it; above PRECHECK_ELEMENTS a first pass checks slice 0 keeping nothing."""
     only_z = _only_z(channel_weights)
     monkeypatch.setattr(channel_codec, "PRECHECK_ELEMENTS", 0)  # this small file counts as large

@@ -265,8 +265,8 @@ def check_slice_zero(wts: Weights, q_z: np.ndarray, width: int, units: int, budg
 
     A first pass of the hyper-synthesis computes only slice 0's scale accumulators (the trunk
     and an eighth of the head at width 192), tile by tile, keeping nothing: a 64 KB file that
-    declared 10000×10000 at width 192 with a valid z and no y cost 1.06 GB of side information
-    filled tile by tile before the tiled budget of :class:`_Slices` refused it. Large images pay
+    declared 10000×10000 at width 192 with a valid z and no y held 1.04 GiB, its side information
+    filled tile by tile, before the tiled budget of :class:`_Slices` refused it. Large images pay
     for this pass (about half the hyper-synthesis again); small ones skip it.
 
     Raises:
