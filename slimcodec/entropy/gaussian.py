@@ -210,23 +210,17 @@ class FixedPointHyperSynthesis:
         """
         from slimcodec.runtime.stage_layers import Conv, ConvTranspose, ReLU
 
-        acc_units = float(1 << (WEIGHT_BITS + ACT_BITS))
-
-        def fixed(weight: np.ndarray, bias: np.ndarray | None, **geometry) -> FixedPointLayer:
-            b = np.zeros(weight.shape[0]) if bias is None else np.asarray(bias, np.float64)
-            return FixedPointLayer(weight=_fixed_weight(weight), bias=np.round(b * acc_units), **geometry)
-
         convs = [layer for layer in layers if not isinstance(layer, ReLU)]
         *trunk, head = convs
         if not trunk or not all(isinstance(c, ConvTranspose) for c in trunk) or not isinstance(head, Conv):
             raise ValueError("the hyper-synthesis is transposed convolutions then one convolution")
         fixed_layers = [
             # ConvTranspose weights are [in, out, k, k]; the correlation form flips the kernel
-            fixed(c.weight.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1], c.bias, stride=c.stride, padding=c.padding,
+            _fixed(c.weight.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1], c.bias, stride=c.stride, padding=c.padding,
                   output_padding=c.output_padding)
             for c in trunk
         ]
-        fixed_layers.append(fixed(head.weight, head.bias, stride=1, padding=head.padding))
+        fixed_layers.append(_fixed(head.weight, head.bias, stride=1, padding=head.padding))
         offsets = np.round(np.asarray(z_medians, np.float64).reshape(-1) * (1 << ACT_BITS)).astype(np.int64)
         net = cls(tuple(fixed_layers), offsets, tuple(contexts))
         net.check_exact()
