@@ -207,9 +207,12 @@ def _objective(model, box: np.ndarray, core: tuple[int, int, int, int], width: i
 
 
 def _exact_rd(model, y, width: int, scale: float, z=None):
-    """Reconstruction and bits with true rounding (no noise): what the file would cost
-    (the architecture's latent codec's ``exact_rd``)."""
-    return _latent_codec(model).exact_rd(model, y, width, scale, z)
+    """Reconstruction and bits with true rounding (no noise, no graph): what the file would cost;
+    z (``h_a(y)`` unless given) has its bits spread over y's positions."""
+    import torch
+
+    with torch.no_grad():
+        return model.latent_rd(y, width, scale, noisy_rate=False, z=z)
 
 
 def _latent_codec(model):

@@ -343,8 +343,8 @@ def test_effort_refines_what_the_channel_model_codes_y_and_z(channel_weights):
 
     def objective(latents, hyper=None):
         lam = effort._lambda(channel_weights, 8) * 255**2
-        x_hat, bits = channel_codec.exact_rd(channel_weights.model, torch.from_numpy(latents)[None], 8, 1.0,
-                                             None if hyper is None else torch.from_numpy(hyper)[None])
+        x_hat, bits = effort._exact_rd(channel_weights.model, torch.from_numpy(latents)[None], 8, 1.0,
+                                       None if hyper is None else torch.from_numpy(hyper)[None])
         x = torch.from_numpy(rgb.astype(np.float32) / 255).permute(2, 0, 1)[None]
         return float(lam * torch.mean((x_hat - x) ** 2) + bits.sum() / (64 * 64))
 

@@ -173,6 +173,6 @@ def test_the_architecture_rule_catches_what_0_2_did():
 def test_every_registered_architecture_has_its_codec_module():
     for arch in ARCHITECTURES.values():
         assert (ROOT / (arch.module.replace(".", "/") + ".py")).is_file(), arch
-        for name in ("encode_payload", "decode_payload", "payload_bits", "exact_rd", "hyper_latents", "torch_stages",
+        for name in ("encode_payload", "decode_payload", "payload_bits", "hyper_latents", "torch_stages",
                      "model_class", "file_extras", "load_extras", "bundle_arrays", "bundle_extras", "GRAPH_STAGES"):
             assert hasattr(arch.codec, name), (arch.name, name)

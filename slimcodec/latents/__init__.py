@@ -10,9 +10,8 @@ evaluation, export and training ask it instead of comparing names
   send instead of ``h_a(y)``, for architectures that have them) and
   ``decode_payload(wts, words, width, grid, units, timings) -> Latents``: its payload;
 - ``payload_bits(latents, wts, width)``: the payload's ideal size in bits (evaluation);
-- ``exact_rd(model, y, width, scale, z=None)``: the reconstruction and bits of latents with
-  true rounding, in torch, and ``hyper_latents(model, y, width)``: the hyper-latents an encoder
-  starts from (``h_a(y)``, or None without a hyperprior) (:mod:`slimcodec.effort`);
+- ``hyper_latents(model, y, width)``: the hyper-latents an encoder starts from (``h_a(y)``, or
+  None without a hyperprior; in torch, :mod:`slimcodec.effort`);
 - its weights file beyond the transforms and the per-width factorized tables:
   ``file_extras(model)`` (saved), ``load_extras(blob)`` (loaded), ``bundle_arrays(wts)`` and
   ``bundle_extras(arrays, widths)`` (its runtime bundle);

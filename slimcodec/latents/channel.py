@@ -282,11 +282,6 @@ def payload_bits(latents: ChannelLatents, wts: Weights, width: int) -> float:
     return _hyperprior.payload_bits(latents, wts, width)
 
 
-def exact_rd(model, y, width: int, scale: float, z=None):
-    """As the hyperprior's (:func:`slimcodec.latents.hyperprior.exact_rd`), slice by slice."""
-    return _hyperprior.exact_rd(model, y, width, scale, z)
-
-
 def hyper_latents(model, y, width: int):
     """As the hyperprior's (:func:`slimcodec.latents.hyperprior.hyper_latents`)."""
     return _hyperprior.hyper_latents(model, y, width)

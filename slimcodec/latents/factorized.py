@@ -58,15 +58,6 @@ def payload_bits(latents: FactorizedLatents, wts, width: int) -> float:
     return information_bits(latents.y, wts.tables[width])
 
 
-def exact_rd(model, y, width: int, scale: float, z=None):
-    """Reconstruction and bits of latents ``y`` (a torch tensor) with true rounding (no noise):
-    what the file would cost (:mod:`slimcodec.effort`); ``z`` must be None."""
-    import torch
-
-    with torch.no_grad():
-        return model.latent_rd(y, width, scale, noisy_rate=False, z=z)
-
-
 def hyper_latents(model, y, width: int):
     """The hyper-latents an encoder starts from for latents ``y`` (torch): none here."""
     return None

@@ -232,16 +232,6 @@ def payload_bits(latents: HyperpriorLatents, wts: Weights, width: int) -> float:
     return bits + information_bits(latents.y, wts.gaussian, latents.indexes)
 
 
-def exact_rd(model, y, width: int, scale: float, z=None):
-    """Reconstruction and bits of latents ``y`` (a torch tensor) with true rounding (no noise):
-    what the file would cost (:mod:`slimcodec.effort`); z (``h_a(y)`` unless given) has its bits
-    spread over y's positions."""
-    import torch
-
-    with torch.no_grad():
-        return model.latent_rd(y, width, scale, noisy_rate=False, z=z)
-
-
 def hyper_latents(model, y, width: int):
     """The hyper-latents an encoder starts from for latents ``y`` (torch, no graph): ``h_a(y)``."""
     import torch
