@@ -31,6 +31,7 @@ __all__ = [
     "VERSION_MAJOR",
     "VERSION_MINOR",
     "HEADER_SIZE",
+    "FLAG_TILED",
     "MAX_PIXELS",
     "MAX_SIDE",
     "MAX_SLIM_WIDTH",
@@ -57,6 +58,10 @@ MAGIC = b"SLIM"
 WRITTEN_MINOR = dict(sorted(a.format_version for a in ARCHITECTURES.values()))
 ARCHITECTURE_OF_MAJOR = {a.major: a.name for a in ARCHITECTURES.values()}  # what makes each major's files
 _PADDING_OF_MAJOR = {a.major: a.padding_multiple for a in ARCHITECTURES.values()}
+# flags bit 0: the payload is tiled (one range-coder stream per tile). 3.1 files set it, so that a
+# 3.0 reader, which refuses any flag, refuses them rather than read a tiled payload as 3.0's
+FLAG_TILED = 0x1
+TILED_FROM_MINOR = {3: 1}  # majors whose payload is tiled from this minor on
 VERSION_MAJOR = max(WRITTEN_MINOR)  # the newest format this module reads and writes
 VERSION_MINOR = WRITTEN_MINOR[VERSION_MAJOR]
 HEADER_SIZE = 48  # fixed header size written by this version; readers accept larger
@@ -83,6 +88,10 @@ class ColorType(enum.IntEnum):
 
     RGB = 0
     GRAY = 1
+
+
+def _tiled(major: int, minor: int) -> bool:
+    return minor >= TILED_FROM_MINOR.get(major, 256)
 
 
 def _latent_side(side: int, major: int = 1) -> int:
@@ -123,6 +132,11 @@ class SlimHeader:
     latent_scale: int = 0
     version_major: int = 1
     version_minor: int = 1
+
+    @property
+    def tiled(self) -> bool:
+        """Whether the payload is tiled (format 3.1 and later 3.x; the header sets :data:`FLAG_TILED`)."""
+        return _tiled(self.version_major, self.version_minor)
 
     @classmethod
     def for_image(
@@ -344,8 +358,9 @@ def _check_fields(raw: tuple, max_pixels: int) -> SlimHeader:
     )
     if problem:
         raise _fail(problem)
-    if flags != 0:
-        raise _fail(f"non-zero flags 0x{flags:08x}")
+    if flags != (FLAG_TILED if _tiled(major, minor) else 0):
+        raise _fail(f"non-zero flags 0x{flags:08x}" if not _tiled(major, minor) else
+                    f"bad flags 0x{flags:08x} (format {major}.{minor} sets exactly 0x{FLAG_TILED:08x})")
     if payload_size % 4:
         raise _fail(f"payload size {payload_size} is not a multiple of 4")
     return SlimHeader(
@@ -636,7 +651,7 @@ def write_slim(f: SlimFile, *, known_chunks: frozenset = KNOWN_CHUNKS) -> bytes:
         h.pad_mode,
         0,
         h.latent_scale,
-        0,
+        FLAG_TILED if h.tiled else 0,
         len(chunks),
         len(payload),
     )

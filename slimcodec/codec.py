@@ -29,7 +29,7 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image
 
-from slimcodec import geometry
+from slimcodec import geometry, runtime
 from slimcodec.effort import check_effort, refine, refine_steps  # torch only once refine runs
 from slimcodec.entropy import SCALE_ONE, scale_units
 from slimcodec.errors import ConversionWarning, SlimFormatError, WeightsMismatchError
@@ -79,12 +79,17 @@ def _run_tiled(wts: Weights, stage: str, width: int, load: Callable, store: Call
     ``load(outer)`` gives the float32 ``[C, h, w]`` input of a tile's outer box (core
     plus margins); ``store(core, outer, y)`` keeps the core's part of the stage's output
     (a ``[C, h, w]`` float32 array). Only one tile's input and output exist at a time,
-    in float: the full-size arrays are uint8 pixels and latents.
+    in float: the full-size arrays are uint8 pixels and latents. After more than one tile the
+    runtime's buffers for the stage are freed (the next image's first tile pays for them again).
     """
+    count = 0
     for core, outer in geometry.tiles(*grid, tile, margin):
         store(core, outer, wts.run(stage, width, load(outer)))
+        count += 1
         if progress is not None:
             progress()
+    if count > 1:
+        wts.release(stage, width)
 
 
 def padding_multiple(weights: Weights) -> int:
@@ -183,16 +188,21 @@ def encode_payload(wts: Weights, y: np.ndarray, width: int, units: int = SCALE_O
     return architecture(wts.architecture).codec.encode_payload(wts, y, width, units, timings, z)
 
 
-def decode_payload(slim: SlimFile, wts: Weights, timings: Timings | None = None) -> Latents:
+def decode_payload(slim: SlimFile, wts: Weights, timings: Timings | None = None, symbols: bool = True) -> Latents:
     """Symbols and latents of a parsed file these weights can decode (see :func:`decode_latents`).
 
     ``timings`` receives the seconds of ``"entropy"`` (and ``"hyper"``), as in :func:`encode_payload`.
+    ``symbols=False``: only ``y_hat`` is wanted; the symbol arrays may come back empty (a tiled
+    payload's decoder then keeps none of them for the whole image).
     """
     header = slim.header
     words = np.frombuffer(slim.payload, dtype="<u4")
     units = latent_units(header)
     grid = (header.latent_height, header.latent_width)
-    return architecture(wts.architecture).codec.decode_payload(wts, words, header.slim_width, grid, units, timings)
+    codec = architecture(wts.architecture).codec
+    if header.tiled:  # 3.1 and later (the container allows the flag nowhere else)
+        return codec.decode_payload(wts, words, header.slim_width, grid, units, timings, tiled=True, symbols=symbols)
+    return codec.decode_payload(wts, words, header.slim_width, grid, units, timings)
 
 
 def encode_latents(pixels: PixelData, y: np.ndarray, width: int, units: int, wts: Weights,
@@ -346,12 +356,12 @@ def check_decodable(slim: SlimFile, wts: Weights, not_shipped: bool = False) -> 
         raise SlimFormatError(f"format {header.version_major}.x does not go with {wts.architecture} weights")
 
 
-def decode_latents(data: bytes, *, weights: Weights | str | None = None,
-                   timings: Timings | None = None) -> tuple[SlimFile, Latents, Weights]:
+def decode_latents(data: bytes, *, weights: Weights | str | None = None, timings: Timings | None = None,
+                   symbols: bool = True) -> tuple[SlimFile, Latents, Weights]:
     """Parse and entropy-decode a .slim file: its container, symbols and latents.
 
     ``timings`` (optional) receives the seconds of ``"container"`` and of the payload's
-    stages (:func:`decode_payload`).
+    stages (:func:`decode_payload`); ``symbols=False``: only ``y_hat`` is wanted (as there).
 
     Returns:
         (SlimFile, Latents, Weights): the latents (the architecture's subclass of
@@ -370,7 +380,7 @@ def decode_latents(data: bytes, *, weights: Weights | str | None = None,
             weights = str(shipped)  # an earlier release's file decodes with its own weights
     wts = resolve_weights(weights)
     check_decodable(slim, wts, not_shipped)
-    return slim, decode_payload(slim, wts, timings), wts
+    return slim, decode_payload(slim, wts, timings, symbols), wts
 
 
 def decode_symbols_of(data: bytes, *, weights: Weights | str | None = None) -> tuple[SlimFile, np.ndarray, Weights]:
@@ -395,10 +405,13 @@ def decode(data: bytes, *, weights: Weights | str | None = None, progress: Progr
     Raises:
         SlimFormatError: the data is not a valid .slim file for these weights.
     """
-    slim, latents, wts = decode_latents(data, weights=weights, timings=timings)
-    # the symbols and indexes go before the synthesis (memory): only y_hat is kept
-    latents = Latents(y=np.empty((0, 0, 0), np.int32), y_hat=latents.y_hat)
-    return decode_image(slim, latents, wts, progress=progress, timings=timings)
+    slim, latents, wts = decode_latents(data, weights=weights, timings=timings, symbols=False)
+    y_hat = latents.y_hat
+    del latents  # the symbols and indexes go before the synthesis (memory)
+    runtime.release_free_memory()
+    rgb, alpha = render(slim, y_hat, wts, progress=progress, timings=timings)
+    del y_hat  # before the Pillow image is made (memory)
+    return finish_image(slim, rgb, alpha, timings)
 
 
 def decode_image(slim: SlimFile, latents: Latents, wts: Weights, *, progress: Progress | None = None,
@@ -411,6 +424,18 @@ def decode_image(slim: SlimFile, latents: Latents, wts: Weights, *, progress: Pr
     Raises:
         SlimFormatError: the alpha chunk is broken.
     """
+    return finish_image(slim, *render(slim, latents.y_hat, wts, progress=progress, timings=timings), timings)
+
+
+def render(slim: SlimFile, y_hat: np.ndarray, wts: Weights, *, progress: Progress | None = None,
+           timings: Timings | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """The pixels of a file's latents: ``(H×W×3 uint8 RGB, H×W uint8 alpha or None)``.
+
+    ``progress`` and ``timings`` as in :func:`decode_image`.
+
+    Raises:
+        SlimFormatError: the alpha chunk is broken (checked before the synthesis).
+    """
     header = slim.header
     steps = _Steps(progress, tile_count(header.image_height, header.image_width, wts) + 1)
     steps.advance()
@@ -419,8 +444,14 @@ def decode_image(slim: SlimFile, latents: Latents, wts: Weights, *, progress: Pr
         if (raw := read_alpha(slim)) is not None:  # a broken chunk is refused before the synthesis
             alpha = np.frombuffer(raw, dtype=np.uint8).reshape(header.image_height, header.image_width)
     with timed(timings, "synthesis"):
-        rgb = synthesize(wts, latents.y_hat, header.slim_width, header.image_height, header.image_width,
+        rgb = synthesize(wts, y_hat, header.slim_width, header.image_height, header.image_width,
                          progress=steps.advance)
+    return rgb, alpha
+
+
+def finish_image(slim: SlimFile, rgb: np.ndarray, alpha: np.ndarray | None,
+                 timings: Timings | None = None) -> Image.Image:
+    """The Pillow image of :func:`render`'s pixels, with the file's colour type and metadata."""
     with timed(timings, "container"):
-        return finish(rgb, header.color_type == ColorType.GRAY, alpha, slim.chunk(b"iccp"), slim.chunk(b"exif"),
+        return finish(rgb, slim.header.color_type == ColorType.GRAY, alpha, slim.chunk(b"iccp"), slim.chunk(b"exif"),
                       slim.chunk(b"xmpd"))

@@ -89,6 +89,10 @@ class Weights:
         """Run a transform stage on one ``[C, H, W]`` float32 array (see :class:`slimcodec.runtime.Transforms`)."""
         return self.transforms.run(stage, width, x)
 
+    def release(self, stage: str, width: int) -> None:
+        """Free what running a stage keeps for its next run (:meth:`slimcodec.runtime.Transforms.release`)."""
+        self.transforms.release(stage, width)
+
     def table(self, width: int, latent_scale: int = SCALE_ONE) -> EntropyTable:
         """The entropy table of ``width`` for a latent scale in 1/4096 units (cached)."""
         if latent_scale == SCALE_ONE:

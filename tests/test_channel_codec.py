@@ -1,4 +1,5 @@
-"""Format 3: the channel-conditional model's .slim files, coded through z, then y slice by slice."""
+"""Format 3: the channel-conditional model's .slim files, coded through z, then y slice by slice
+(3.1: tile by tile; 3.0, one stream over the image, still decodes)."""
 
 from __future__ import annotations
 
@@ -62,6 +63,39 @@ def noise_image(width: int, height: int, seed: int = 0) -> Image.Image:
     return Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
 
 
+def encode_3_0(image: Image.Image, width: int, weights, scale: float = 1.0) -> bytes:
+    """The file 0.3.x wrote (format 3.0, one slice-major stream) for ``image``: made by hand, since
+    the writer writes only 3.1; its decoding is what must last."""
+    from slimcodec.entropy import scale_units
+
+    units = scale_units(scale)
+    rgb = prepare(image).rgb
+    payload = channel_codec.encode_payload_3_0(weights, codec.analyze(weights, rgb, width), width, units)
+    header = codec.make_header(weights, rgb.shape[1], rgb.shape[0], 0, width, units)
+    from slimcodec.formats.slimfile import SlimFile, write_slim
+
+    body = bytearray(write_slim(SlimFile(header, (), payload))[:-4])
+    body[5] = 0  # version 3.0
+    body[36:40] = bytes(4)  # no flags
+    return bytes(body) + struct.pack("<I", zlib.crc32(bytes(body)))
+
+
+def with_streams(data: bytes, streams: list) -> bytes:
+    """``data`` (a 3.1 file) with its payload made of ``streams`` (a new tile table, CRC redone)."""
+    from slimcodec.formats.slimfile import SlimFile, read_slim, write_slim
+
+    slim = read_slim(data)
+    return write_slim(SlimFile(slim.header, slim.chunks, channel_codec.join_streams(streams)))
+
+
+def streams_of(data: bytes) -> list:
+    from slimcodec.formats.slimfile import read_slim
+
+    slim = read_slim(data)
+    tiles = len(channel_codec.payload_tiles((slim.header.latent_height // 4, slim.header.latent_width // 4)))
+    return channel_codec.split_streams(np.frombuffer(slim.payload, "<u4"), 1 + tiles)
+
+
 def test_weights_keep_the_architecture_and_the_slice_size(channel_weights):
     assert channel_weights.architecture == "slimcae-channel"
     model = channel_weights.model
@@ -70,11 +104,11 @@ def test_weights_keep_the_architecture_and_the_slice_size(channel_weights):
 
 
 @pytest.mark.parametrize("size", [(1, 1), (17, 33), (100, 70)])
-def test_files_are_format_3_with_y_at_a_sixteenth_of_the_image_padded_to_64(channel_weights, size):
+def test_files_are_format_3_1_with_y_at_a_sixteenth_of_the_image_padded_to_64(channel_weights, size):
     data = codec.encode(noise_image(*size), 8, weights=channel_weights)
     slim, latents, _ = codec.decode_latents(data, weights=channel_weights)
     h = slim.header
-    assert (h.version_major, h.version_minor) == (3, 0)
+    assert (h.version_major, h.version_minor, h.tiled) == (3, 1, True)
     grid = (-(-size[1] // 64) * 4, -(-size[0] // 64) * 4)
     assert (h.latent_height, h.latent_width) == grid
     assert latents.y.shape == (8, *grid) and latents.z.shape == (8, grid[0] // 4, grid[1] // 4)
@@ -277,15 +311,16 @@ def test_a_file_and_weights_of_different_architectures_are_refused(channel_weigh
         codec.decode(codec.encode(image, 8, weights=channel_weights), weights=hyper_weights)
 
 
-def test_a_payload_too_short_for_its_slices_is_refused_before_they_are_decoded(channel_weights, monkeypatch):
-    data = codec.encode(noise_image(64, 64, seed=5), 8, weights=channel_weights, scale=8.0)
+def test_a_3_0_payload_too_short_for_its_slices_is_refused_before_they_are_decoded(channel_weights, monkeypatch):
+    data = encode_3_0(noise_image(64, 64, seed=5), 8, channel_weights, scale=8.0)
     slim, _, _ = codec.decode_latents(data, weights=channel_weights)
-    from slimcodec.formats.slimfile import SlimFile, write_slim
-
+    body = bytearray(data[:-4])
     words = len(slim.payload) // 4
     short = None
     for keep in range(1, words):  # the shortest payload that still holds z's symbols
-        candidate = write_slim(SlimFile(slim.header, slim.chunks, slim.payload[:4 * keep]))
+        cut = body[: len(body) - 4 * (words - keep)]
+        struct.pack_into("<I", cut, 44, 4 * keep)  # payload_size
+        candidate = bytes(cut) + struct.pack("<I", zlib.crc32(bytes(cut)))
         try:
             codec.decode(candidate, weights=channel_weights)
         except SlimFormatError as exc:
@@ -301,6 +336,94 @@ def test_a_payload_too_short_for_its_slices_is_refused_before_they_are_decoded(c
     with pytest.raises(SlimFormatError, match="payload too short for its slices' scales"):
         codec.decode(short, weights=channel_weights)
     assert 1 <= len(calls) < 1 + 2  # z and the slices before the one refused: never the whole of y
+
+
+def test_a_tile_stream_too_short_for_its_slices_is_refused_before_they_are_decoded(channel_weights, monkeypatch):
+    data = codec.encode(noise_image(64, 64, seed=5), 8, weights=channel_weights, scale=8.0)
+    z_words, tile_words = streams_of(data)
+    short = None
+    for keep in range(0, tile_words.size):  # the longest cut the budget refuses
+        candidate = with_streams(data, [z_words, tile_words[:keep]])
+        try:
+            codec.decode(candidate, weights=channel_weights)
+        except SlimFormatError as exc:
+            if "tile's scales" in str(exc):
+                short = candidate
+    assert short is not None
+    calls = []
+    from slimcodec.entropy.rangecoder import Decoder
+
+    decode = Decoder.decode
+    monkeypatch.setattr(Decoder, "decode", lambda self, *a: calls.append(a) or decode(self, *a))
+    with pytest.raises(SlimFormatError, match="payload too short for its tile's scales"):
+        codec.decode(short, weights=channel_weights)
+    assert 1 <= len(calls) < 1 + 2  # z and the slices before the one refused: never the whole tile
+
+
+@pytest.mark.parametrize("change, reason", [
+    (lambda words: np.concatenate([words, [0]]), "tile table does not match its size"),
+    (lambda words: words[:-1], "tile table does not match its size"),
+    (lambda words: np.concatenate([[words[0] + 1], words[1:]]), "tile table does not match its size"),
+    (lambda words: words[:1], "payload too short for its tile table"),
+])
+def test_a_payload_whose_tile_table_does_not_match_it_is_refused(channel_weights, change, reason):
+    from slimcodec.formats.slimfile import SlimFile, read_slim, write_slim
+
+    slim = read_slim(codec.encode(noise_image(1100, 70, seed=2), 8, weights=channel_weights))
+    words = np.frombuffer(slim.payload, "<u4")
+    bad = write_slim(SlimFile(slim.header, slim.chunks, np.asarray(change(words), "<u4").tobytes()))
+    with pytest.raises(SlimFormatError, match=reason):
+        codec.decode(bad, weights=channel_weights)
+
+
+def test_swapped_tile_streams_are_refused_or_decode_differently(channel_weights):
+    data = codec.encode(noise_image(1100, 70, seed=2), 8, weights=channel_weights, scale=4.0)
+    z_words, first, second = streams_of(data)
+    try:
+        swapped = codec.decode_latents(with_streams(data, [z_words, second, first]), weights=channel_weights)[1]
+    except SlimFormatError:
+        return
+    assert not np.array_equal(swapped.y, codec.decode_latents(data, weights=channel_weights)[1].y)
+
+
+def test_a_multi_tile_image_keeps_side_information_one_tile_at_a_time(channel_weights, monkeypatch):
+    """Format 3.1: each tile's slices are coded from that tile's arrays (64×64 y positions), so
+    neither coder allocates side information for the whole image."""
+    image = noise_image(1100, 1030, seed=7)  # 2×2 tiles
+    shapes = []
+    real = channel_codec._Slices.__init__
+    monkeypatch.setattr(channel_codec._Slices, "__init__",
+                        lambda self, *a, **k: shapes.append(a[-1].shape) or real(self, *a, **k))
+    data = codec.encode(image, 8, weights=channel_weights)
+    assert codec.decode(data, weights=channel_weights).size == (1100, 1030)
+    assert len(shapes) == 8 and all(shape[1] <= 64 and shape[2] <= 64 for shape in shapes)
+    assert sorted({shape[1:] for shape in shapes}) == [(4, 8), (4, 64), (64, 8), (64, 64)]  # y: 68 × 72
+
+
+def test_tiles_decoded_on_two_threads_give_the_bytes_of_one(channel_weights):
+    image = noise_image(1100, 1030, seed=8)
+    data = codec.encode(image, 8, weights=channel_weights, scale=2.0)
+    decoded = {}
+    try:
+        for threads in (1, 2):
+            runtime.set_threads(threads)
+            assert codec.encode(image, 8, weights=channel_weights, scale=2.0) == data
+            decoded[threads] = np.asarray(codec.decode(data, weights=channel_weights))
+    finally:
+        runtime.set_threads(None)
+    assert np.array_equal(decoded[1], decoded[2])
+
+
+def test_tiling_costs_little_rate_where_contexts_meet_a_tile_border(channel_weights):
+    """The contexts see zeros beyond a tile (as beyond the image): the rate moves a little, and
+    only in images of more than one tile."""
+    image = noise_image(1100, 200, seed=9)
+    tiled = len(codec.encode(image, 8, weights=channel_weights, scale=4.0))
+    whole = len(encode_3_0(image, 8, channel_weights, scale=4.0))
+    assert tiled != whole and abs(tiled - whole) < 0.05 * whole
+    small = noise_image(300, 200, seed=9)  # one tile: the same y stream, plus the table and z's own end
+    assert 0 < len(codec.encode(small, 8, weights=channel_weights, scale=4.0)) - len(
+        encode_3_0(small, 8, channel_weights, scale=4.0)) <= 16
 
 
 def test_corrupt_payloads_with_a_valid_crc_are_refused_or_decode_without_crashing(channel_weights):
@@ -376,20 +499,21 @@ def test_slim_encode_decode_and_info_with_channel_weights(channel_path, tmp_path
     with Image.open("b.png") as im:
         assert (im.size, im.mode) == ((40, 24), "RGB")
     out = slim("info", "a.slim").stdout
-    assert "format version  3.0" in out and "architecture    slimcae-channel" in out
+    assert "format version  3.1" in out and "architecture    slimcae-channel" in out
     assert "latent shape    8 x 4 x 4" in out
 
 
 
 def _only_z(channel_weights) -> bytes:
-    """Issue 30's hyperprior bomb in format 3: a file whose payload holds z and nothing of y."""
-    from slimcodec.formats.slimfile import SlimFile, write_slim
-
-    data = codec.encode(noise_image(256, 256, seed=5), 8, weights=channel_weights, scale=8.0)
+    """Issue 30's hyperprior bomb in format 3.0: a file whose payload holds z and nothing of y."""
+    data = encode_3_0(noise_image(256, 256, seed=5), 8, channel_weights, scale=8.0)
     slim, latents, _ = codec.decode_latents(data, weights=channel_weights)
     assert latents.z.shape[1:] == (4, 4)
-    for keep in range(1, len(slim.payload) // 4):  # the shortest payload that holds z's symbols
-        candidate = write_slim(SlimFile(slim.header, slim.chunks, slim.payload[:4 * keep]))
+    body, words = bytearray(data[:-4]), len(slim.payload) // 4
+    for keep in range(1, words):  # the shortest payload that holds z's symbols
+        cut = body[: len(body) - 4 * (words - keep)]
+        struct.pack_into("<I", cut, 44, 4 * keep)
+        candidate = bytes(cut) + struct.pack("<I", zlib.crc32(bytes(cut)))
         try:
             codec.decode(candidate, weights=channel_weights)
         except SlimFormatError as exc:
@@ -398,7 +522,7 @@ def _only_z(channel_weights) -> bytes:
     raise AssertionError("no payload holds z alone")
 
 
-def test_a_payload_holding_only_z_is_refused_after_one_tile_of_the_hyper_synthesis(channel_weights, monkeypatch):
+def test_a_3_0_payload_holding_only_z_is_refused_after_one_tile_of_the_hyper_synthesis(channel_weights, monkeypatch):
     """Slice 0's scales are checked tile by tile as the hyper-synthesis runs, before the contexts
     or the rest of the image's hyper-synthesis."""
     from slimcodec.entropy.gaussian import FixedPointHyperSynthesis
@@ -414,8 +538,30 @@ def test_a_payload_holding_only_z_is_refused_after_one_tile_of_the_hyper_synthes
     assert len(ran) == 1 and ran[0][0] * ran[0][1] < 16  # one tile (with its margin), not all of z
 
 
-def test_a_large_image_is_checked_for_slice_zero_before_its_side_information_is_allocated(channel_weights,
-                                                                                         monkeypatch):
+def test_a_3_1_payload_holding_only_z_is_refused_after_one_tile_of_the_hyper_synthesis(channel_weights, monkeypatch):
+    """Each tile's stream is checked against its slice 0 right after that tile's hyper-synthesis."""
+    from slimcodec.entropy.gaussian import FixedPointHyperSynthesis
+
+    monkeypatch.setattr(channel_codec, "HYPER_TILE", 2)  # 16 tiles of 2×2 z positions
+    data = codec.encode(noise_image(512, 512, seed=5), 8, weights=channel_weights, scale=8.0)
+    z_words, *tiles = streams_of(data)
+    assert len(tiles) == 16
+    only_z = with_streams(data, [z_words] + [np.empty(0, "<u4")] * 16)
+    ran = []
+    real = FixedPointHyperSynthesis.run
+    monkeypatch.setattr(FixedPointHyperSynthesis, "run",
+                        lambda self, z, conv=None, **kw: ran.append(z.shape[1:]) or real(self, z, conv, **kw))
+    runtime.set_threads(1)
+    try:
+        with pytest.raises(SlimFormatError, match="payload too short for its tile's scales"):
+            codec.decode(only_z, weights=channel_weights)
+    finally:
+        runtime.set_threads(None)
+    assert len(ran) == 1 and ran[0][0] * ran[0][1] < 64  # one tile (with its margin), not all of z
+
+
+def test_a_large_3_0_image_is_checked_for_slice_zero_before_its_side_information_is_allocated(channel_weights,
+                                                                                             monkeypatch):
     """The 10000x10000 format-3 bomb filled 1.04 GiB of side information tile by tile before the
     tiled budget refused it; above PRECHECK_ELEMENTS a first pass checks slice 0 keeping nothing."""
     only_z = _only_z(channel_weights)
@@ -425,9 +571,9 @@ def test_a_large_image_is_checked_for_slice_zero_before_its_side_information_is_
         codec.decode(only_z, weights=channel_weights)
 
 
-def test_the_slice_zero_check_passes_every_valid_file(channel_weights, monkeypatch):
+def test_the_slice_zero_check_passes_every_valid_3_0_file(channel_weights, monkeypatch):
     image = noise_image(96, 80, seed=4)
-    data = codec.encode(image, 8, weights=channel_weights)
+    data = encode_3_0(image, 8, channel_weights)
     expected = codec.decode_latents(data, weights=channel_weights)[1]
     monkeypatch.setattr(channel_codec, "PRECHECK_ELEMENTS", 0)
     got = codec.decode_latents(data, weights=channel_weights)[1]

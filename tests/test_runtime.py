@@ -91,6 +91,19 @@ def test_a_file_encoded_with_either_runtime_decodes_with_the_other(pair, request
             assert np.abs(a - b).max() <= 1  # pixel tolerance between runtimes
 
 
+def test_a_stage_run_in_several_tiles_frees_its_runtime_buffers_and_runs_again(tiny_pair):
+    """After a large image the stage's onnxruntime session (and its arena) is dropped; a one-tile
+    image keeps it for the next call."""
+    _, onnx_wts = tiny_pair
+    sessions = onnx_wts.transforms._sessions
+    small = codec.encode(gradient_image(40, 24), 8, weights=onnx_wts)
+    codec.decode(small, weights=onnx_wts)
+    assert any(key[0] == "synthesis" for key in sessions)
+    pixels = codec.synthesize(onnx_wts, np.zeros((8, 3, 5), np.float32), 8, 40, 72, tile=2)  # 2×3 tiles
+    assert pixels.shape == (40, 72, 3) and not any(key[0] == "synthesis" for key in sessions)
+    assert codec.decode(small, weights=onnx_wts).size == (40, 24)
+
+
 def test_the_shipped_bundle_runs_the_shipped_weights(kodim_crop):
     onnx_path = shipped_weights_path(DEFAULT_WEIGHTS_ID, "onnx")
     torch_path = shipped_weights_path(DEFAULT_WEIGHTS_ID, "torch")

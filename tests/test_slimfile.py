@@ -15,6 +15,7 @@ import pytest
 from slimcodec.errors import SlimFormatError
 from slimcodec.formats import slimfile
 from slimcodec.formats.slimfile import (
+    FLAG_TILED,
     HEADER_SIZE,
     KNOWN_CHUNKS,
     MAGIC,
@@ -219,6 +220,20 @@ class TestReadRejects:
         assert (h.latent_width, h.latent_height) == (8, 4)
         with pytest.raises(SlimFormatError, match="latent size 7x3 does not match the image"):
             write_slim(SlimFile(dataclasses.replace(h, latent_width=7, latent_height=3), (), b""))
+
+    def test_a_format_3_1_header_sets_the_tiled_flag_and_no_other_version_may(self):
+        h = SlimHeader.for_image(100, 33, ColorType.RGB, 8, b"weights!", version_major=3)
+        data = write_slim(SlimFile(h, (), b""))
+        assert (h.version_major, h.version_minor, h.tiled) == (3, 1, True) and get(data, "flags") == FLAG_TILED
+        assert read_slim(data).header == h
+        # a 3.0 reader refuses any flag: it cannot misread a tiled payload as one stream
+        assert reason(patch(data, "version_minor", 0)) == "non-zero flags 0x00000001"
+        assert reason(patch(data, "flags", 0)).startswith("bad flags 0x00000000 (format 3.1 sets exactly 0x00000001")
+        assert reason(patch(data, "flags", 3)).startswith("bad flags 0x00000003")
+        assert read_slim(patch(patch(data, "version_minor", 0), "flags", 0)).header.tiled is False
+        two = write_slim(SlimFile(SlimHeader.for_image(100, 33, ColorType.RGB, 8, b"weights!", version_major=2), (),
+                                  b""))
+        assert reason(patch(two, "flags", FLAG_TILED)) == "non-zero flags 0x00000001"
 
     def test_read_rejects_major_version_zero(self):
         assert reason(patch(sample_bytes(), "version_major", 0)).startswith(
@@ -429,7 +444,7 @@ class TestWriteRejects:
             ({"pad_mode": 2}, "unsupported pad mode 2"),
             ({"slim_width": 0}, "bad slim width 0"),
             ({"weights_id": b"short"}, "weights id must be 8 bytes"),
-            ({"version_minor": 0}, "cannot write format version 1.0 (this slimcodec writes 1.1, 2.0, 3.0)"),
+            ({"version_minor": 0}, "cannot write format version 1.0 (this slimcodec writes 1.1, 2.0, 3.1)"),
             ({"version_major": 2}, "cannot write format version 2.1"),
             ({"latent_scale": 4096}, "bad latent scale 4096"),
             ({"latent_scale": 100}, "bad latent scale 100"),

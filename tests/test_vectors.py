@@ -47,7 +47,7 @@ def sha256(data: bytes) -> str:
 
 
 def test_every_format_version_so_far_has_vectors():
-    assert VERSIONS == ["v1.0", "v1.1", "v2.0", "v3.0"] and CURRENT in VERSIONS and CHANNEL in VERSIONS
+    assert VERSIONS == ["v1.0", "v1.1", "v2.0", "v3.0", "v3.1"] and CURRENT in VERSIONS and CHANNEL in VERSIONS
 
 
 @pytest.mark.parametrize("version", VERSIONS)

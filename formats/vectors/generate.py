@@ -14,6 +14,8 @@ indexes as well.
 ``v3.0/`` (``python formats/vectors/generate.py v3.0``) holds format 3 files of a tiny seeded
 channel-conditional network (widths 8 and 4, slices of 4 channels, its slice contexts set
 to random values so that they move the tables), with the same hashes as ``v2.0/``.
+``v3.1/`` (``python formats/vectors/generate.py v3.1``) holds format 3.1 (tiled) files of the same
+network, and of a 1100×1030 picture of 2×2 tiles.
 ``python formats/vectors/generate.py invalid-future`` rewrites only ``invalid/future-major-version.slim``
 (major 4: major 3 became the channel-conditional format).
 ``python formats/vectors/generate.py v1.1-xmp`` adds to ``v1.1/`` (and writes nothing else)
@@ -45,6 +47,9 @@ HYPERPRIOR_DIR = HERE / "v2.0"
 # the tiny hyperprior's latents are small too: scales above 1 give symbols other than zero
 HYPERPRIOR_SCALED = (("noise-40x24", 8, 16384), ("noise-40x24", 8, 65535), ("gradient-40x24", 4, 65535))
 CHANNEL_DIR = HERE / "v3.0"
+TILED_DIR = HERE / "v3.1"  # format 3.1: the same tiny channel-conditional weights, tiled payloads
+# (source, width, units) of 3.1's multi-tile files: 2×2 tiles of 64×64 y positions (1024 px)
+TILED_LARGE = (("tiles-1100x1030", 8, 4096), ("tiles-1100x1030", 8, 65535), ("tiles-1100x1030", 4, 65535))
 CHANNEL_SCALED = (("noise-40x24", 8, 2048), ("noise-40x24", 8, 16384), ("noise-40x24", 8, 65535),
                   ("gradient-40x24", 4, 65535), ("alpha-40x24", 8, 6000))
 WEIGHTS = VERSION_DIR / "tiny-weights.pt"
@@ -217,6 +222,31 @@ def main_channel() -> int:
     return write_vector_set(CHANNEL_DIR, path, CHANNEL_SCALED, "format 3")
 
 
+def tiled_sources() -> dict[str, Image.Image]:
+    """:func:`sources` and a picture of 2×2 payload tiles (gradients and 64-px squares: small as PNG)."""
+    yy, xx = np.mgrid[0:1030, 0:1100]
+    squares = ((yy // 64 + xx // 64) % 2) * 60
+    rgb = np.stack([xx * 255 // 1099, yy * 255 // 1029, 90 + squares], axis=2).astype(np.uint8)
+    return {**sources(), "tiles-1100x1030": Image.fromarray(rgb, "RGB")}
+
+
+def main_tiled() -> int:
+    """Write ``v3.1/``: format 3.1 (tiled) files of ``v3.0/``'s tiny channel-conditional network,
+    the sources of every version and a picture of 2×2 tiles."""
+    from slimcodec.weights import load_weights
+
+    TILED_DIR.mkdir(parents=True, exist_ok=True)
+    path = CHANNEL_DIR / "tiny-channel-weights.pt"  # read from v3.0/, not copied
+    weights = load_weights(path)
+    settings = ([(name, width, 4096) for name in sources() for width in weights.widths] + list(CHANNEL_SCALED)
+                + list(TILED_LARGE))
+    expected = {"weights": f"../{CHANNEL_DIR.name}/{path.name}", "weights_id": weights.weights_id.hex(),
+                "vectors": write_vectors(TILED_DIR, weights, settings, tiled_sources())}
+    (TILED_DIR / "expected.json").write_text(json.dumps(expected, indent=2) + "\n")
+    print(f"wrote {len(expected['vectors'])} format 3.1 vectors")
+    return 0
+
+
 def main_invalid_future() -> int:
     """Rewrite ``invalid/future-major-version.slim`` alone (and its reason)."""
     valid = (VERSION_DIR / "gradient-40x24-w8.slim").read_bytes()
@@ -237,6 +267,8 @@ def main() -> int:
         return main_hyperprior()
     if sys.argv[1:] == ["v3.0"]:
         return main_channel()
+    if sys.argv[1:] == ["v3.1"]:
+        return main_tiled()
     if sys.argv[1:] == ["invalid-future"]:
         return main_invalid_future()
     if sys.argv[1:] == ["v1.1-xmp"]:

@@ -8,7 +8,8 @@ evaluation, export and training ask it instead of comparing names
 
 - ``encode_payload(wts, y, width, units, timings, z=None) -> bytes`` (``z``: hyper-latents to
   send instead of ``h_a(y)``, for architectures that have them) and
-  ``decode_payload(wts, words, width, grid, units, timings) -> Latents``: its payload;
+  ``decode_payload(wts, words, width, grid, units, timings) -> Latents``: its payload (the
+  channel model's also takes ``tiled=True`` for a tiled payload, format 3.1, which the header says);
 - ``payload_bits(latents, wts, width)``: the payload's ideal size in bits (evaluation);
 - ``hyper_latents(model, y, width)``: the hyper-latents an encoder starts from (``h_a(y)``, or
   None without a hyperprior; in torch, :mod:`slimcodec.effort`);
@@ -77,7 +78,7 @@ class Architecture:
 ARCHITECTURES: dict[str, Architecture] = {a.name: a for a in (
     Architecture("slimcae-factorized", (1, 1), STRIDE, "slimcodec.latents.factorized"),
     Architecture("slimcae-hyperprior", (2, 0), HYPER_STRIDE, "slimcodec.latents.hyperprior"),
-    Architecture("slimcae-channel", (3, 0), HYPER_STRIDE, "slimcodec.latents.channel"),
+    Architecture("slimcae-channel", (3, 1), HYPER_STRIDE, "slimcodec.latents.channel"),
 )}
 # the architecture of weights files and bundles that name none (0.1.0's): the first one
 UNNAMED = next(iter(ARCHITECTURES))

@@ -29,16 +29,30 @@ copies kept, 15.5 → 9 at the peak).
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
+from slimcodec import geometry, runtime
 from slimcodec.entropy import SCALE_ONE, quantize
 from slimcodec.entropy.gaussian import FixedPointHyperSynthesis, FixedPointSliceContext
-from slimcodec.entropy.rangecoder import Encoder, channel_indexes
+from slimcodec.entropy.rangecoder import Decoder, Encoder, channel_indexes
 from slimcodec.entropy.tables import PayloadBudget
+from slimcodec.errors import SlimFormatError
 from slimcodec.latents import hyperprior as _hyperprior
-from slimcodec.latents.hyperprior import HYPER_TILE, Z_STEP, check_z, hyper_analysis, hyper_tiles, read_z
+from slimcodec.latents.hyperprior import (
+    HYPER_MARGIN,
+    HYPER_TILE,
+    Z_STEP,
+    check_z,
+    hyper_analysis,
+    hyper_tile,
+    hyper_tiles,
+    read_z,
+)
 from slimcodec.runtime.stage_layers import Conv, layers_from_arrays, layers_to_arrays
 from slimcodec.timings import Timings, timed
 from slimcodec.weights import Weights
@@ -123,18 +137,33 @@ def context_rows(context: FixedPointSliceContext, symbols: np.ndarray, units: in
 
 
 class _Slices:
-    """The side information both coders compute slice after slice from z's symbols.
+    """The side information both coders compute slice after slice, over the whole image
+    (format 3.0) or one tile (3.1).
 
-    What is kept for the whole image: the scale accumulators of slices 1, 2, ... (float64
-    integers), the means (float32), the table indexes (uint8), the symbols (int32) and
-    ``y_hat`` (float32); each slice's context runs in bands of :data:`CONTEXT_BAND` rows, so
-    its temporaries do not grow with the image.
+    It holds the scale accumulators of slices 1, 2, ... (float64 integers), the means
+    (float32), the table indexes (uint8, slice 0's given), the symbols (int32) and ``y_hat``
+    (float32); each slice's context runs in bands of :data:`CONTEXT_BAND` rows, so its
+    temporaries do not grow with the image. The contexts see only these arrays: zero beyond
+    them, at a tile's border as at the image's.
     """
 
-    def __init__(self, wts: Weights, q_z: np.ndarray, width: int, units: int,
-                 budget: PayloadBudget | None = None, tile: int | None = None):
+    def __init__(self, wts: Weights, width: int, units: int, indexes: np.ndarray, scale_acc: np.ndarray,
+                 means: np.ndarray):
+        """``indexes``: uint8 ``[width, h, w]`` with slice 0's filled in; ``scale_acc``: slices
+        1, 2, ...'s accumulators from the hyper-synthesis; ``means``: its means (all slices)."""
+        self.wts, self.units = wts, units
+        self.c, _, self.mean_layers = contexts(wts)
+        self.count = width // self.c
+        self.net = hyper_synthesis(wts, width)
+        self.indexes, self.scale_acc, self.means = indexes, scale_acc, means
+        self.q = np.zeros(means.shape, np.int32)
+        self.y_hat = np.zeros(means.shape, np.float32)
+
+    @classmethod
+    def whole_image(cls, wts: Weights, q_z: np.ndarray, width: int, units: int,
+                    budget: PayloadBudget | None = None, tile: int | None = None) -> _Slices:
         """Run the hyper-synthesis tile by tile (:func:`~slimcodec.latents.hyperprior.hyper_tiles`),
-        which also gives slice 0's indexes (it has no context).
+        which also gives slice 0's indexes (it has no context), into whole-image arrays.
 
         Args:
             budget: given each tile's slice-0 indexes (the only ones known before any y
@@ -143,29 +172,24 @@ class _Slices:
                 one tile of work.
             tile: z positions per tile side (default :data:`HYPER_TILE`).
         """
-        self.wts, self.units = wts, units
-        self.c, _, self.mean_layers = contexts(wts)
-        self.count = width // self.c
-        self.net = hyper_synthesis(wts, width)
-        if wts.gaussian.levels > 256:
-            raise ValueError("more Gaussian tables than uint8 indexes hold")
+        c = contexts(wts)[0]
         shape = (width, Z_STEP * q_z.shape[1], Z_STEP * q_z.shape[2])
-        self.scale_acc = np.empty((width - self.c, *shape[1:]), np.float64)  # slice 0 needs none later
-        self.means = np.empty(shape, np.float32)
-        self.indexes = np.zeros(shape, np.uint8)
-        for (rows, cols), scale_acc, means in hyper_tiles(wts, self.net, q_z, width, tile or HYPER_TILE):
-            first = wts.gaussian.indexes(scale_acc[: self.c], units)
+        scale_acc = np.empty((width - c, *shape[1:]), np.float64)  # slice 0 needs none later
+        means = np.empty(shape, np.float32)
+        indexes = np.zeros(shape, np.uint8)
+        for (rows, cols), tile_acc, tile_means in hyper_tiles(wts, hyper_synthesis(wts, width), q_z, width,
+                                                              tile or HYPER_TILE):
+            first = _first_indexes(wts, tile_acc[:c], units)
             if budget is not None:
                 budget.add(first)
-            self.indexes[: self.c, rows, cols] = first
-            self.scale_acc[:, rows, cols] = scale_acc[self.c :]
-            self.means[:, rows, cols] = means()
-        self.q = np.zeros(shape, np.int32)
-        self.y_hat = np.zeros(shape, np.float32)
+            indexes[:c, rows, cols] = first
+            scale_acc[:, rows, cols] = tile_acc[c:]
+            means[:, rows, cols] = tile_means()
+        return cls(wts, width, units, indexes, scale_acc, means)
 
     def parameters(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Slice ``k``'s table indexes (exact, int32) and means (float32), from the slices before
-        it (slice 0's indexes are the tiled pass's)."""
+        it (slice 0's indexes are the hyper-synthesis')."""
         c, part = self.c, slice(k * self.c, (k + 1) * self.c)
         mean = self.means[part]
         if k:
@@ -187,13 +211,43 @@ class _Slices:
         self.q[part], self.y_hat[part] = q, values + mean
 
 
+def _first_indexes(wts: Weights, scale_acc: np.ndarray, units: int) -> np.ndarray:
+    """Slice 0's table indexes (uint8) from its scale accumulators."""
+    if wts.gaussian.levels > 256:
+        raise ValueError("more Gaussian tables than uint8 indexes hold")
+    return wts.gaussian.indexes(scale_acc, units).astype(np.uint8)
+
+
+def _code_slices(slices: _Slices, y: np.ndarray, encoder: Encoder) -> None:
+    """Quantize and code ``y``'s slices in order (``y``: the arrays ``slices`` covers)."""
+    units, c = slices.units, slices.c
+    for k in range(slices.count):
+        indexes, mean = slices.parameters(k)
+        centred = y[k * c : (k + 1) * c] - mean
+        if units != SCALE_ONE:
+            centred = centred * np.float32(units / SCALE_ONE)
+        q = np.rint(centred).astype(np.int32)
+        encoder.encode(q, indexes, slices.wts.gaussian)
+        slices.keep(k, q, mean)
+
+
+def _read_slices(slices: _Slices, decoder: Decoder, budget: PayloadBudget) -> None:
+    """Read the slices in order, each counted in ``budget`` before it is read (slice 0's already is)."""
+    for k in range(slices.count):
+        indexes, mean = slices.parameters(k)
+        if k:
+            budget.add(indexes)
+        slices.keep(k, decoder.decode(indexes, slices.wts.gaussian), mean)
+
+
 def encode_payload(wts: Weights, y: np.ndarray, width: int, units: int = SCALE_ONE,
                    timings: Timings | None = None, z: np.ndarray | None = None) -> bytes:
-    """The payload words (little-endian bytes) of latents ``y`` at a latent scale.
+    """The payload bytes (format 3.1, tiled) of latents ``y`` at a latent scale.
 
-    ``timings``, when given, receives the seconds spent in ``"hyper"`` (the hyper networks and
-    the slices' contexts) and ``"entropy"`` (quantization and range coding). ``z`` replaces
-    ``h_a(y)`` (an encoder's refined hyper-latents, :mod:`slimcodec.effort`).
+    ``timings``, when given, receives the seconds spent in ``"hyper"`` (the hyper networks, the
+    slices' contexts and, tile by tile, the slices' coding) and ``"entropy"`` (z's coding and
+    the words' assembly). ``z`` replaces ``h_a(y)`` (an encoder's refined hyper-latents,
+    :mod:`slimcodec.effort`).
     """
     z_table = wts.tables[width]
     with timed(timings, "hyper"):
@@ -202,33 +256,133 @@ def encode_payload(wts: Weights, y: np.ndarray, width: int, units: int = SCALE_O
         q_z = quantize(z, z_table)
         encoder = Encoder()
         encoder.encode(q_z, channel_indexes(q_z.shape), z_table)
+        z_words = encoder.words()
+    net, c = hyper_synthesis(wts, width), contexts(wts)[0]
+
+    def code_tile(boxes: tuple[geometry.Box, geometry.Box]) -> np.ndarray:
+        (rows, cols), scale_acc, means = hyper_tile(wts, net, q_z, width, *boxes)
+        slices = _Slices(wts, width, units, _tile_indexes(wts, scale_acc, units, c), scale_acc[c:], means())
+        tile_encoder = Encoder()
+        _code_slices(slices, y[:, rows, cols], tile_encoder)
+        return tile_encoder.words()
+
     with timed(timings, "hyper"):
-        slices = _Slices(wts, q_z, width, units)
-    for k in range(slices.count):
-        with timed(timings, "hyper"):
-            indexes, mean = slices.parameters(k)
-        with timed(timings, "entropy"):
-            centred = y[k * slices.c : (k + 1) * slices.c] - mean
-            if units != SCALE_ONE:
-                centred = centred * np.float32(units / SCALE_ONE)
-            q = np.rint(centred).astype(np.int32)
-            encoder.encode(q, indexes, wts.gaussian)
-            slices.keep(k, q, mean)
+        streams = parallel_map(code_tile, payload_tiles(q_z.shape[1:]))
+    with timed(timings, "entropy"):
+        return join_streams([z_words, *streams])
+
+
+def encode_payload_3_0(wts: Weights, y: np.ndarray, width: int, units: int = SCALE_ONE,
+                       z: np.ndarray | None = None) -> bytes:
+    """The payload of format 3.0 (one slice-major stream over the whole image), which 0.3.x wrote.
+
+    Kept to make 3.0 files for tests (their decoding is what must last); the writer writes 3.1.
+    """
+    z = hyper_analysis(wts, y, width) if z is None else check_z(z, y)
+    q_z = quantize(z, wts.tables[width])
+    encoder = Encoder()
+    encoder.encode(q_z, channel_indexes(q_z.shape), wts.tables[width])
+    _code_slices(_Slices.whole_image(wts, q_z, width, units), y, encoder)
     return encoder.words().tobytes()
 
 
+def _tile_indexes(wts: Weights, scale_acc: np.ndarray, units: int, c: int) -> np.ndarray:
+    """A tile's uint8 index array with slice 0's filled in from its accumulators."""
+    indexes = np.zeros((scale_acc.shape[0], *scale_acc.shape[1:]), np.uint8)
+    indexes[:c] = _first_indexes(wts, scale_acc[:c], units)
+    return indexes
+
+
+def payload_tiles(z_grid: tuple[int, int]) -> list[tuple[geometry.Box, geometry.Box]]:
+    """The tiles of a 3.1 payload, in stream order: ``(core, outer)`` boxes in z positions, cores of
+    :data:`HYPER_TILE` (64 y positions, 1024 pixels a side) in raster order, outer boxes grown by
+    the hyper-synthesis' margin."""
+    return list(geometry.tiles(*z_grid, HYPER_TILE, HYPER_MARGIN))
+
+
+def join_streams(streams: list[np.ndarray]) -> bytes:
+    """A 3.1 payload: the word count of each stream (``u32``), then the streams' words."""
+    counts = np.array([s.size for s in streams], "<u4")
+    return np.concatenate([counts, *[np.asarray(s, "<u4") for s in streams]]).astype("<u4").tobytes()
+
+
+def split_streams(words: np.ndarray, count: int) -> list[np.ndarray]:
+    """The ``count`` streams of a 3.1 payload (see :func:`join_streams`).
+
+    Raises:
+        SlimFormatError: the table does not describe exactly the words that follow it.
+    """
+    if words.size < count:
+        raise SlimFormatError(f"payload too short for its tile table ({words.size} words, {count} streams)")
+    sizes = words[:count].astype(np.int64)
+    if int(sizes.sum()) != words.size - count:
+        raise SlimFormatError(f"payload tile table does not match its size ({int(sizes.sum())} words listed, "
+                              f"{words.size - count} present)")
+    bounds = count + np.concatenate([[0], np.cumsum(sizes)])
+    return [words[bounds[i] : bounds[i + 1]] for i in range(count)]
+
+
+def parallel_map(function: Callable, items: list) -> list:
+    """``[function(item) for item in items]``, on the runtime's threads when there are several
+    (each item's result does not depend on which thread computes it)."""
+    workers = min(len(items), runtime.threads() or os.cpu_count() or 1)
+    if workers <= 1:
+        return [function(item) for item in items]
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(function, items))
+
+
 def decode_payload(wts: Weights, words: np.ndarray, width: int, grid: tuple[int, int],
-                   units: int = SCALE_ONE, timings: Timings | None = None) -> ChannelLatents:
+                   units: int = SCALE_ONE, timings: Timings | None = None, tiled: bool = False,
+                   symbols: bool = True) -> ChannelLatents:
     """Read a payload: the ``z``, ``y`` and ``indexes`` symbols and the latents ``y_hat``.
 
     Args:
         grid: y's size ``(h, w)``; z's is a quarter of it.
         timings: receives the seconds of ``"hyper"`` and ``"entropy"``, as in :func:`encode_payload`.
+        tiled: a 3.1 payload (z's stream, then one stream per tile); else 3.0's single stream.
+        symbols: keep y's symbols and indexes; without, a tiled payload's come back empty and
+            only ``y_hat`` is kept for the whole image.
 
     Raises:
         SlimFormatError: the words are not exactly such a payload (or too short for its
             symbols: checked for z before z is decoded, and for each slice before it is).
     """
+    if not tiled:
+        return _decode_3_0(wts, words, width, grid, units, timings)
+    z_grid = (grid[0] // Z_STEP, grid[1] // Z_STEP)
+    tiles = payload_tiles(z_grid)
+    with timed(timings, "entropy"):
+        z_words, *tile_words = split_streams(words, 1 + len(tiles))
+        decoder, q_z, _ = read_z(wts, z_words, width, grid)
+        decoder.finish()
+    net, c = hyper_synthesis(wts, width), contexts(wts)[0]
+    kept = (width, *grid) if symbols else (0, 0, 0)
+    y, indexes = np.empty(kept, np.int32), np.empty(kept, np.uint8)
+    y_hat = np.empty((width, *grid), np.float32)
+
+    def read_tile(job: tuple[tuple[geometry.Box, geometry.Box], np.ndarray]) -> None:
+        boxes, stream = job
+        (rows, cols), scale_acc, means = hyper_tile(wts, net, q_z, width, *boxes)
+        budget = PayloadBudget(32 * stream.size, 0.0, wts.gaussian.counts, "tile's scales")
+        tile_indexes = _tile_indexes(wts, scale_acc, units, c)
+        budget.add(tile_indexes[:c])  # before the means and any symbol: a short tile costs one hyper tile
+        slices = _Slices(wts, width, units, tile_indexes, scale_acc[c:], means())
+        tile_decoder = Decoder(stream)
+        _read_slices(slices, tile_decoder, budget)
+        tile_decoder.finish()
+        y_hat[:, rows, cols] = slices.y_hat
+        if symbols:
+            y[:, rows, cols], indexes[:, rows, cols] = slices.q, slices.indexes
+
+    with timed(timings, "hyper"):
+        parallel_map(read_tile, list(zip(tiles, tile_words)))
+    return ChannelLatents(z=q_z, y=y, indexes=indexes, y_hat=y_hat)
+
+
+def _decode_3_0(wts: Weights, words: np.ndarray, width: int, grid: tuple[int, int],
+                units: int, timings: Timings | None) -> ChannelLatents:
+    """Read a 3.0 payload (one slice-major stream: z, then each slice over the whole image)."""
     with timed(timings, "entropy"):
         decoder, q_z, z_bits = read_z(wts, words, width, grid)
 
@@ -240,14 +394,8 @@ def decode_payload(wts: Weights, words: np.ndarray, width: int, grid: tuple[int,
             check_slice_zero(wts, q_z, width, units, new_budget())
         # slice 0 is counted tile by tile as the hyper-synthesis runs, every later slice before it is read
         budget = new_budget()
-        slices = _Slices(wts, q_z, width, units, budget)
-    for k in range(slices.count):
-        with timed(timings, "hyper"):
-            indexes, mean = slices.parameters(k)
-        with timed(timings, "entropy"):
-            if k:
-                budget.add(indexes)
-            slices.keep(k, decoder.decode(indexes, wts.gaussian), mean)
+        slices = _Slices.whole_image(wts, q_z, width, units, budget)
+        _read_slices(slices, decoder, budget)
     with timed(timings, "entropy"):
         decoder.finish()
     symbols, y_hat, indexes = slices.q, slices.y_hat, slices.indexes
@@ -255,19 +403,20 @@ def decode_payload(wts: Weights, words: np.ndarray, width: int, grid: tuple[int,
     return ChannelLatents(z=q_z, y=symbols, indexes=indexes.astype(np.int32), y_hat=y_hat)
 
 
-# y elements (16 MiB of float32) above which a decoder checks slice 0's scales over the whole
+# y elements (16 MiB of float32) above which a 3.0 decoder checks slice 0's scales over the whole
 # image before it allocates the whole image's side information
 PRECHECK_ELEMENTS = 1 << 22
 
 
 def check_slice_zero(wts: Weights, q_z: np.ndarray, width: int, units: int, budget: PayloadBudget) -> None:
-    """Refuse a payload too short for slice 0 before anything image-sized is kept.
+    """Refuse a 3.0 payload too short for slice 0 before anything image-sized is kept.
 
     A first pass of the hyper-synthesis computes only slice 0's scale accumulators (the trunk
     and an eighth of the head at width 192), tile by tile, keeping nothing: a 64 KB file that
     declared 10000×10000 at width 192 with a valid z and no y held 1.04 GiB, its side information
     filled tile by tile, before the tiled budget of :class:`_Slices` refused it. Large images pay
-    for this pass (about half the hyper-synthesis again); small ones skip it.
+    for this pass (about half the hyper-synthesis again); small ones skip it. (3.1 payloads
+    need none: each tile's stream is checked after that tile's hyper-synthesis.)
 
     Raises:
         SlimFormatError: the payload cannot hold slice 0's symbols.

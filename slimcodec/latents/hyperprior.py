@@ -90,16 +90,23 @@ def hyper_tiles(wts: Weights, hyper: FixedPointHyperSynthesis, q_z: np.ndarray, 
     """
     _, zh, zw = q_z.shape
     for core, outer in geometry.tiles(zh, zw, tile, HYPER_MARGIN):
-        (t, b, l, r), (ot, ob, ol, orr) = core, outer
-        trunk, scale_acc = hyper.run(q_z[:, ot:ob, ol:orr], head_channels=head_channels)
-        rows = slice(Z_STEP * (t - ot), Z_STEP * (b - ot))
-        cols = slice(Z_STEP * (l - ol), Z_STEP * (r - ol))
+        yield hyper_tile(wts, hyper, q_z, width, core, outer, head_channels)
 
-        def means(trunk=trunk, rows=rows, cols=cols) -> np.ndarray:
-            return wts.run("hyper_mean", width, (trunk / (1 << ACT_BITS)).astype(np.float32))[:, rows, cols]
 
-        box = (slice(Z_STEP * t, Z_STEP * b), slice(Z_STEP * l, Z_STEP * r))
-        yield box, scale_acc[:, rows, cols], means
+def hyper_tile(wts: Weights, hyper: FixedPointHyperSynthesis, q_z: np.ndarray, width: int, core: geometry.Box,
+               outer: geometry.Box, head_channels: int | None = None
+               ) -> tuple[tuple[slice, slice], np.ndarray, Callable[[], np.ndarray]]:
+    """One tile of :func:`hyper_tiles`: the z ``core`` computed from its ``outer`` box (z positions)."""
+    (t, b, l, r), (ot, ob, ol, orr) = core, outer
+    trunk, scale_acc = hyper.run(q_z[:, ot:ob, ol:orr], head_channels=head_channels)
+    rows = slice(Z_STEP * (t - ot), Z_STEP * (b - ot))
+    cols = slice(Z_STEP * (l - ol), Z_STEP * (r - ol))
+
+    def means() -> np.ndarray:
+        return wts.run("hyper_mean", width, (trunk / (1 << ACT_BITS)).astype(np.float32))[:, rows, cols]
+
+    box = (slice(Z_STEP * t, Z_STEP * b), slice(Z_STEP * l, Z_STEP * r))
+    return box, scale_acc[:, rows, cols], means
 
 
 def side_information(wts: Weights, q_z: np.ndarray, width: int, units: int,

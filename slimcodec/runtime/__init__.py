@@ -39,6 +39,10 @@ class Transforms(Protocol):
         """Run ``stage`` at ``width`` on one float32 ``[C, H, W]`` array; return float32 ``[C', H', W']``."""
         ...
 
+    def release(self, stage: str, width: int) -> None:
+        """Free the memory running ``stage`` at ``width`` keeps for the next run (after a large image)."""
+        ...
+
 
 def installed(backend: str) -> bool:
     """Whether the backend's library can be imported (without importing it)."""
@@ -99,3 +103,21 @@ def threads() -> int | None:
         return _threads
     value = os.environ.get(THREADS_ENV, "").strip()
     return int(value) if value.isdigit() and int(value) > 0 else None
+
+
+def release_free_memory() -> None:
+    """Linux/glibc: return the heap's free pages to the system (``malloc_trim(0)``); elsewhere nothing.
+
+    Between the stages of a large conversion the heap keeps the pages of the last stage's freed
+    temporaries: after a 24 MP width-192 file's latents are decoded, 85 MiB of them.
+    """
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass

@@ -36,3 +36,6 @@ class TorchTransforms:
             raise ValueError(f"this model has no stage {stage!r}")
         with torch.no_grad():
             return fn(t, width)[0].float().numpy()
+
+    def release(self, stage: str, width: int) -> None:
+        """Nothing: torch keeps no buffers between runs on the CPU."""
