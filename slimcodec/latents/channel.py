@@ -1,4 +1,10 @@
-"""The channel-conditional entropy model's payload (format 3): z, then y slice by slice, in one stream.
+"""The channel-conditional entropy model's payload (format 3): z, then y slice by slice.
+
+Format 3.1 (written since 0.4.0) codes z in one stream and y in tiles of 64×64 positions, one
+stream per tile (:func:`payload_tiles`, :func:`join_streams`): each tile's slices and contexts
+see only that tile, so a coder keeps one tile's side information at a time and tiles run on
+the runtime's threads (:func:`parallel_map`). Format 3.0 (0.3.x's files, still read) is one
+stream over the whole image, as below.
 
 y (``[C, 4·⌈H/64⌉, 4·⌈W/64⌉]``, see :func:`slimcodec.codec.analyze`) is cut into slices of
 ``c`` channels (24: 2/3/4/6/8 slices at widths 48/72/96/144/192;
@@ -324,11 +330,12 @@ def split_streams(words: np.ndarray, count: int) -> list[np.ndarray]:
 
 def parallel_map(function: Callable, items: list) -> list:
     """``[function(item) for item in items]``, on the runtime's threads when there are several
-    (each item's result does not depend on which thread computes it)."""
+    (each item's result does not depend on which thread computes it), each with one BLAS thread."""
     workers = min(len(items), runtime.threads() or os.cpu_count() or 1)
     if workers <= 1:
-        return [function(item) for item in items]
-    with ThreadPoolExecutor(workers) as pool:
+        with runtime.blas_threads(runtime.threads()):
+            return [function(item) for item in items]
+    with runtime.blas_threads(1), ThreadPoolExecutor(workers) as pool:
         return list(pool.map(function, items))
 
 
