@@ -17,7 +17,7 @@ import importlib.util
 import os
 import sys
 
-__version__ = "0.3.1"
+__version__ = "0.4.0"
 __all__ = ["__version__", "encode", "decode", "encode_file", "decode_file", "choose_setting", "load_weights"]
 
 

@@ -384,7 +384,7 @@ def decode_payload(wts: Weights, words: np.ndarray, width: int, grid: tuple[int,
 
     with timed(timings, "hyper"):
         parallel_map(read_tile, list(zip(tiles, tile_words)))
-    return ChannelLatents(z=q_z, y=y, indexes=indexes, y_hat=y_hat)
+    return ChannelLatents(z=q_z, y=y, indexes=indexes.astype(np.int32), y_hat=y_hat)  # int32 as 3.0's
 
 
 def _decode_3_0(wts: Weights, words: np.ndarray, width: int, grid: tuple[int, int],
