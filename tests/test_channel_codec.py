@@ -539,7 +539,8 @@ def test_a_3_0_payload_holding_only_z_is_refused_after_one_tile_of_the_hyper_syn
 
 
 def test_a_3_1_payload_holding_only_z_is_refused_after_one_tile_of_the_hyper_synthesis(channel_weights, monkeypatch):
-    """Each tile's stream is checked against its slice 0 right after that tile's hyper-synthesis."""
+    """Each tile's stream is checked against its slice 0 right after that tile's hyper-synthesis;
+    on two threads no tile is started after the first refusal."""
     from slimcodec.entropy.gaussian import FixedPointHyperSynthesis
 
     monkeypatch.setattr(channel_codec, "HYPER_TILE", 2)  # 16 tiles of 2×2 z positions
@@ -551,13 +552,16 @@ def test_a_3_1_payload_holding_only_z_is_refused_after_one_tile_of_the_hyper_syn
     real = FixedPointHyperSynthesis.run
     monkeypatch.setattr(FixedPointHyperSynthesis, "run",
                         lambda self, z, conv=None, **kw: ran.append(z.shape[1:]) or real(self, z, conv, **kw))
-    runtime.set_threads(1)
-    try:
-        with pytest.raises(SlimFormatError, match="payload too short for its tile's scales"):
-            codec.decode(only_z, weights=channel_weights)
-    finally:
-        runtime.set_threads(None)
-    assert len(ran) == 1 and ran[0][0] * ran[0][1] < 64  # one tile (with its margin), not all of z
+    for threads in (1, 2):
+        ran.clear()
+        runtime.set_threads(threads)
+        try:
+            with pytest.raises(SlimFormatError, match="payload too short for its tile's scales"):
+                codec.decode(only_z, weights=channel_weights)
+        finally:
+            runtime.set_threads(None)
+        # one tile per thread (with its margin), not all of z's 16
+        assert 1 <= len(ran) <= threads and all(h * w < 64 for h, w in ran)
 
 
 def test_a_large_3_0_image_is_checked_for_slice_zero_before_its_side_information_is_allocated(channel_weights,

@@ -35,9 +35,10 @@ copies kept, 15.5 → 9 at the peak).
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 import numpy as np
@@ -330,13 +331,26 @@ def split_streams(words: np.ndarray, count: int) -> list[np.ndarray]:
 
 def parallel_map(function: Callable, items: list) -> list:
     """``[function(item) for item in items]``, on the runtime's threads when there are several
-    (each item's result does not depend on which thread computes it), each with one BLAS thread."""
+    (each item's result does not depend on which thread computes it), each with one BLAS thread.
+
+    At most one item per thread is in hand at a time, and the first exception stops the work
+    after the items in hand: a file refused at its first tile costs one tile per thread.
+    """
     workers = min(len(items), runtime.threads() or os.cpu_count() or 1)
     if workers <= 1:
         with runtime.blas_threads(runtime.threads()):
             return [function(item) for item in items]
+    results: list = [None] * len(items)
+    queue = iter(enumerate(items))
     with runtime.blas_threads(1), ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(function, items))
+        running = {pool.submit(function, item): i for i, item in itertools.islice(queue, workers)}
+        while running:
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                results[running.pop(future)] = future.result()  # raises: nothing more is started
+                for i, item in itertools.islice(queue, 1):
+                    running[pool.submit(function, item)] = i
+    return results
 
 
 def decode_payload(wts: Weights, words: np.ndarray, width: int, grid: tuple[int, int],
