@@ -311,6 +311,19 @@ def test_a_file_and_weights_of_different_architectures_are_refused(channel_weigh
         codec.decode(codec.encode(image, 8, weights=channel_weights), weights=hyper_weights)
 
 
+def assert_refused_before_the_slices(short: bytes, what: str, weights, monkeypatch) -> None:
+    """``short`` is refused as too short for ``what`` having decoded z and at most the slices
+    before the one refused (the tiny model has two), never the whole of y."""
+    from slimcodec.entropy.rangecoder import Decoder
+
+    calls = []
+    decode = Decoder.decode
+    monkeypatch.setattr(Decoder, "decode", lambda self, *a: calls.append(a) or decode(self, *a))
+    with pytest.raises(SlimFormatError, match=f"payload too short for its {what}"):
+        codec.decode(short, weights=weights)
+    assert 1 <= len(calls) < 1 + 2
+
+
 def test_a_3_0_payload_too_short_for_its_slices_is_refused_before_they_are_decoded(channel_weights, monkeypatch):
     data = encode_3_0(noise_image(64, 64, seed=5), 8, channel_weights, scale=8.0)
     slim, _, _ = codec.decode_latents(data, weights=channel_weights)
@@ -327,15 +340,7 @@ def test_a_3_0_payload_too_short_for_its_slices_is_refused_before_they_are_decod
             if "slices' scales" in str(exc):
                 short = candidate
                 break
-    assert short is not None
-    calls = []
-    from slimcodec.entropy.rangecoder import Decoder
-
-    decode = Decoder.decode
-    monkeypatch.setattr(Decoder, "decode", lambda self, *a: calls.append(a) or decode(self, *a))
-    with pytest.raises(SlimFormatError, match="payload too short for its slices' scales"):
-        codec.decode(short, weights=channel_weights)
-    assert 1 <= len(calls) < 1 + 2  # z and the slices before the one refused: never the whole of y
+    assert_refused_before_the_slices(short, "slices' scales", channel_weights, monkeypatch)
 
 
 def test_a_tile_stream_too_short_for_its_slices_is_refused_before_they_are_decoded(channel_weights, monkeypatch):
@@ -349,15 +354,7 @@ def test_a_tile_stream_too_short_for_its_slices_is_refused_before_they_are_decod
         except SlimFormatError as exc:
             if "tile's scales" in str(exc):
                 short = candidate
-    assert short is not None
-    calls = []
-    from slimcodec.entropy.rangecoder import Decoder
-
-    decode = Decoder.decode
-    monkeypatch.setattr(Decoder, "decode", lambda self, *a: calls.append(a) or decode(self, *a))
-    with pytest.raises(SlimFormatError, match="payload too short for its tile's scales"):
-        codec.decode(short, weights=channel_weights)
-    assert 1 <= len(calls) < 1 + 2  # z and the slices before the one refused: never the whole tile
+    assert_refused_before_the_slices(short, "tile's scales", channel_weights, monkeypatch)
 
 
 @pytest.mark.parametrize("change, reason", [
