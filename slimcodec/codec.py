@@ -199,10 +199,11 @@ def decode_payload(slim: SlimFile, wts: Weights, timings: Timings | None = None,
     words = np.frombuffer(slim.payload, dtype="<u4")
     units = latent_units(header)
     grid = (header.latent_height, header.latent_width)
-    codec = architecture(wts.architecture).codec
+    latent_codec = architecture(wts.architecture).codec
     if header.tiled:  # 3.1 and later (the container allows the flag nowhere else)
-        return codec.decode_payload(wts, words, header.slim_width, grid, units, timings, tiled=True, symbols=symbols)
-    return codec.decode_payload(wts, words, header.slim_width, grid, units, timings)
+        return latent_codec.decode_payload(wts, words, header.slim_width, grid, units, timings, tiled=True,
+                                           symbols=symbols)
+    return latent_codec.decode_payload(wts, words, header.slim_width, grid, units, timings)
 
 
 def encode_latents(pixels: PixelData, y: np.ndarray, width: int, units: int, wts: Weights,
