@@ -678,6 +678,7 @@ def decode(ctx: click.Context, sources: tuple[str, ...], out: str | None, fmt: s
 def describe_slim(path: Path, data: bytes) -> dict:
     """The fields ``slim info`` shows for one file (pure Python: no torch)."""
     from slimcodec.formats.slimfile import ARCHITECTURE_OF_MAJOR, SCALE_ONE, read_slim
+    from slimcodec.geometry import TILE_LATENTS, tile_count
 
     slim = read_slim(data)
     h = slim.header
@@ -693,6 +694,8 @@ def describe_slim(path: Path, data: bytes) -> dict:
         "width": h.slim_width,
         "scale": (h.latent_scale or SCALE_ONE) / SCALE_ONE,
         "latent_shape": [h.slim_width, h.latent_height, h.latent_width],
+        # payload streams of TILE_LATENTS² latents (format 3.1); None: one stream over the image
+        "tiles": tile_count(h.latent_height, h.latent_width, TILE_LATENTS) if h.tiled else None,
         "weights_id": h.weights_id.hex(),
         "chunks": {c.tag.decode("ascii"): len(c.data) for c in slim.chunks},
         "payload_bytes": len(slim.payload),
@@ -703,6 +706,8 @@ def describe_slim(path: Path, data: bytes) -> dict:
 
 def format_info(fields: dict) -> str:
     """``describe_slim``'s fields as aligned text lines."""
+    from slimcodec.geometry import STRIDE, TILE_LATENTS
+
     chunks = ", ".join(f"{tag} ({size} bytes)" for tag, size in fields["chunks"].items()) or "none"
     c, lh, lw = fields["latent_shape"]
     rows = [
@@ -714,6 +719,8 @@ def format_info(fields: dict) -> str:
         ("width", fields["width"]),
         ("latent scale", f"{fields['scale']:.6g}"),
         ("latent shape", f"{c} x {lh} x {lw} (channels x height x width)"),
+        ("tiles", "one stream" if fields["tiles"] is None else f"{fields['tiles']} (coded apart, "
+                  f"{TILE_LATENTS * STRIDE} x {TILE_LATENTS * STRIDE} pixels each)"),
         ("weights id", fields["weights_id"]),
         ("chunks", chunks),
         ("payload bytes", fields["payload_bytes"]),

@@ -497,7 +497,7 @@ def test_slim_encode_decode_and_info_with_channel_weights(channel_path, tmp_path
         assert (im.size, im.mode) == ((40, 24), "RGB")
     out = slim("info", "a.slim").stdout
     assert "format version  3.1" in out and "architecture    slimcae-channel" in out
-    assert "latent shape    8 x 4 x 4" in out
+    assert "latent shape    8 x 4 x 4" in out and "tiles           1 (coded apart, 1024 x 1024 pixels each)" in out
 
 
 

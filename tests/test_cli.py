@@ -447,7 +447,7 @@ def test_info_json_lists_every_file(encoded, tiny_weights):
     fields = json.loads(invoke_slim(["info", "--json", encoded, encoded]).stdout)
     assert len(fields) == 2
     assert fields[0]["weights_id"] == tiny_weights.weights_id.hex()
-    assert fields[0]["latent_shape"] == [8, 2, 3]
+    assert fields[0]["latent_shape"] == [8, 2, 3] and fields[0]["tiles"] is None
     assert fields[0]["bpp"] == pytest.approx(8 * encoded.stat().st_size / (40 * 24))
 
 
