@@ -159,7 +159,7 @@ class SlimHeader:
             weights_id (bytes): 8-byte weights identifier.
             latent_scale (int): 0 (no scaling) or the scale in 1/4096 units, 256..65535.
             version_major (int): 1 (factorized, written as 1.1), 2 (hyperprior, 2.0) or 3
-                (channel-conditional, 3.0).
+                (channel-conditional, 3.1, tiled).
 
         Returns:
             SlimHeader: with ``latent_height = ceil(image_height / 16)`` and

@@ -348,8 +348,8 @@ def parallel_map(function: Callable, items: list) -> list:
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in done:
                 results[running.pop(future)] = future.result()  # raises: nothing more is started
-                for i, item in itertools.islice(queue, 1):
-                    running[pool.submit(function, item)] = i
+            for i, item in itertools.islice(queue, len(done)):
+                running[pool.submit(function, item)] = i
     return results
 
 
