@@ -358,9 +358,10 @@ def _check_fields(raw: tuple, max_pixels: int) -> SlimHeader:
     )
     if problem:
         raise _fail(problem)
-    if flags != (FLAG_TILED if _tiled(major, minor) else 0):
-        raise _fail(f"non-zero flags 0x{flags:08x}" if not _tiled(major, minor) else
-                    f"bad flags 0x{flags:08x} (format {major}.{minor} sets exactly 0x{FLAG_TILED:08x})")
+    tiled = _tiled(major, minor)
+    if flags != (FLAG_TILED if tiled else 0):
+        raise _fail(f"bad flags 0x{flags:08x} (format {major}.{minor} sets exactly 0x{FLAG_TILED:08x})" if tiled
+                    else f"non-zero flags 0x{flags:08x}")
     if payload_size % 4:
         raise _fail(f"payload size {payload_size} is not a multiple of 4")
     return SlimHeader(

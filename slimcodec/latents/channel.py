@@ -3,7 +3,7 @@
 Format 3.1 (written since 0.4.0) codes z in one stream and y in tiles of 64×64 positions, one
 stream per tile (:func:`payload_tiles`, :func:`join_streams`): each tile's slices and contexts
 see only that tile, so a coder keeps one tile's side information at a time and tiles run on
-the runtime's threads (:func:`parallel_map`). Format 3.0 (0.3.x's files, still read) is one
+the runtime's threads (:func:`slimcodec.runtime.parallel_map`). Format 3.0 (0.3.x's files, still read) is one
 stream over the whole image, as below.
 
 y (``[C, 4·⌈H/64⌉, 4·⌈W/64⌉]``, see :func:`slimcodec.codec.analyze`) is cut into slices of
@@ -35,10 +35,6 @@ copies kept, 15.5 → 9 at the peak).
 
 from __future__ import annotations
 
-import itertools
-import os
-from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 import numpy as np
@@ -274,7 +270,7 @@ def encode_payload(wts: Weights, y: np.ndarray, width: int, units: int = SCALE_O
         return tile_encoder.words()
 
     with timed(timings, "hyper"):
-        streams = parallel_map(code_tile, payload_tiles(q_z.shape[1:]))
+        streams = runtime.parallel_map(code_tile, payload_tiles(q_z.shape[1:]))
     with timed(timings, "entropy"):
         return join_streams([z_words, *streams])
 
@@ -295,7 +291,7 @@ def encode_payload_3_0(wts: Weights, y: np.ndarray, width: int, units: int = SCA
 
 def _tile_indexes(wts: Weights, scale_acc: np.ndarray, units: int, c: int) -> np.ndarray:
     """A tile's uint8 index array with slice 0's filled in from its accumulators."""
-    indexes = np.zeros((scale_acc.shape[0], *scale_acc.shape[1:]), np.uint8)
+    indexes = np.zeros(scale_acc.shape, np.uint8)
     indexes[:c] = _first_indexes(wts, scale_acc[:c], units)
     return indexes
 
@@ -327,30 +323,6 @@ def split_streams(words: np.ndarray, count: int) -> list[np.ndarray]:
                               f"{words.size - count} present)")
     bounds = count + np.concatenate([[0], np.cumsum(sizes)])
     return [words[bounds[i] : bounds[i + 1]] for i in range(count)]
-
-
-def parallel_map(function: Callable, items: list) -> list:
-    """``[function(item) for item in items]``, on the runtime's threads when there are several
-    (each item's result does not depend on which thread computes it), each with one BLAS thread.
-
-    At most one item per thread is in hand at a time, and the first exception stops the work
-    after the items in hand: a file refused at its first tile costs one tile per thread.
-    """
-    workers = min(len(items), runtime.threads() or os.cpu_count() or 1)
-    if workers <= 1:
-        with runtime.blas_threads(runtime.threads()):
-            return [function(item) for item in items]
-    results: list = [None] * len(items)
-    queue = iter(enumerate(items))
-    with runtime.blas_threads(1), ThreadPoolExecutor(workers) as pool:
-        running = {pool.submit(function, item): i for i, item in itertools.islice(queue, workers)}
-        while running:
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in done:
-                results[running.pop(future)] = future.result()  # raises: nothing more is started
-            for i, item in itertools.islice(queue, len(done)):
-                running[pool.submit(function, item)] = i
-    return results
 
 
 def decode_payload(wts: Weights, words: np.ndarray, width: int, grid: tuple[int, int],
@@ -397,7 +369,7 @@ def decode_payload(wts: Weights, words: np.ndarray, width: int, grid: tuple[int,
             y[:, rows, cols], indexes[:, rows, cols] = slices.q, slices.indexes
 
     with timed(timings, "hyper"):
-        parallel_map(read_tile, list(zip(tiles, tile_words)))
+        runtime.parallel_map(read_tile, list(zip(tiles, tile_words)))
     return ChannelLatents(z=q_z, y=y, indexes=indexes.astype(np.int32), y_hat=y_hat)  # int32 as 3.0's
 
 

@@ -17,6 +17,7 @@ never depends on the backend: the symbols a file holds decode identically with e
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
@@ -107,6 +108,33 @@ def blas_threads(count: int | None):
     from threadpoolctl import threadpool_limits
 
     return threadpool_limits(limits=count, user_api="blas")
+
+
+def parallel_map(function: Callable, items: list) -> list:
+    """``[function(item) for item in items]``, on the runtime's threads when there are several
+    (each item's result does not depend on which thread computes it), each with one BLAS thread.
+
+    At most one item per thread is in hand at a time, and the first exception stops the work
+    after the items in hand: a file refused at its first tile costs one tile per thread.
+    """
+    workers = min(len(items), threads() or os.cpu_count() or 1)
+    if workers <= 1:
+        with blas_threads(threads()):
+            return [function(item) for item in items]
+    import itertools
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+    results: list = [None] * len(items)
+    queue = iter(enumerate(items))
+    with blas_threads(1), ThreadPoolExecutor(workers) as pool:
+        running = {pool.submit(function, item): i for i, item in itertools.islice(queue, workers)}
+        while running:
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                results[running.pop(future)] = future.result()  # raises: nothing more is started
+            for i, item in itertools.islice(queue, len(done)):
+                running[pool.submit(function, item)] = i
+    return results
 
 
 def threads() -> int | None:
